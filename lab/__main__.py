@@ -1,0 +1,4 @@
+from lab.cli import main
+import sys
+
+sys.exit(main())
