@@ -1,0 +1,46 @@
+"""The lab's echo servers: the peers whose failures the socket code under test must survive.
+
+Two implementations of one protocol (see :mod:`lab.server.protocol`):
+
+    ThreadedServer   thread per connection, blocking sockets with short poll timeouts
+    SelectorServer   one thread, non-blocking sockets multiplexed with ``selectors``
+
+Both take the same arguments and are chosen by name through :data:`SERVERS`::
+
+    server = make_server("selectors", "127.0.0.1", 0, control_port=0, state_dir="/tmp/s")
+    with server:
+        ...
+
+Run one from a shell with ``python -m lab.server --help``. For tests, use
+:func:`lab.testing.running_server`, which also knows how to restart a server.
+
+Modules: ``protocol`` (sans-IO core), ``log`` (delivery log), ``behaviour``
+(failure scenarios), ``stats``, ``base`` (shared life cycle), ``threaded``,
+``selecting``, ``control`` (control port), ``__main__`` (CLI).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab.server.base import BaseServer
+from lab.server.behaviour import MODES, Behaviour
+from lab.server.control import control_request
+from lab.server.log import DeliveryLog, body_checksum
+from lab.server.protocol import ServerConnection
+from lab.server.selecting import SelectorServer
+from lab.server.threaded import ThreadedServer
+
+SERVERS: dict[str, type[BaseServer]] = {"threaded": ThreadedServer, "selectors": SelectorServer}
+
+
+def make_server(impl: str, host: str = "127.0.0.1", port: int = 0, **kw: Any) -> BaseServer:
+    try:
+        cls = SERVERS[impl]
+    except KeyError:
+        raise ValueError(f"unknown server implementation {impl!r}; accepted: {', '.join(SERVERS)}") from None
+    return cls(host, port, **kw)
+
+
+__all__ = ["BaseServer", "Behaviour", "MODES", "DeliveryLog", "ServerConnection", "SelectorServer",
+           "ThreadedServer", "SERVERS", "make_server", "control_request", "body_checksum"]

@@ -1,0 +1,222 @@
+"""What both lab servers share: the listener, the delivery log, behaviour, stats, events, stop.
+
+A concrete server (see :mod:`lab.server.threaded` and :mod:`lab.server.selecting`)
+adds only its way of waiting for sockets. Life cycle::
+
+    server = ThreadedServer("127.0.0.1", 0, control_port=0, state_dir=tmp)
+    server.start()              # bound and listening when it returns; runs in background threads
+    server.port, server.stats(), server.behave(mode="abort", after=2)
+    server.stop()               # returns within about a second, connections closed
+
+``emit`` receives one dict per event (listening, accepted, hello, delivered,
+duplicate, closed, error); the CLI prints them as JSON lines.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+import socket
+import struct
+import threading
+import time
+from typing import Any, Callable, ClassVar
+
+from lab.framing import DEFAULT_MAX_PAYLOAD
+from lab.server.behaviour import Behaviour
+from lab.server.log import DeliveryLog
+from lab.server.protocol import ServerConnection
+from lab.server.stats import ServerStats
+
+EventSink = Callable[[dict[str, Any]], None]
+RECV_SIZE = 65536
+POLL_INTERVAL = 0.1
+"""How often blocked threads look up to check for stop or a behaviour change: bounds stop() latency."""
+
+
+def abort(sock: socket.socket) -> None:
+    """Close with SO_LINGER 0, so the kernel sends RST instead of FIN."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def close_gently(sock: socket.socket) -> None:
+    """FIN after everything queued; errors here only mean the peer is already gone."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+    sock.close()
+
+
+def peer_name(addr: Any) -> str:
+    try:
+        return f"{addr[0]}:{addr[1]}"
+    except (TypeError, IndexError):
+        return str(addr)
+
+
+class BaseServer(abc.ABC):
+    impl: ClassVar[str]
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, control_port: int | None = None,
+                 state_dir: str | os.PathLike[str] | None = None, backlog: int = 128,
+                 behaviour: Behaviour | None = None, max_payload: int = DEFAULT_MAX_PAYLOAD,
+                 emit: EventSink | None = None, poll_interval: float = POLL_INTERVAL) -> None:
+        self.host = host
+        self._requested_port = port
+        self._requested_control_port = control_port
+        self.state_dir = state_dir
+        self.backlog = backlog
+        self.max_payload = max_payload
+        self.poll_interval = poll_interval
+        self._sink = emit
+        self._initial_behaviour = behaviour or Behaviour()
+        self._behaviour = self._initial_behaviour
+        self._behaviour_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._ids = iter(range(1, 2**63))
+        self._ids_lock = threading.Lock()
+        self.stats_ = ServerStats()
+        self.log: DeliveryLog | None = None
+        self._listener: socket.socket | None = None
+        self._control: Any = None
+        self._started = False
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> "BaseServer":
+        if self._started:
+            raise RuntimeError("this server was already started; make a new one to restart")
+        self._started = True
+        self.log = DeliveryLog(self.state_dir)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            # A restarted server must get its port back while old connections sit in TIME_WAIT.
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.host, self._requested_port))
+            listener.listen(self.backlog)
+        except BaseException:
+            listener.close()
+            self.log.close()
+            raise
+        self._listener = listener
+        if self._requested_control_port is not None:
+            from lab.server.control import ControlServer
+            self._control = ControlServer(self, self.host, self._requested_control_port)
+            self._control.start()
+        self._start()
+        self.emit("listening", host=self.host, port=self.port, control_port=self.control_port,
+                  backlog=self.backlog, state_dir=str(self.state_dir) if self.state_dir else None,
+                  behaviour=self.behaviour().as_dict())
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop accepting, close every connection, join every thread; idempotent."""
+        if not self._started or self._stopping.is_set():
+            self._stopped.wait(timeout)
+            return
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        if self._control is not None:
+            self._control.stop(timeout=max(deadline - time.monotonic(), 0.1))
+        self._stop(deadline)
+        if self._listener is not None:
+            self._listener.close()
+        if self.log is not None:
+            self.log.close()
+        self.emit("stopped")
+        self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server has stopped (the CLI's main thread sits here)."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> "BaseServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @abc.abstractmethod
+    def _start(self) -> None:
+        """Begin serving on self._listener in background threads."""
+
+    @abc.abstractmethod
+    def _stop(self, deadline: float) -> None:
+        """Make the background threads end, closing their sockets, by ``deadline`` (monotonic)."""
+
+    # -- what the outside sees ----------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        assert self._listener is not None, "start() the server first"
+        return self._listener.getsockname()[1]
+
+    @property
+    def control_port(self) -> int | None:
+        return self._control.port if self._control is not None else None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def behaviour(self) -> Behaviour:
+        return self._behaviour
+
+    def behave(self, **changes: Any) -> Behaviour:
+        with self._behaviour_lock:
+            self._behaviour = self._behaviour.replace(**changes)
+        self._behaviour_changed()
+        self.emit("behaviour", **self._behaviour.as_dict())
+        return self._behaviour
+
+    def reset(self) -> None:
+        """Back to the start-up behaviour, with connection counters zeroed. Deliveries are kept:
+        forgetting them would break exactly-once."""
+        with self._behaviour_lock:
+            self._behaviour = self._initial_behaviour
+        self.stats_.reset()
+        self._behaviour_changed()
+
+    def _behaviour_changed(self) -> None:
+        """Hook: a server that sleeps in a selector wakes up here."""
+
+    def stats(self) -> dict[str, Any]:
+        assert self.log is not None, "start() the server first"
+        return {"impl": self.impl, "port": self.port, "behaviour": self.behaviour().as_dict(),
+                **self.stats_.snapshot(), **self.log.snapshot()}
+
+    # -- for the concrete servers ---------------------------------------------------------------
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self._sink is not None:
+            self._sink({"event": event, "impl": self.impl, "t": round(time.time(), 6), **fields})
+
+    def _next_id(self) -> int:
+        with self._ids_lock:
+            return next(self._ids)
+
+    def _new_connection(self, sock: socket.socket, addr: Any) -> ServerConnection:
+        conn_id = self._next_id()
+        self.stats_.opened()
+        self.emit("accepted", conn=conn_id, peer=peer_name(addr))
+        assert self.log is not None
+        return ServerConnection(conn_id, self.log, self.behaviour, max_payload=self.max_payload, emit=self.emit)
+
+    def _finish(self, sock: socket.socket, core: ServerConnection) -> None:
+        """Close ``sock`` as the core decided and account for it; call exactly once per connection."""
+        how = core.closing or "stopped"
+        if core.error is not None:
+            record = self.stats_.error(core.conn_id, core.error)
+            self.emit("error", **record)
+        if how == "abort":
+            abort(sock)
+        else:
+            close_gently(sock)
+        self.stats_.ended(how)
+        self.emit("closed", conn=core.conn_id, how=how, messages=core.messages)
+
+
+__all__ = ["BaseServer", "EventSink", "abort", "close_gently", "peer_name", "RECV_SIZE", "POLL_INTERVAL"]

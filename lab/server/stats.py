@@ -1,0 +1,66 @@
+"""Connection counters a lab server keeps, safe to update from many threads.
+
+Deliveries, duplicates and checksums live in the :class:`~lab.server.log.DeliveryLog`
+(they must survive a restart); this holds what is about one run of the process:
+connections accepted, open and closed, and the errors seen per connection.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any
+
+from lab.errors import LabError
+
+ERROR_LOG_SIZE = 200
+
+
+class ServerStats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.accepted = 0
+            self.active = 0
+            self.closed: collections.Counter[str] = collections.Counter()
+            self.errors: collections.Counter[str] = collections.Counter()
+            # Bounded: a flood of dying clients must not grow the server without limit.
+            self.error_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=ERROR_LOG_SIZE)
+
+    def opened(self) -> None:
+        with self._lock:
+            self.accepted += 1
+            self.active += 1
+
+    def ended(self, how: str) -> None:
+        with self._lock:
+            self.active -= 1
+            self.closed[how] += 1
+
+    def error(self, conn_id: int | None, exc: BaseException) -> dict[str, Any]:
+        if isinstance(exc, LabError):
+            record: dict[str, Any] = {"conn": conn_id, **exc.as_dict()}
+        else:
+            record = {"conn": conn_id, "error": type(exc).__name__, "message": str(exc)}
+            if isinstance(exc, OSError) and exc.errno is not None:
+                record["errno"] = exc.errno
+        with self._lock:
+            self.errors[record["error"]] += 1
+            self.error_log.append(record)
+        return record
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "accepted": self.accepted,
+                "active": self.active,
+                "closed": dict(self.closed),
+                "errors": dict(self.errors),
+                "error_log": list(self.error_log),
+            }
+
+
+__all__ = ["ServerStats"]

@@ -1,0 +1,105 @@
+"""The thread-per-connection lab server: blocking sockets, one daemon thread per client.
+
+This is the HOWTO's "dispatch a thread per client socket" shape. Every blocking
+call has a short timeout only so that the thread can look up and notice
+``stop()`` or a behaviour change; a timeout here is never a failure. A client
+that dies mid-message costs only its own thread.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from lab.errors import LabError, translating
+from lab.server.base import RECV_SIZE, BaseServer, peer_name
+from lab.server.protocol import ServerConnection
+
+
+class ThreadedServer(BaseServer):
+    impl = "threaded"
+
+    def _start(self) -> None:
+        self._threads: set[threading.Thread] = set()
+        self._threads_lock = threading.Lock()
+        assert self._listener is not None
+        self._listener.settimeout(self.poll_interval)
+        self._acceptor = threading.Thread(target=self._accept_loop, name=f"threaded-accept-{self.port}",
+                                          daemon=True)
+        self._acceptor.start()
+
+    def _stop(self, deadline: float) -> None:
+        self._acceptor.join(max(deadline - time.monotonic(), 0))
+        with self._threads_lock:
+            threads = list(self._threads)
+        for t in threads:
+            t.join(max(deadline - time.monotonic(), 0))
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            if not self.behaviour().accepting:
+                # Leave SYNs in the kernel's backlog: the full-backlog scenario.
+                self._stopping.wait(self.poll_interval)
+                continue
+            try:
+                sock, addr = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._stopping.is_set():
+                    return
+                # EMFILE and friends: note it and give the process a moment to free descriptors.
+                self.emit("error", **self.stats_.error(None, exc))
+                self._stopping.wait(self.poll_interval)
+                continue
+            core = self._new_connection(sock, addr)
+            t = threading.Thread(target=self._serve, args=(sock, core, peer_name(addr)),
+                                 name=f"threaded-conn-{core.conn_id}", daemon=True)
+            with self._threads_lock:
+                self._threads.add(t)
+            t.start()
+
+    def _serve(self, sock: socket.socket, core: ServerConnection, peer: str) -> None:
+        try:
+            sock.settimeout(self.poll_interval)
+            core.process()
+            self._flush(sock, core, peer)
+            while core.closing is None and not self._stopping.is_set():
+                if not core.wants_read:
+                    # stop_reading: not calling recv is the point; the peer's sends fill our buffer.
+                    self._stopping.wait(self.poll_interval)
+                else:
+                    with translating("read", peer=peer):
+                        try:
+                            data = sock.recv(RECV_SIZE)
+                        except TimeoutError:
+                            continue
+                    core.receive_data(data)
+                core.process()
+                self._flush(sock, core, peer)
+        except LabError as exc:
+            core.fail(exc)
+        except Exception as exc:  # a bug must cost one connection, not the server
+            self.emit("error", **self.stats_.error(core.conn_id, exc))
+        finally:
+            self._finish(sock, core)
+            with self._threads_lock:
+                self._threads.discard(threading.current_thread())
+
+    def _flush(self, sock: socket.socket, core: ServerConnection, peer: str) -> None:
+        data = memoryview(core.data_to_send())
+        sent = 0
+        while sent < len(data):
+            with translating("write", peer=peer, sent=sent, total=len(data)):
+                try:
+                    # send (not sendall): a timeout then means nothing was sent, so no byte is lost or doubled.
+                    sent += sock.send(data[sent:])
+                except TimeoutError:
+                    if self._stopping.is_set():
+                        return
+                    continue
+
+
+__all__ = ["ThreadedServer"]
