@@ -9,6 +9,9 @@ Standard library only; nothing here opens a socket except running_server.
 
 from __future__ import annotations
 
+from lab.testing.memory import MemoryStream, memory_stream_pair
+from lab.testing.scripted import Fail, Recv, ScriptedSocket, ScriptError, Send
 from lab.testing.server import HOST, RunningServer, running_server
 
-__all__ = ["HOST", "RunningServer", "running_server"]
+__all__ = ["HOST", "RunningServer", "running_server", "MemoryStream", "memory_stream_pair",
+           "ScriptedSocket", "Send", "Recv", "Fail", "ScriptError"]
