@@ -1,0 +1,155 @@
+"""The one OSError → lab error translation: every errno set, our own timeouts per phase, chaining, as_dict."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+import pytest
+
+from lab import errnos
+from lab.errors import (BrokenPipe, ConnectionLost, ConnectRefused, ConnectTimeout, IncompleteMessage, LabError,
+                        NoRoute, PeerReset, PeerUnresponsive, SendStalled, translate, translating)
+
+PHASES = ("connect", "read", "write", "close")
+
+
+def oserror(code: int) -> OSError:
+    # OSError(errno, strerror) picks the matching subclass (ConnectionResetError, ...), as the socket module does.
+    return OSError(code, os.strerror(code))
+
+
+def _each(codes: frozenset[int]) -> list[int]:
+    assert codes, "an errno set is empty on this platform"
+    return sorted(codes)
+
+
+@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("code", _each(errnos.REFUSED))
+def test_refused_is_connect_refused(code: int, phase: str) -> None:
+    assert type(translate(oserror(code), phase)) is ConnectRefused  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("code", _each(errnos.UNREACHABLE))
+def test_unreachable_is_no_route(code: int, phase: str) -> None:
+    assert type(translate(oserror(code), phase)) is NoRoute  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("code", _each(errnos.RESET))
+def test_reset_is_peer_reset(code: int, phase: str) -> None:
+    assert type(translate(oserror(code), phase)) is PeerReset  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("code", _each(errnos.BROKEN_PIPE))
+def test_broken_pipe_is_broken_pipe_and_a_reset(code: int, phase: str) -> None:
+    err = translate(oserror(code), phase)  # type: ignore[arg-type]
+    assert type(err) is BrokenPipe
+    assert isinstance(err, PeerReset)
+
+
+@pytest.mark.parametrize("code", _each(errnos.TIMED_OUT))
+def test_kernel_timeout_on_connect_is_connect_timeout(code: int) -> None:
+    assert type(translate(oserror(code), "connect")) is ConnectTimeout
+
+
+@pytest.mark.parametrize("detector", ["keepalive", "user-timeout"])
+@pytest.mark.parametrize("phase", ["read", "write", "close"])
+@pytest.mark.parametrize("code", _each(errnos.TIMED_OUT))
+def test_kernel_timeout_after_connect_names_the_armed_detector(code: int, phase: str, detector: str) -> None:
+    err = translate(oserror(code), phase, kernel_timeout_detector=detector)  # type: ignore[arg-type]
+    assert type(err) is PeerUnresponsive
+    assert err.detected_by == detector
+
+
+def test_our_timeout_on_connect_is_connect_timeout() -> None:
+    err = translate(socket.timeout("timed out"), "connect")
+    assert type(err) is ConnectTimeout and err.errno is None
+
+
+@pytest.mark.parametrize("detector", ["read-deadline", "idle-deadline", "heartbeat"])
+def test_our_timeout_on_read_is_peer_unresponsive_by_that_detector(detector: str) -> None:
+    err = translate(socket.timeout("timed out"), "read", timeout_detector=detector)
+    assert type(err) is PeerUnresponsive
+    assert err.detected_by == detector
+
+
+def test_our_timeout_on_write_is_send_stalled_with_progress() -> None:
+    err = translate(socket.timeout("timed out"), "write", sent=100, total=4096)
+    assert type(err) is SendStalled
+    assert (err.sent, err.total) == (100, 4096)
+
+
+def test_socket_timeout_is_timeout_error() -> None:
+    # The translation relies on this identity (Python 3.10+).
+    assert socket.timeout is TimeoutError
+
+
+@pytest.mark.parametrize("code", [errno.EBADF, errno.ENOTCONN, errno.EINVAL])
+def test_any_other_errno_is_a_plain_connection_lost(code: int) -> None:
+    err = translate(oserror(code), "read")
+    assert type(err) is ConnectionLost
+    assert errno.errorcode[code] in err.message
+
+
+def test_unknown_detector_is_refused() -> None:
+    with pytest.raises(ValueError, match="detected_by"):
+        PeerUnresponsive("x", detected_by="telepathy")
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_translating_chains_the_oserror_and_keeps_the_facts(phase: str) -> None:
+    original = ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+    with pytest.raises(PeerReset) as info:
+        with translating(phase, peer="127.0.0.1:7000"):  # type: ignore[arg-type]
+            raise original
+    err = info.value
+    assert err.__cause__ is original
+    assert (err.phase, err.peer, err.errno) == (phase, "127.0.0.1:7000", errno.ECONNRESET)
+    assert "127.0.0.1:7000" in err.message
+
+
+def test_translating_lets_lab_errors_and_other_exceptions_through() -> None:
+    lab_err = IncompleteMessage("cut", received=3, expected=10)
+    with pytest.raises(IncompleteMessage) as info:
+        with translating("read"):
+            raise lab_err
+    assert info.value is lab_err and info.value.__cause__ is None
+    with pytest.raises(KeyError):
+        with translating("read"):
+            raise KeyError("not an OSError")
+
+
+def test_translating_passes_write_progress_to_send_stalled() -> None:
+    with pytest.raises(SendStalled) as info:
+        with translating("write", sent=7, total=9):
+            raise socket.timeout("timed out")
+    assert (info.value.sent, info.value.total) == (7, 9)
+    assert isinstance(info.value.__cause__, TimeoutError)
+
+
+def test_as_dict_of_an_errno_error() -> None:
+    err = translate(oserror(errno.ECONNREFUSED), "connect", peer="127.0.0.1:1")
+    assert err.as_dict() == {
+        "error": "ConnectRefused", "message": err.message, "phase": "connect",
+        "errno": errno.ECONNREFUSED, "errno_name": "ECONNREFUSED",
+    }
+
+
+def test_as_dict_carries_the_subclass_facts() -> None:
+    assert IncompleteMessage("cut", received=3, expected=None).as_dict() == {
+        "error": "IncompleteMessage", "message": "cut", "received": 3, "expected": None}
+    d = translate(socket.timeout(), "read", timeout_detector="heartbeat").as_dict()
+    assert (d["error"], d["detected_by"], d["after"], d["phase"]) == ("PeerUnresponsive", "heartbeat", None, "read")
+    assert "errno" not in d
+    d = translate(socket.timeout(), "write", sent=1, total=2).as_dict()
+    assert (d["error"], d["sent"], d["total"]) == ("SendStalled", 1, 2)
+
+
+def test_kind_is_the_class_name_and_everything_is_a_lab_error() -> None:
+    for code in (errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE, errno.ENETUNREACH, errno.ETIMEDOUT):
+        err = translate(oserror(code), "read")
+        assert isinstance(err, LabError) and err.kind == type(err).__name__
