@@ -1,0 +1,73 @@
+"""Nothing of the lab is left after a session that failed, or that was interrupted with Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from lab.engine import Runner
+from lab.topology import leftovers, repo_root, unique_project
+
+REPO = repo_root()
+PROBES = "tests/lab/probes/probe_sessions.py"
+
+
+def _child(project: str, test: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "LAB_TEST_PROJECT": project}
+    return subprocess.Popen([sys.executable, "-m", "pytest", f"{PROBES}::{test}", "-s", "-q"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _assert_nothing_left(project: str) -> None:
+    left = leftovers(Runner(), project)
+    assert left == {"containers": [], "networks": [], "volumes": []}, left
+
+
+def test_failed_session_leaves_nothing() -> None:
+    project = unique_project("socket-lab-probe")
+    child = _child(project, "test_fails_with_the_lab_up")
+    try:
+        out, _ = child.communicate(timeout=400)
+    finally:
+        child.kill()
+    assert child.returncode == 1, out[-3000:]  # 1: tests ran and one failed
+    assert "deliberate failure" in out
+    _assert_nothing_left(project)
+
+
+@pytest.mark.timeout(600)
+def test_interrupted_session_leaves_nothing() -> None:
+    project = unique_project("socket-lab-probe")
+    child = _child(project, "test_waits_to_be_interrupted")
+    ready = threading.Event()
+    lines: list[str] = []
+
+    def read() -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
+            lines.append(line)
+            if "PROBE-READY" in line:
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(timeout=400), "".join(lines)[-3000:]
+        assert leftovers(Runner(), project)["containers"], "the probe's lab should be running now"
+        child.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        child.wait(timeout=120)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        reader.join(timeout=10)
+        assert child.stdout is not None
+        child.stdout.close()
+    assert child.returncode == 2, "".join(lines)[-3000:]  # 2: pytest's "interrupted"
+    assert "KeyboardInterrupt" in "".join(lines)
+    _assert_nothing_left(project)
