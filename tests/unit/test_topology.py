@@ -1,0 +1,67 @@
+"""The compose wrapper's commands and the isolation check, without Docker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.engine import EngineError, Result
+from lab.health import default_routes
+from lab.topology import Lab, check_project_name, leftovers, unique_project
+from tests_support import FakeRunner
+
+
+def test_project_names_are_checked() -> None:
+    assert check_project_name("socket-lab-test-1a2b") == "socket-lab-test-1a2b"
+    with pytest.raises(ValueError, match="lowercase letters, digits"):
+        check_project_name("Socket Lab")
+    assert unique_project() != unique_project()
+
+
+def test_exec_runs_inside_the_named_project(tmp_path: Path) -> None:
+    runner = FakeRunner({("docker", "compose"): Result(0, "out")})
+    lab = Lab(tmp_path, project="p1", runner=runner)
+    res = lab.exec("client", ["python3", "-V"], env={"A": "1"})
+    assert res.stdout == "out"
+    assert runner.calls[0] == ("docker", "compose", "--project-directory", str(tmp_path), "-f",
+                               str(tmp_path / "compose.yaml"), "-p", "p1", "exec", "-T", "-e", "A=1", "client",
+                               "python3", "-V")
+
+
+def test_failed_up_takes_the_project_down(tmp_path: Path) -> None:
+    runner = FakeRunner({("docker", "compose"): Result(1, "", "dependency failed to start: server is unhealthy")})
+    with pytest.raises(EngineError, match="unhealthy"):
+        with Lab(tmp_path, project="p2", runner=runner):
+            raise AssertionError("not reached")
+    assert any("down" in call for call in runner.calls)
+
+
+def test_api_port_is_read_from_compose(tmp_path: Path) -> None:
+    runner = FakeRunner({("docker", "compose"): Result(0, "127.0.0.1:49153\n")})
+    assert Lab(tmp_path, project="p3", runner=runner).toxiproxy_url() == "http://127.0.0.1:49153"
+
+
+def test_leftovers_filter_by_label_and_project() -> None:
+    runner = FakeRunner({("docker", "ps"): Result(0, "p4-server-1\n"), ("docker", "network"): Result(0, ""),
+                         ("docker", "volume"): Result(0, "")})
+    assert leftovers(runner, "p4") == {"containers": ["p4-server-1"], "networks": [], "volumes": []}
+    assert all("label=com.docker.compose.project=p4" in call for call in runner.calls)
+
+
+ROUTE_WITH_DEFAULT = """Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT
+eth0\t00000000\t010013AC\t0003\t0\t0\t0\t00000000\t0\t0\t0
+eth0\t000013AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+"""
+ROUTE_ISOLATED = ROUTE_WITH_DEFAULT.splitlines()[0] + "\n" + ROUTE_WITH_DEFAULT.splitlines()[2] + "\n"
+# The kernel's own unreachable ::/0 entry on lo is not a way out.
+IPV6_LO_ONLY = ("00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+                "00000000000000000000000000000000 ffffffff 00000001 00000000 00200200 lo\n")
+
+
+@pytest.mark.parametrize(("route", "expected"), [(ROUTE_WITH_DEFAULT, ["ipv4 default via eth0"]),
+                                                 (ROUTE_ISOLATED, [])])
+def test_default_routes_are_read_from_proc(tmp_path: Path, route: str, expected: list[str]) -> None:
+    (tmp_path / "route").write_text(route)
+    (tmp_path / "ipv6_route").write_text(IPV6_LO_ONLY)
+    assert default_routes(tmp_path) == expected
