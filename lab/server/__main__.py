@@ -17,6 +17,8 @@ from lab.framing import DEFAULT_MAX_PAYLOAD
 from lab.server import SERVERS, make_server
 from lab.server.behaviour import MODES, Behaviour
 
+QUIET_EVENTS = frozenset({"listening", "error", "stopped"})
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lab.server", description=__doc__.splitlines()[0])
@@ -32,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ack-last", action="store_true",
                    help="with close/abort: deliver the last message but do not send its ECHO")
     p.add_argument("--stop-accepting", action="store_true", help="never call accept (fill the backlog)")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only listening, error and stopped events (for benchmarks)")
     return p
 
 
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     lock = threading.Lock()
 
     def emit(event: dict[str, Any]) -> None:
+        if args.quiet and event["event"] not in QUIET_EVENTS:
+            return
         with lock:  # one whole line per event, even from many threads
             sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
             sys.stdout.flush()
