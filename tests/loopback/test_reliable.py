@@ -1,0 +1,109 @@
+"""ReliableSender against the real lab server: every message delivered exactly once across restarts.
+
+The server keeps its delivery log on disk and de-duplicates by (session, seq);
+the sender keeps every message until its ECHO (or a HELLO reply) says it was
+delivered. The oracle is the server's own count and checksum per session.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+
+from lab.backoff import Backoff
+from lab.robust import ReliableSender, RobustConfig
+from lab.server.behaviour import Behaviour
+from lab.server.log import body_checksum
+from lab.testing import running_server
+from lab.timeouts import Timeouts
+
+from ._peers import background
+
+CONFIG = RobustConfig(timeouts=Timeouts(connect=1.0, read=3.0, write=3.0, idle=10.0),
+                      heartbeat_interval=0.25, dead_after=1.0)
+BACKOFF = Backoff(base=0.01, cap=0.2, deadline=15.0)
+
+
+def bodies(count: int, seed: int) -> list[bytes]:
+    rnd = random.Random(seed)
+    return [rnd.randbytes(rnd.randrange(0, 2000)) for _ in range(count)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("impl", ["threaded", "selectors"])
+def test_a_server_restarting_mid_stream_delivers_each_of_1000_messages_exactly_once(impl):
+    messages = bodies(1000, seed=1)
+    events: list[tuple[str, dict[str, object]]] = []
+    with running_server(impl) as srv:
+        sender = ReliableSender(srv.host, srv.port, CONFIG, backoff=BACKOFF, window=16,
+                                on_event=lambda name, facts: events.append((name, facts)),
+                                rng=random.Random(3))
+        restarted = threading.Event()
+
+        def restart_when(acked: int) -> None:
+            deadline = time.monotonic() + 20.0
+            while sender.acked < acked:
+                assert time.monotonic() < deadline, f"the sender never reached {acked} acknowledgements"
+                time.sleep(0.001)  # polling a counter another thread advances; bounded by the deadline
+            srv.restart()
+            restarted.set()
+
+        started = time.monotonic()
+        with sender, background(lambda: (restart_when(300), restart_when(700)), join_timeout=25.0) as result:
+            for body in messages:
+                sender.send(body)
+            sender.flush()
+        elapsed = time.monotonic() - started
+        assert "error" not in result, result
+        assert restarted.is_set()
+        stats = srv.stats()
+
+    session = stats["sessions"][sender.session_id.hex()]
+    assert session["count"] == 1000, stats
+    assert session["last_seq"] == 1000
+    assert session["checksum"] == body_checksum(messages)
+    assert sender.acked == 1000 and sender.unacked == 0
+    names = [name for name, _ in events]
+    assert names.count("connected") >= 3  # the first connect and one after each restart
+    assert "reconnecting" in names
+    assert elapsed < 30.0
+
+
+def test_lost_acknowledgements_are_resent_and_not_delivered_twice():
+    # The server hangs up after every 25th message *without* echoing it, so the
+    # sender must resend messages the server already has; the HELLO reply and
+    # the server's de-duplication keep each one delivered once.
+    messages = bodies(200, seed=2)
+    events: list[tuple[str, dict[str, object]]] = []
+    with running_server("threaded", behaviour=Behaviour(mode="close", after=25, ack_last=False)) as srv:
+        with ReliableSender(srv.host, srv.port, CONFIG, backoff=BACKOFF, window=4,
+                            on_event=lambda name, facts: events.append((name, facts))) as sender:
+            for body in messages:
+                sender.send(body)
+            sender.flush()
+        stats = srv.stats()
+    session = stats["sessions"][sender.session_id.hex()]
+    assert (session["count"], session["checksum"]) == (200, body_checksum(messages))
+    connected = [facts for name, facts in events if name == "connected"]
+    assert len(connected) >= 8
+    # After each hang-up the server's HELLO said the unacknowledged last message was already delivered.
+    assert sum(int(facts["already_delivered"]) for facts in connected) >= 7
+    assert sender.reconnects >= 7
+
+
+def test_no_server_at_all_gives_up_within_the_backoff_deadline():
+    from lab.errors import ConnectRefused
+
+    from ._peers import unused_port
+    sleeps: list[float] = []
+    sender = ReliableSender("127.0.0.1", unused_port(), CONFIG,
+                            backoff=Backoff(base=0.01, cap=0.05, deadline=None, max_attempts=5),
+                            sleep=lambda s: (sleeps.append(s), time.sleep(s)))
+    started = time.monotonic()
+    with pytest.raises(ConnectRefused):
+        sender.send(b"hello?")
+    assert time.monotonic() - started < 1.0
+    assert len(sleeps) == 5 and all(0 <= s <= 0.05 for s in sleeps)
