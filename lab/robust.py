@@ -707,7 +707,8 @@ class ReliableSender:
     flight at once.
 
     ``on_event(name, facts)`` is told ``connected``, ``reconnecting`` (with the
-    delay and the error that caused it), ``resent`` and ``acked``; the client
+    delay and the error that caused it), ``resent`` and ``acked`` (once per
+    message, ``via`` its ECHO or a HELLO reply that covered it); the client
     driver prints them. When the backoff budget runs out the last error is
     raised. ``clock``, ``sleep`` and ``rng`` are injectable for tests.
 
@@ -814,7 +815,7 @@ class ReliableSender:
                 break
             del self._pending[seq]
             self.acked += 1
-            self._emit("acked", seq=seq)
+            self._emit("acked", seq=seq, via="echo")
 
     def _reconnect(self, cause: LabError | None) -> None:
         if self._conn is not None:
@@ -839,6 +840,7 @@ class ReliableSender:
                 for seq in delivered:
                     del self._pending[seq]
                     self.acked += 1
+                    self._emit("acked", seq=seq, via="hello")
                 self._emit("connected", attempt=attempt, last_delivered=last, session=self.session_id.hex(),
                            already_delivered=len(delivered), pending=len(self._pending))
                 resend = list(self._pending.items())

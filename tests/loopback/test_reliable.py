@@ -92,6 +92,8 @@ def test_lost_acknowledgements_are_resent_and_not_delivered_twice():
     # After each hang-up the server's HELLO said the unacknowledged last message was already delivered.
     assert sum(int(facts["already_delivered"]) for facts in connected) >= 7
     assert sender.reconnects >= 7
+    acked = sorted(int(facts["seq"]) for name, facts in events if name == "acked")
+    assert acked == list(range(1, 201))  # each message acknowledged exactly once, by ECHO or by HELLO
 
 
 def test_no_server_at_all_gives_up_within_the_backoff_deadline():
