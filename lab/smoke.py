@@ -51,9 +51,14 @@ def run(lab: Lab, *, log: Callable[[str], None] = print, count: int = 5, size: i
         api.reset()
         log(f"step 1: {count} messages of {size} bytes, client → toxiproxy → server and back")
         code, events = client_events(lab, "--impl", "robust", "--count", str(count), "--size", str(size))
+        sent = {e["seq"]: e["bytes"] for e in events if e.get("event") == "sent"}
         echoed = [e for e in events if e.get("event") == "received"]
-        echo = {"exit": code, "sent": sum(e.get("event") == "sent" for e in events), "received": len(echoed),
-                "intact": all(e.get("intact", True) for e in echoed), "rtt_s": round_trips(events)}
+        # The robust client checks each echo byte for byte (a mismatch is an error event);
+        # here the sizes must match too and no error may have been reported.
+        intact = (not any(e.get("event") == "error" for e in events)
+                  and all(sent.get(e["seq"]) == e["bytes"] == size for e in echoed))
+        echo = {"exit": code, "sent": len(sent), "received": len(echoed), "intact": intact,
+                "rtt_s": round_trips(events)}
         log(f"step 2: add a {LATENCY_MS} ms latency toxic (downstream) and measure the round trips")
         with api.toxic(PROXY, "latency", stream="downstream", latency=LATENCY_MS, jitter=0):
             code2, events2 = client_events(lab, "--impl", "robust", "--count", "3", "--size", "100")

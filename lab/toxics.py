@@ -1,20 +1,26 @@
 """The one wrapper around Toxiproxy's HTTP API.
 
 Everything in the lab that adds, changes or removes a toxic goes through
-:class:`Toxiproxy`. It is built on toxiproxy-python (its error classes and
-its response checks), and replaces only what that library lacks:
+:class:`Toxiproxy`. toxiproxy-python is the client we build on, but two of its
+properties rule out using its transport everywhere, so this module replaces
+exactly that part:
 
-* toxiproxy-python keeps host and port as process-wide class attributes;
-  here each client carries its own base URL, so two labs never cross wires.
-* it sends requests with no timeout (a hung API would hang a test); here
-  every request has a deadline.
-* it cannot update a toxic in place, and drops the server's error text on
-  the floor in places; here a rejected toxic raises :class:`ToxicRejected`
-  carrying the server's own message.
+* scenarios inject toxics from *inside* the lab (the client container), where
+  only the standard library exists; toxiproxy-python needs ``requests`` and
+  ``future``. The transport here is ``http.client``.
+* toxiproxy-python keeps host and port as process-wide class attributes and
+  sends requests with no timeout (a hung API would hang a test); here each
+  client carries its own address and every request has a deadline.
+
+What this adds: updating a toxic in place, a context manager that always
+removes its toxic, and errors that carry the server's own message
+(:class:`ToxicRejected`). On the host, :func:`python_client` hands out
+toxiproxy-python's own ``Toxiproxy`` aimed at one lab (the test fixtures use it
+to reset the proxies after every test).
 
 Usage::
 
-    api = Toxiproxy("http://127.0.0.1:8474")
+    api = Toxiproxy("http://toxiproxy:8474")
     with api.toxic("threaded", "latency", stream="downstream", latency=200, jitter=0):
         ...   # traffic through the proxy is delayed here
     api.reset()   # every proxy enabled, every toxic gone
@@ -29,12 +35,11 @@ client → server, "downstream" server → client.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
-
-import requests
-from toxiproxy.api import validate_response
-from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
 TOXIC_TYPES = ("latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data")
 STREAMS = ("upstream", "downstream")
@@ -50,29 +55,37 @@ class ToxicRejected(ToxiproxyError):
 
 class Toxiproxy:
     def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme != "http" or not parsed.hostname:
+            raise ValueError(f"Toxiproxy URL must look like http://HOST:PORT; got {base_url!r}")
         self.base_url = base_url.rstrip("/")
+        self.host, self.port = parsed.hostname, parsed.port or 8474
         self.timeout = timeout
-        self._http = requests.Session()
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing to release: each request uses its own short-lived connection."""
 
-    def _call(self, method: str, path: str, json: Any = None) -> Any:
-        url = self.base_url + path
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            response = self._http.request(method, url, json=json, timeout=self.timeout)
-        except requests.RequestException as exc:
+            payload = None if body is None else json.dumps(body).encode()
+            headers = {"Content-Type": "application/json"} if payload is not None else {}
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+            status, text = response.status, response.read().decode(errors="replace").strip()
+        except (OSError, http.client.HTTPException) as exc:
             raise ToxiproxyError(f"Toxiproxy API at {self.base_url} did not answer {method} {path}: {exc}") from exc
-        text = response.text.strip()
-        try:
-            validate_response(response)
-        except (InvalidToxic, NotFound, ProxyExists) as exc:
+        finally:
+            conn.close()
+        if status >= 400:
             cls = ToxicRejected if "/toxics" in path else ToxiproxyError
-            raise cls(f"Toxiproxy refused {method} {path}: {_server_message(text)}") from exc
-        if response.status_code >= 400:
-            raise ToxiproxyError(f"Toxiproxy answered {response.status_code} to {method} {path}: "
-                                 f"{_server_message(text)}")
-        return response.json() if text else None
+            raise cls(f"Toxiproxy refused {method} {path} ({status}): {_server_message(text)}")
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text  # /version answers plain text on some releases
 
     # Proxies -----------------------------------------------------------------
     def version(self) -> str:
@@ -125,10 +138,23 @@ class Toxiproxy:
                 self.remove_toxic(proxy, created["name"])
 
 
+def python_client(base_url: str) -> Any:
+    """toxiproxy-python's own client, aimed at the Toxiproxy API at ``base_url`` (host side only).
+
+    Its address is process-wide (class attributes), so this points *every*
+    toxiproxy-python object in the process at this one lab.
+    """
+    from toxiproxy import Toxiproxy as PythonToxiproxy
+    from toxiproxy.api import APIConsumer
+
+    parsed = urllib.parse.urlsplit(base_url)
+    APIConsumer.host, APIConsumer.port = parsed.hostname, parsed.port
+    return PythonToxiproxy()
+
+
 def _server_message(text: str) -> str:
     # Toxiproxy answers errors as {"error": "...", "status": N}.
     try:
-        import json
         data = json.loads(text)
         if isinstance(data, dict) and "error" in data:
             return str(data["error"])
