@@ -1,0 +1,366 @@
+"""Runs a scenario inside the lab: the subjects, the fault, the watchdog, the timeline, the verdict.
+
+This runs in the client container (``python3 -m lab.runner run NAME``), so the
+clock that times the fault and the clock that times the detection are one
+clock, and the fault is injected over the lab network in a millisecond instead
+of through ``docker exec``. The host's ``lab run`` and the pytest suite call it
+the same way and read its JSON report.
+
+A scenario's ``run(ctx)`` gets a :class:`Context`::
+
+    def run(ctx):
+        ctx.side_by_side(worker, fault=lambda: ctx.apply("freeze", target="threaded"))
+
+    def worker(ctx, subject, outcome):
+        subject.connect()
+        ctx.exchange(subject, outcome, b"before")   # intact round trip, recorded
+        ctx.ready()                                   # wait here until the fault is in place
+        ctx.exchange(subject, outcome, b"after")    # what happens now is what is judged
+
+Implementations run side by side, one thread each. A worker still inside a
+call ``watchdog`` seconds after the fault is *blocked*: the runner records
+that, then shuts its socket down from outside so the thread ends. Everything
+the lab was told to do (toxics, iptables rules, stopped processes, server
+behaviours) is undone before and after every run, also when the run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lab import scenario as scn
+from lab.errors import LabError
+from lab.robust import RobustConfig
+from lab.scenario import Check, Outcome, Scenario
+from lab.subjects import Subject, expected_echo, make_subject
+
+SERVER_HOST = "server"
+TOXIPROXY_HOST = "toxiproxy"
+PORTS = {"threaded": 7000, "selectors": 7100}
+CONTROL_PORTS = {"threaded": 7001, "selectors": 7101}
+AGENT_PORT = 9009
+DEFAULT_WATCHDOG = 10.0
+READY_TIMEOUT = 15.0
+
+
+class ScenarioAbort(RuntimeError):
+    """The scenario could not be carried out (the lab did not do what was asked)."""
+
+
+class Context:
+    def __init__(self, scenario: Scenario, impls: list[str], *, config: RobustConfig | None = None,
+                 watchdog: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        from lab.agentclient import AgentClient
+        from lab.toxics import Toxiproxy
+
+        self.scenario = scenario
+        self.impls = impls
+        self.config = config or RobustConfig()
+        self.watchdog = watchdog or scenario.watchdog or DEFAULT_WATCHDOG
+        self.clock = clock
+        self.t0 = clock()
+        self.timeline: list[dict[str, Any]] = []
+        self.outcomes: dict[str, Outcome] = {impl: Outcome(impl) for impl in impls}
+        self.checks: dict[str, list[Check]] = {impl: [] for impl in impls}
+        self.fidelity: list[Check] = []
+        self.fault_at: float | None = None
+        self.toxiproxy = Toxiproxy(f"http://{TOXIPROXY_HOST}:8474")
+        self.server_agent = AgentClient(SERVER_HOST, AGENT_PORT)
+        self.client_agent = AgentClient("127.0.0.1", AGENT_PORT)
+        self.facts: dict[str, Any] = {}
+        self._cleanups: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._gate = threading.Event()
+        self._arrived: set[str] = set()
+        self._arrival = threading.Condition(self._lock)
+
+    # Time and record -------------------------------------------------------------------------
+    def now(self) -> float:
+        return round(self.clock() - self.t0, 4)
+
+    def mark(self, actor: str, what: str, **facts: Any) -> float:
+        t = self.now()
+        with self._lock:
+            self.timeline.append({"t": t, "actor": actor, "what": what, **facts})
+        return t
+
+    def check(self, impl: str, name: str, ok: bool, detail: str = "") -> None:
+        self.checks[impl].append(Check(name, bool(ok), detail))
+
+    def prove(self, name: str, ok: bool, detail: str = "") -> None:
+        """A fidelity check: evidence that the fault really happened."""
+        self.fidelity.append(Check(name, bool(ok), detail))
+
+    def on_cleanup(self, action: Callable[[], None]) -> None:
+        self._cleanups.append(action)
+
+    # Where to connect -------------------------------------------------------------------------
+    def target(self, server: str = "threaded", path: str | None = None) -> tuple[str, int]:
+        path = path or self.scenario.path
+        host = SERVER_HOST if path == "direct" else TOXIPROXY_HOST
+        return host, PORTS[server]
+
+    def subject(self, impl: str, server: str = "threaded", *, config: RobustConfig | None = None) -> Subject:
+        host, port = self.target(server)
+        return make_subject(impl, host, port, config=config or self.config)
+
+    # The server's own controls ----------------------------------------------------------------
+    def server_control(self, server: str = "threaded", **request: Any) -> dict[str, Any]:
+        from lab.server.control import control_request
+
+        reply = control_request(SERVER_HOST, CONTROL_PORTS[server], request, timeout=5.0)
+        if not reply.get("ok"):
+            raise ScenarioAbort(f"server {server} refused {request}: {reply.get('error')}")
+        return reply
+
+    def server_stats(self, server: str = "threaded") -> dict[str, Any]:
+        return self.server_control(server, cmd="stats")["stats"]
+
+    # Faults ------------------------------------------------------------------------------------
+    def apply(self, fault: str, **params: Any) -> Any:
+        """Inject a registered fault now; it is cleared at the end of the run whatever happens."""
+        from lab import faults
+
+        handle = faults.get(fault)(self, **params)
+        self.on_cleanup(handle.clear)
+        self.fault_at = self.mark("lab", f"fault: {fault}", **{k: v for k, v in params.items()
+                                                               if isinstance(v, (int, float, str, bool))})
+        handle.apply()
+        self.mark("lab", f"fault in place: {fault}")
+        return handle
+
+    # Running the subjects ----------------------------------------------------------------------
+    def ready(self) -> None:
+        """Called by a worker when its pre-fault part is done; returns once the fault is in place."""
+        impl = threading.current_thread().name
+        with self._arrival:
+            self._arrived.add(impl)
+            self._arrival.notify_all()
+        if not self._gate.wait(timeout=READY_TIMEOUT + self.watchdog):
+            raise ScenarioAbort("the fault was never released to the workers")
+
+    def exchange(self, subject: Subject, outcome: Outcome, body: bytes) -> bytes:
+        """One round trip, recorded; a reply that differs from what was sent counts as corrupt."""
+        reply = subject.exchange(body)
+        if reply == expected_echo(subject, body):
+            outcome.exchanges_ok += 1
+            self.mark(f"client[{subject.impl}]", "echo intact", seq=subject.seq, bytes=len(reply))
+        else:
+            outcome.corrupt += 1
+            self.mark(f"client[{subject.impl}]", "echo CORRUPT", seq=subject.seq, bytes=len(reply),
+                      expected=len(expected_echo(subject, body)))
+        return reply
+
+    def side_by_side(self, worker: Callable[["Context", Subject, Outcome], None], *,
+                     fault: Callable[[], Any] | None = None, server: str = "threaded",
+                     configs: dict[str, RobustConfig] | None = None) -> None:
+        """Run ``worker`` once per implementation, in parallel, with the fault between their two halves."""
+        subjects = {impl: self.subject(impl, server, config=(configs or {}).get(impl)) for impl in self.impls}
+        threads: dict[str, threading.Thread] = {}
+        done: dict[str, threading.Event] = {impl: threading.Event() for impl in self.impls}
+        for impl in self.impls:
+            t = threading.Thread(target=self._work, name=impl, daemon=True,
+                                 args=(worker, subjects[impl], self.outcomes[impl], done[impl]))
+            threads[impl] = t
+            t.start()
+        if fault is not None:
+            deadline = time.monotonic() + READY_TIMEOUT
+            with self._arrival:
+                while not all(impl in self._arrived or done[impl].is_set() for impl in self.impls):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise ScenarioAbort("workers did not reach the fault point in "
+                                            f"{READY_TIMEOUT:g} s: {sorted(set(self.impls) - self._arrived)}")
+                    self._arrival.wait(timeout=min(left, 0.2))
+            fault()
+            if self.fault_at is None:
+                self.fault_at = self.mark("lab", "fault")
+        self._gate.set()
+        start = self.fault_at if self.fault_at is not None else self.now()
+        for impl in self.impls:
+            left = start + self.watchdog - self.now()
+            done[impl].wait(timeout=max(left, 0.0))
+        for impl in self.impls:
+            if not done[impl].is_set():
+                outcome = self.outcomes[impl]
+                outcome.status = "blocked"
+                outcome.ended_at = None
+                outcome.message = f"still inside a call {self.watchdog:g} s after the fault (watchdog)"
+                self.mark(f"client[{impl}]", "BLOCKED at the watchdog", watchdog_s=self.watchdog)
+                subjects[impl].force_unblock()
+        for impl, t in threads.items():
+            t.join(timeout=10)
+            if t.is_alive():
+                self.mark("lab", f"worker {impl} did not end after its socket was shut down")
+        for impl, subject in subjects.items():
+            self.outcomes[impl].measurements.update(subject.socket_stats())
+            try:
+                subject.close()
+            except (OSError, LabError):
+                pass
+
+    def _work(self, worker: Callable[["Context", Subject, Outcome], None], subject: Subject, outcome: Outcome,
+              done: threading.Event) -> None:
+        actor = f"client[{subject.impl}]"
+        try:
+            worker(self, subject, outcome)
+            if outcome.status != "blocked":
+                outcome.status = "completed"
+                outcome.ended_at = self.now()
+                self.mark(actor, "completed", exchanges=outcome.exchanges_ok)
+        except BaseException as exc:  # noqa: BLE001 - every failure is the data we came for
+            self._record_error(actor, outcome, exc)
+        finally:
+            done.set()
+
+    def _record_error(self, actor: str, outcome: Outcome, exc: BaseException) -> None:
+        t = self.now()
+        if outcome.status == "blocked":
+            outcome.facts["after_unblock"] = type(exc).__name__
+            return
+        outcome.status = "error"
+        outcome.error = type(exc).__name__
+        outcome.message = str(exc)
+        outcome.ended_at = t
+        if isinstance(exc, LabError):
+            outcome.facts.update(exc.as_dict())
+        errno_value = getattr(exc, "errno", None)
+        if isinstance(errno_value, int):
+            import errno as errno_mod
+            outcome.errno_name = errno_mod.errorcode.get(errno_value)
+        self.mark(actor, f"ERROR {outcome.error}", message=str(exc)[:160], errno=outcome.errno_name)
+
+    # Clean-up ----------------------------------------------------------------------------------
+    def reset_lab(self) -> None:
+        """Everything back to normal: no toxics, no rules, no stopped process, default behaviours."""
+        self.toxiproxy.reset()
+        self.server_agent.reset()
+        self.client_agent.reset()
+        for server in PORTS:
+            wait_listening(SERVER_HOST, PORTS[server], timeout=15.0)
+            self.server_control(server, cmd="reset")
+
+    def run_cleanups(self) -> None:
+        while self._cleanups:
+            action = self._cleanups.pop()
+            try:
+                action()
+            except Exception as exc:  # noqa: BLE001 - one failed clean-up must not skip the others
+                self.mark("lab", f"clean-up failed: {exc}")
+
+
+def wait_listening(host: str, port: int, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise ScenarioAbort(f"{host}:{port} is not accepting connections after {timeout:g} s: {exc}") from exc
+            time.sleep(0.1)
+
+
+def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float | None = None) -> dict[str, Any]:
+    """Run one scenario; returns the report (JSON-able)."""
+    impls = impls or list(scenario.expect)
+    unknown = [i for i in impls if i not in scenario.expect]
+    if unknown:
+        raise scn.ScenarioError(f"scenario {scenario.name} has no oracle for {', '.join(unknown)}; it judges: "
+                                f"{', '.join(scenario.expect)}")
+    ctx = Context(scenario, impls, watchdog=watchdog)
+    aborted = None
+    try:
+        ctx.reset_lab()
+        ctx.mark("lab", "ready", scenario=scenario.name, impls=impls)
+        scenario.run(ctx)
+    except ScenarioAbort as exc:
+        aborted = str(exc)
+        ctx.mark("lab", f"ABORTED: {exc}")
+    finally:
+        ctx.run_cleanups()
+        try:
+            ctx.reset_lab()
+        except Exception as exc:  # noqa: BLE001 - reported, and the host side sweeps anyway
+            ctx.mark("lab", f"reset after the run failed: {exc}")
+    return report(ctx, aborted)
+
+
+def report(ctx: Context, aborted: str | None) -> dict[str, Any]:
+    verdicts = {}
+    for impl in ctx.impls:
+        checks = scn.judge(ctx.scenario.expect[impl], ctx.outcomes[impl], fault_at=ctx.fault_at) + ctx.checks[impl]
+        verdicts[impl] = {"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks],
+                          "outcome": ctx.outcomes[impl].as_dict()}
+    fidelity_ok = bool(ctx.fidelity) and all(c.ok for c in ctx.fidelity)
+    ok = aborted is None and fidelity_ok and all(v["ok"] for v in verdicts.values())
+    return {"scenario": ctx.scenario.summary(), "ok": ok, "aborted": aborted, "fault_at": ctx.fault_at,
+            "watchdog_s": ctx.watchdog, "fidelity": [c.as_dict() for c in ctx.fidelity],
+            "fidelity_ok": fidelity_ok, "verdicts": verdicts, "timeline": ctx.timeline, "facts": ctx.facts,
+            "bounds": ctx.config.bounds()}
+
+
+def render(rep: dict[str, Any]) -> str:
+    s = rep["scenario"]
+    lines = [f"== {s['title']} ({s['name']}) — HOWTO: {s['howto']} — path: {s['path']}",
+             f"   wire: {' '.join(s['wire'].split())}", f"   injection: {' '.join(s['injection'].split())}", "",
+             "timeline:"]
+    for e in rep["timeline"]:
+        extra = {k: v for k, v in e.items() if k not in ("t", "actor", "what")}
+        facts = " ".join(f"{k}={v}" for k, v in extra.items() if v is not None)
+        lines.append(f"  +{e['t']:7.3f}s  {e['actor']:<26} {e['what']}" + (f"  ({facts})" if facts else ""))
+    lines.append("")
+    lines.append("fault really happened:" if rep["fidelity_ok"] else "FAULT NOT PROVEN:")
+    for c in rep["fidelity"] or [{"ok": False, "name": "no evidence recorded", "detail": ""}]:
+        lines.append(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {c['detail']}")
+    for impl, v in rep["verdicts"].items():
+        lines.append(f"{impl}: {'PASS' if v['ok'] else 'FAIL'}")
+        for c in v["checks"]:
+            lines.append(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {c['detail']}")
+    if rep["aborted"]:
+        lines.append(f"ABORTED: {rep['aborted']}")
+    lines.append(f"verdict: {'PASS' if rep['ok'] else 'FAIL'}")
+    lines.append(f"remember: {s['remember']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m lab.runner", description="Run lab scenarios inside the lab.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_list = sub.add_parser("list", help="the scenarios, one line each")
+    p_list.add_argument("--json", action="store_true")
+    p_run = sub.add_parser("run", help="run one scenario and judge it")
+    p_run.add_argument("name")
+    p_run.add_argument("--impl", action="append", help="implementation(s) to run (default: all it judges)")
+    p_run.add_argument("--watchdog", type=float, default=None, help="seconds before a call counts as blocked")
+    p_run.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    opts = parser.parse_args(argv)
+    try:
+        if opts.command == "list":
+            found = scn.discover()
+            if opts.json:
+                print(json.dumps([s.summary() for s in found.values()]))
+            else:
+                for s in found.values():
+                    print(f"{s.name:<24} {s.howto:<22} {s.title}")
+            return 0
+        chosen = scn.get(opts.name)
+        if opts.watchdog is not None and opts.watchdog <= 0:
+            parser.error(f"--watchdog must be a number of seconds > 0; got {opts.watchdog}")
+        rep = run(chosen, opts.impl, watchdog=opts.watchdog)
+    except (scn.UnknownScenario, scn.ScenarioError) as exc:
+        print(f"lab.runner: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(rep) if opts.json else render(rep), flush=True)
+    return 0 if rep["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
