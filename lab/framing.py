@@ -203,7 +203,10 @@ class Decoder:
                                     f"its {_MIN_PAYLOAD[ftype]}-byte minimum"))
             end = HEADER_SIZE + length
             if len(buf) >= end:
-                payload = bytes(buf[HEADER_SIZE:end])
+                # Through a view: a bytearray slice is itself a copy, and a 1 MiB frame
+                # copied twice cost the robust client 3x the CPU of a plain recv loop.
+                with memoryview(buf) as view:
+                    payload = bytes(view[HEADER_SIZE:end])
                 del buf[:end]
                 self.frames_decoded += 1
                 self.bytes_consumed += end
