@@ -112,6 +112,9 @@ class RobustConfig:
         drop the connection: PeerUnresponsive(detected_by="user-timeout")
         within 3 s of the peer's host going away mid-send. ``None`` or 0 =
         the kernel default (about 15 minutes of retransmissions).
+    ``timeouts.idle``
+        Not used here: a RobustConnection never waits between messages on its
+        own. Heartbeats (while waiting) and keepalive (while idle) cover that.
     ``max_payload``
         Largest frame payload accepted or sent; a bigger header announcement
         is FrameTooLarge before any memory is allocated for it.
