@@ -75,6 +75,7 @@ class Context:
         self.server_agent = AgentClient(SERVER_HOST, AGENT_PORT)
         self.client_agent = AgentClient("127.0.0.1", AGENT_PORT)
         self.facts: dict[str, Any] = {}
+        self.pcaps: dict[str, bytes] = {}
         self._cleanups: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._gate = threading.Event()
@@ -136,6 +137,17 @@ class Context:
         self.mark("lab", f"fault in place: {fault}")
         return handle
 
+    # Packet evidence ---------------------------------------------------------------------------
+    def capture(self, where: str = "server", port: int = 7000) -> "CaptureHandle":
+        """Start tcpdump in the server's (or the client's) namespace; stopped at the latest at clean-up."""
+        agent = self.server_agent if where == "server" else self.client_agent
+        name = f"{self.scenario.name}-{where}"[:32].strip("-")
+        agent.capture_start(name, f"tcp port {port}")
+        handle = CaptureHandle(self, agent, name, where, port)
+        self.on_cleanup(handle.discard)
+        self.mark("lab", f"capturing at the {where}", filter=f"tcp port {port}")
+        return handle
+
     # Running the subjects ----------------------------------------------------------------------
     def ready(self) -> None:
         """Called by a worker when its pre-fault part is done; returns once the fault is in place."""
@@ -160,12 +172,27 @@ class Context:
 
     def side_by_side(self, worker: Callable[["Context", Subject, Outcome], None], *,
                      fault: Callable[[], Any] | None = None, server: str = "threaded",
-                     configs: dict[str, RobustConfig] | None = None) -> None:
-        """Run ``worker`` once per implementation, in parallel, with the fault between their two halves."""
-        subjects = {impl: self.subject(impl, server, config=(configs or {}).get(impl)) for impl in self.impls}
+                     configs: dict[str, RobustConfig] | None = None, sequential: bool = False) -> None:
+        """Run ``worker`` once per implementation, in parallel, with the fault between their two halves.
+
+        ``sequential`` runs the implementations one after the other instead (for faults
+        whose measurement two parallel clients would distort, like a bandwidth limit);
+        it takes no ``fault``: put the fault in place before calling.
+        """
+        if sequential:
+            if fault is not None:
+                raise ValueError("sequential runs take no fault: apply it before side_by_side()")
+            for impl in self.impls:
+                self._run_group([impl], worker, None, server, configs)
+        else:
+            self._run_group(list(self.impls), worker, fault, server, configs)
+
+    def _run_group(self, impls: list[str], worker: Callable[["Context", Subject, Outcome], None],
+                   fault: Callable[[], Any] | None, server: str, configs: dict[str, RobustConfig] | None) -> None:
+        subjects = {impl: self.subject(impl, server, config=(configs or {}).get(impl)) for impl in impls}
         threads: dict[str, threading.Thread] = {}
-        done: dict[str, threading.Event] = {impl: threading.Event() for impl in self.impls}
-        for impl in self.impls:
+        done: dict[str, threading.Event] = {impl: threading.Event() for impl in impls}
+        for impl in impls:
             t = threading.Thread(target=self._work, name=impl, daemon=True,
                                  args=(worker, subjects[impl], self.outcomes[impl], done[impl]))
             threads[impl] = t
@@ -173,21 +200,22 @@ class Context:
         if fault is not None:
             deadline = time.monotonic() + READY_TIMEOUT
             with self._arrival:
-                while not all(impl in self._arrived or done[impl].is_set() for impl in self.impls):
+                while not all(impl in self._arrived or done[impl].is_set() for impl in impls):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise ScenarioAbort("workers did not reach the fault point in "
-                                            f"{READY_TIMEOUT:g} s: {sorted(set(self.impls) - self._arrived)}")
+                                            f"{READY_TIMEOUT:g} s: {sorted(set(impls) - self._arrived)}")
                     self._arrival.wait(timeout=min(left, 0.2))
             fault()
             if self.fault_at is None:
                 self.fault_at = self.mark("lab", "fault")
         self._gate.set()
-        start = self.fault_at if self.fault_at is not None else self.now()
-        for impl in self.impls:
+        # The watchdog counts from the fault this group waited for, else from now.
+        start = self.fault_at if fault is not None and self.fault_at is not None else self.now()
+        for impl in impls:
             left = start + self.watchdog - self.now()
             done[impl].wait(timeout=max(left, 0.0))
-        for impl in self.impls:
+        for impl in impls:
             if not done[impl].is_set():
                 outcome = self.outcomes[impl]
                 outcome.status = "blocked"
@@ -254,6 +282,35 @@ class Context:
                 action()
             except Exception as exc:  # noqa: BLE001 - one failed clean-up must not skip the others
                 self.mark("lab", f"clean-up failed: {exc}")
+
+
+class CaptureHandle:
+    def __init__(self, ctx: Context, agent: Any, name: str, where: str, port: int) -> None:
+        self.ctx, self.agent, self.name, self.where, self.port = ctx, agent, name, where, port
+        self.summary: Any = None
+        self.stopped = False
+
+    def stop(self) -> Any:
+        """Stop the capture and summarise it (a lab.capture.CaptureSummary); kept in the report's facts."""
+        import base64
+
+        from lab.capture import render, summarize
+
+        if self.stopped:
+            return self.summary
+        self.stopped = True
+        reply = self.agent.capture_stop(self.name)
+        data = base64.b64decode(reply["pcap"])
+        self.summary = summarize(data, server_port=self.port)
+        self.ctx.facts.setdefault("captures", {})[self.where] = {
+            "bytes": len(data), "summary": self.summary.as_dict(), "text": render(self.summary)}
+        self.ctx.pcaps[self.where] = data
+        return self.summary
+
+    def discard(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.agent.capture_stop(self.name)
 
 
 def wait_listening(host: str, port: int, *, timeout: float) -> None:

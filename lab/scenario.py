@@ -60,7 +60,8 @@ class Expect:
              ``errors``), or "blocked" (still inside a call when the watchdog fired).
     errors   accepted exception class names, e.g. ("PeerUnresponsive",) or ("RuntimeError",).
     within   seconds from the fault to the error (or to completion), when bounded.
-    detail   facts the error must carry, e.g. {"detected_by": "heartbeat"}.
+    detail   facts the error must carry, e.g. {"detected_by": "heartbeat"}; a tuple value
+             lists the accepted ones.
     corrupt  True when the implementation is expected to return wrong data without
              an error (the classic mistakes); False asserts nothing corrupt came back.
     note     the bound's origin in words ("dead_after 3 s + heartbeat 1 s").
@@ -233,7 +234,10 @@ def judge(expect: Expect, outcome: Outcome, *, fault_at: float | None) -> list[C
                         + (f" ({outcome.message})" if outcome.message else "")))
     for key, value in expect.detail.items():
         actual = outcome.facts.get(key)
-        checks.append(Check(f"{key}", actual == value, f"expected {key}={value!r}; got {actual!r}"))
+        # A tuple lists the accepted values ("heartbeat" or "user-timeout": whichever fires first).
+        ok = actual in value if isinstance(value, tuple) else actual == value
+        want = " or ".join(map(repr, value)) if isinstance(value, tuple) else repr(value)
+        checks.append(Check(f"{key}", ok, f"expected {key}={want}; got {actual!r}"))
     if expect.within is not None and expect.status != "blocked":
         if outcome.ended_at is None:
             checks.append(Check("time bound", False, "no end time was recorded"))

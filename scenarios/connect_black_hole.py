@@ -1,0 +1,35 @@
+"""Connecting into a black hole: the SYNs are dropped and nothing answers."""
+
+from lab.scenario import Expect
+from lab.workloads import connect_then_exchange
+
+NAME = "connect-black-hole"
+TITLE = "Connect into a black hole"
+HOWTO = "Creating a Socket"
+WIRE = """
+The server's namespace drops every SYN to the port. The client's kernel sends the SYN
+again after 1 s, 3 s, 7 s, 15 s, 31 s and 63 s (tcp_syn_retries = 6) and gives up after
+about two minutes. A connect() without a deadline waits all of that; a connect deadline
+ends it when you decide.
+"""
+INJECTION = "The server-agent drops new connections' SYNs to port 7000 (iptables DROP on --syn)."
+PATH = "direct"
+WATCHDOG = 10.0
+EXPECT = {
+    "robust": Expect("error", ("ConnectTimeout",), within=3.5, note="connect timeout 3 s + 0.5 s"),
+    "naive": Expect("blocked", note="the kernel would keep retrying for about 2 minutes"),
+}
+REMEMBER = "connect() has no deadline of its own: give it one."
+
+
+def run(ctx):
+    handle = {}
+
+    def fault():
+        handle["drop"] = ctx.apply("syn-drop", port=7000)
+
+    fault()
+    ctx.side_by_side(connect_then_exchange())
+    dropped = handle["drop"].dropped()
+    ctx.prove("SYNs were dropped, and retried", dropped >= 2 * len(ctx.impls),
+              f"{dropped} SYNs dropped for {len(ctx.impls)} clients")

@@ -1,0 +1,39 @@
+"""The stream is cut in the middle of a reply (Toxiproxy limit_data)."""
+
+from lab import framing
+from lab.scenario import Expect
+from lab.workloads import converse
+
+NAME = "mid-message-cut"
+TITLE = "Mid-message cut"
+HOWTO = "Using a Socket"
+WIRE = """
+Toxiproxy passes exactly two and a half replies' worth of bytes from the server, then
+closes the connection. The client's kernel sees an ordinary FIN, but it arrives in the
+middle of a message: 500 bytes of a 1013-byte frame are all there will ever be. Careful
+code says how much of what arrived; it never hands back the half message as if it were whole.
+"""
+SIZE = 1000
+FRAME = framing.HEADER_SIZE + framing.SEQ.size + SIZE  # 1013 bytes on the wire per echo
+CUT = 2 * FRAME + 500
+INJECTION = (f"A Toxiproxy limit_data toxic (downstream, bytes {CUT}) on the threaded proxy, in place "
+             "before the client connects.")
+PATH = "proxied"
+EXPECT = {
+    "robust": Expect("error", ("IncompleteMessage",), within=1.0, detail={"received": 500, "expected": FRAME},
+                     note="EOF inside a frame is reported with its byte counts"),
+    "naive": Expect("error", ("RuntimeError",), within=1.0, note="'socket connection broken'"),
+}
+REMEMBER = "A FIN in the middle of a message is a broken message: report it, never return half."
+
+
+def run(ctx):
+    ctx.apply("limit-data", bytes=CUT)
+    ctx.side_by_side(converse(before=0, after=3, size=SIZE))
+    if "robust" in ctx.impls:
+        got = ctx.outcomes["robust"].measurements.get("bytes_received")
+        ctx.prove("exactly the configured number of bytes reached the client before the cut", got == CUT,
+                  f"robust received {got} bytes; limit {CUT}")
+    for impl in ctx.impls:
+        ctx.check(impl, "the two whole replies before the cut were intact", ctx.outcomes[impl].exchanges_ok == 2,
+                  f"{ctx.outcomes[impl].exchanges_ok} intact replies")
