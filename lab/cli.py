@@ -3,7 +3,10 @@
     lab engine           find or provide Docker, Compose v2 and the images (idempotent)
     lab up | down        start the topology (waits for health) / remove it
     lab status           the project's containers and their health
-    lab run [NAME]       up, run a scenario end to end (default: the smoke check), down
+    lab list             the scenarios, with the HOWTO section each illustrates
+    lab run [NAME]       up, run a scenario end to end (default: frozen-process), print its
+                         timeline and verdict; the lab is taken down again if this started it
+    lab smoke            up, check the wiring (echo through Toxiproxy, latency proves the path)
     lab sweep            remove anything labelled as the lab's, from any project
 
 Exit codes: 0 success, 1 the scenario's oracle did not hold, 2 bad input,
@@ -22,6 +25,7 @@ from lab import engine
 from lab.topology import DEFAULT_PROJECT, Lab, check_project_name, repo_root, sweep
 
 EXIT_OK, EXIT_ORACLE, EXIT_USAGE, EXIT_ENGINE = 0, 1, 2, 3
+DEFAULT_SCENARIO = "frozen-process"
 
 
 def _log(message: str) -> None:
@@ -69,25 +73,67 @@ def cmd_sweep(opts: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_run(opts: argparse.Namespace) -> int:
-    from lab import smoke
+def _is_up(lab: Lab) -> bool:
+    try:
+        return any(row.get("State") == "running" for row in lab.status())
+    except engine.EngineError:
+        return False
 
+
+def _with_lab(opts: argparse.Namespace, job):  # type: ignore[no-untyped-def]
+    """Bring the lab up if needed, run ``job(lab)``, and take it down again only if we started it."""
     cmd_engine(opts)
     lab = _lab(opts)
+    was_up = _is_up(lab)
     started = time.monotonic()
-    _log(f"bringing the lab up as project {opts.project!r} (first time: images are built)")
+    if not was_up:
+        _log(f"bringing the lab up as project {opts.project!r} (the first time builds the images)")
     try:
         lab.up()
-        _log(f"lab up and healthy in {time.monotonic() - started:.1f} s")
-        report = smoke.run(lab, log=_log)
+        if not was_up:
+            _log(f"lab up and healthy in {time.monotonic() - started:.1f} s")
+        return job(lab)
     finally:
-        if not opts.keep:
+        if not was_up and not opts.keep:
             lab.down()
             _log("lab removed (use --keep to leave it running)")
+
+
+def cmd_smoke(opts: argparse.Namespace) -> int:
+    from lab import smoke
+
+    report = _with_lab(opts, lambda lab: smoke.run(lab, log=_log))
+    print(json.dumps(report, indent=2) if opts.json else smoke.render(report))
+    return EXIT_OK if report["ok"] else EXIT_ORACLE
+
+
+def cmd_list(opts: argparse.Namespace) -> int:
+    from lab import scenario
+
+    found = scenario.discover()
     if opts.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(smoke.render(report))
+        print(json.dumps([s.summary() for s in found.values()], indent=2))
+        return EXIT_OK
+    for s in found.values():
+        print(f"{s.name:<24} {s.howto:<20} {s.path:<8} {s.title}")
+    return EXIT_OK
+
+
+def cmd_run(opts: argparse.Namespace) -> int:
+    from lab import inlab, runner, scenario
+
+    try:
+        chosen = scenario.get(opts.name)
+        for impl in opts.impl or []:
+            if impl not in chosen.expect:
+                raise scenario.ScenarioError(f"scenario {chosen.name} has no oracle for {impl!r}; it judges: "
+                                             f"{', '.join(chosen.expect)}")
+    except (scenario.UnknownScenario, scenario.ScenarioError) as exc:
+        _log(f"error: {exc}")
+        return EXIT_USAGE
+    _log(f"running {chosen.name}: {chosen.title}")
+    report = _with_lab(opts, lambda lab: inlab.run_scenario(lab, chosen.name, impls=opts.impl))
+    print(json.dumps(report, indent=2) if opts.json else runner.render(report))
     return EXIT_OK if report["ok"] else EXIT_ORACLE
 
 
@@ -102,10 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="remove the lab's containers, networks and volumes").set_defaults(func=cmd_down)
     sub.add_parser("status", help="show the lab's containers").set_defaults(func=cmd_status)
     sub.add_parser("sweep", help="remove everything labelled as the lab's").set_defaults(func=cmd_sweep)
-    run = sub.add_parser("run", help="bring the lab up and run the smoke check end to end")
+    lst = sub.add_parser("list", help="the scenarios")
+    lst.add_argument("--json", action="store_true", help="print them as JSON")
+    lst.set_defaults(func=cmd_list)
+    run = sub.add_parser("run", help="run one scenario end to end and print its timeline and verdict")
+    run.add_argument("name", nargs="?", default=DEFAULT_SCENARIO, help=f"scenario (default {DEFAULT_SCENARIO})")
+    run.add_argument("--impl", action="append", help="implementation to run (repeatable; default: all judged)")
     run.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
     run.add_argument("--json", action="store_true", help="print the report as JSON")
     run.set_defaults(func=cmd_run)
+    smoke = sub.add_parser("smoke", help="check the lab's wiring end to end")
+    smoke.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
+    smoke.add_argument("--json", action="store_true", help="print the report as JSON")
+    smoke.set_defaults(func=cmd_smoke)
     return parser
 
 
@@ -124,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     except engine.EngineError as exc:
         _log(f"error: {exc}")
         return EXIT_ENGINE
+    except ValueError as exc:  # bad input that got past argparse (e.g. a toxic the API refused)
+        _log(f"error: {exc}")
+        return EXIT_USAGE
     except KeyboardInterrupt:
         _log("interrupted")
         return 130
