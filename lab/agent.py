@@ -473,7 +473,10 @@ def parse_filter(text: str) -> list[str]:
                     raise fail(f"port must be a number from 1 to 65535, not {value!r}")
             elif tok == "host":
                 value = take(i + 1)
-                if value in _FILTER_WORDS or not (_IPV4_RE.fullmatch(value) or _HOSTNAME_RE.fullmatch(value)):
+                # Digits and dots only is an address attempt: it must be a valid IPv4, not a "host name".
+                looks_numeric = re.fullmatch(r"[0-9.]+", value) is not None
+                valid = _IPV4_RE.fullmatch(value) if looks_numeric else _HOSTNAME_RE.fullmatch(value)
+                if value in _FILTER_WORDS or not valid:
                     raise fail(f"host must be an IPv4 address or a lowercase host name, not {value!r}")
             else:
                 raise fail(f"unexpected {tok!r} at token {i + 1}")
