@@ -63,7 +63,7 @@ from typing import Literal, NamedTuple
 __all__ = [
     "CaptureError", "Endpoint", "Segment", "Capture", "read_capture",
     "FlagStat", "DirectionSummary", "Event", "ConnectionSummary", "CaptureSummary",
-    "summarize", "summarize_file", "render", "main",
+    "summarize", "summarize_file", "render", "TcpdumpStats", "tcpdump_stats", "main",
 ]
 
 
@@ -763,6 +763,31 @@ def summarize(data: bytes, *, server_port: int | None = None) -> CaptureSummary:
 
 def summarize_file(path: str | Path, *, server_port: int | None = None) -> CaptureSummary:
     return summarize(Path(path).read_bytes(), server_port=server_port)
+
+
+@dataclass(frozen=True)
+class TcpdumpStats:
+    """tcpdump's closing counts. The pcap file cannot say what it missed; these can."""
+
+    captured: int | None = None
+    received: int | None = None     # "received by filter"
+    dropped: int | None = None      # "dropped by kernel": the ring overflowed, evidence is missing
+
+
+def tcpdump_stats(stderr: str) -> TcpdumpStats:
+    """Read the counts tcpdump prints to stderr when it stops.
+
+    Check ``dropped == 0`` before trusting a summary's "no such packet" facts:
+    a burst (a few MB over loopback) can overflow the capture buffer.
+    """
+    found: dict[str, int] = {}
+    for line in stderr.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0].isdigit() and words[1] == "packets":
+            key = {"captured": "captured", "received": "received", "dropped": "dropped"}.get(words[2])
+            if key is not None:
+                found[key] = int(words[0])
+    return TcpdumpStats(**found)
 
 
 # --------------------------------------------------------------------------- text

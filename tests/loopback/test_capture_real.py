@@ -4,12 +4,16 @@ tcpdump is required, not optional: these tests prove the summary matches what
 the kernel really puts on the wire, and a missing tcpdump fails them with the
 install command.
 
-Stopping tcpdump the moment the exchange ends loses packets: on SIGINT it
-leaves whatever is still in its ring buffer unread (tried: often 0 of 8
-packets made it to the file). So each capture also watches a marker port, and
-after the exchange we knock once on the marker (a refused connect) and wait
-until that knock is in the file. Packets reach the file in order, so
-everything before the knock is there too; then SIGINT.
+The capture command is the agents' one: ``tcpdump -U -i lo -w FILE -Z root``.
+Stopping it the moment the exchange ends loses packets: on SIGINT tcpdump
+leaves what is still in its ring buffer unwritten (tried: often none of the 8
+packets of a short exchange reached the file). ``--immediate-mode`` is no cure
+on lo: with the default snap length its ring has a handful of slots and a
+burst overflows it ("packets dropped by kernel"). So each capture also watches
+a marker port: after the exchange we knock once on the marker (a refused
+connect) and wait until the knock is in the file. Packets reach the file in
+order, so everything before the knock is there too; then SIGINT, and the
+summary is used only if tcpdump reports 0 packets dropped.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.capture import CaptureError, CaptureSummary, ConnectionSummary, read_capture, summarize
+from lab.capture import CaptureError, CaptureSummary, ConnectionSummary, read_capture, summarize, tcpdump_stats
 
 from ._peers import HOST, LINGER_RST, unused_port
 
@@ -52,7 +56,7 @@ class Tcpdump:
         tcpdump = shutil.which("tcpdump")
         if tcpdump is None:
             pytest.fail(TCPDUMP_MISSING, pytrace=False)
-        argv = [tcpdump, "-U", "--immediate-mode", "-n", "-i", "lo", "-w", str(self.path), "-Z", "root",
+        argv = [tcpdump, "-U", "-n", "-i", "lo", "-w", str(self.path), "-Z", "root",
                 f"tcp port {self.port} or tcp port {self.marker}"]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
@@ -105,6 +109,9 @@ class Tcpdump:
             pytest.fail(f"tcpdump ignored SIGINT for {STOP_TIMEOUT} s and was killed")
 
     def summary(self) -> CaptureSummary:
+        """The summary, once tcpdump has stopped and said it dropped nothing (else the facts are partial)."""
+        stats = tcpdump_stats(self.stderr.decode(errors="replace"))
+        assert stats.dropped == 0, f"tcpdump dropped packets; the capture is incomplete: {self.stderr!r}"
         return summarize(self.path.read_bytes(), server_port=self.port)
 
 
@@ -211,3 +218,77 @@ def test_connect_to_a_port_nobody_listens_on_is_a_syn_answered_by_rst(tmp_path: 
     assert (c2s.syn.count, s2c.syn_ack.count, s2c.rst.count, c2s.rst.count) == (1, 0, 1, 0)
     assert s2c.packets == 1 and c2s.packets == 1
     assert (c2s.payload_bytes, s2c.payload_bytes) == (0, 0)
+
+
+def test_keepalive_probes_are_answered_by_the_idle_peers_kernel(tmp_path: Path) -> None:
+    # The server application never reads or writes: only its kernel can answer.
+    with listener() as lst:
+        port = lst.getsockname()[1]
+        with capturing(port, tmp_path) as dump:
+            with socket.create_connection((HOST, port), timeout=IO_TIMEOUT) as client:
+                server, _ = lst.accept()
+                with server:
+                    client.sendall(b"k" * 10)
+                    assert recv_exactly(server, 10) == b"k" * 10
+                    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+                    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                    # Probes near +1 s and +2 s; stop halfway to the third so none is in flight.
+                    time.sleep(2.5)
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+    conn = conversation(dump.summary(), port)
+    c2s, s2c = conn.client_to_server, conn.server_to_client
+    assert c2s.keepalive_probes >= 2
+    assert c2s.keepalive_answered == c2s.keepalive_probes
+    assert c2s.retransmissions == 0 and c2s.payload_bytes == 10
+    assert s2c.duplicate_acks == 0 and s2c.keepalive_probes == 0
+    assert len(conn.events("keepalive answered", "s2c")) == c2s.keepalive_probes
+    assert conn.outcome == "reset by client"     # the linger-0 close ends it without TIME_WAIT
+
+
+def test_a_peer_that_stops_reading_advertises_a_zero_window_and_gets_window_probes(tmp_path: Path) -> None:
+    # Small buffers both ends keep the burst to some tens of kB: megabytes over
+    # loopback overflow tcpdump's ring and the capture would be incomplete.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as lst:
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # inherited: a small window fills fast
+        lst.bind((HOST, 0))
+        lst.listen(1)
+        lst.settimeout(IO_TIMEOUT)
+        port = lst.getsockname()[1]
+        with capturing(port, tmp_path) as dump:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as client:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+                client.settimeout(IO_TIMEOUT)
+                client.connect((HOST, port))
+                server, _ = lst.accept()
+                with server:
+                    server.settimeout(IO_TIMEOUT)
+                    sent = fill_until_blocked(client)
+                    time.sleep(1.0)         # Linux probes the closed window about 0.2 s and 0.6 s later
+                    assert recv_exactly(server, sent) == b"z" * sent
+                    client.shutdown(socket.SHUT_WR)
+                    assert server.recv(1) == b""
+    conn = conversation(dump.summary(), port)
+    c2s, s2c = conn.client_to_server, conn.server_to_client
+    assert s2c.zero_windows >= 1
+    assert c2s.window_probes >= 1 and c2s.keepalive_probes == 0
+    assert c2s.payload_bytes == sent and c2s.retransmissions == 0
+    assert [e.what for e in conn.timeline if e.direction == "s2c" and "window" in e.what][:2] == \
+        ["zero-window", "window-open"]
+    assert conn.outcome == "closed"
+
+
+def fill_until_blocked(sock: socket.socket, limit: int = 64 << 20) -> int:
+    """Send until the kernel refuses more (the peer's window and our buffer are full); bounded by ``limit``."""
+    sock.setblocking(False)
+    sent = 0
+    try:
+        while sent < limit:
+            sent += sock.send(b"z" * min(65536, limit - sent))
+    except BlockingIOError:
+        pass
+    finally:
+        sock.settimeout(IO_TIMEOUT)
+    assert sent < limit, "the peer's window never closed"
+    return sent
