@@ -23,6 +23,7 @@ Ops (fields in brackets are optional):
     ping
     block          port | peer_port, [direction in|out|both], [syn_only], [action drop|reject-rst],
                    [probability 0<p<=1]                       iptables rules in chain LAB-FAULTS
+                                                              (TCP/IPv4, never loopback traffic)
     unblock                                                   flush LAB-FAULTS (idempotent)
     counters                                                  packets/bytes per lab rule
     signal         target threaded|selectors|supervisor, signal KILL|STOP|CONT|TERM|USR1|USR2
@@ -32,6 +33,9 @@ Ops (fields in brackets are optional):
     capture_stop   name                                       -> the pcap, base64
     tcp_stats                                                 /proc/net/snmp Tcp + /proc/net/netstat TcpExt
     reset          unblock, CONT stopped servers, USR2 the supervisor, drop all captures
+
+A capture stops itself after 120 s; its file then waits for ``capture_stop``
+(or ``reset``) and still counts against the limit of four captures.
 
 :class:`Agent` holds the logic and takes its command runner, ``/proc`` root,
 ``kill`` and clock as arguments, so unit tests run it without root, iptables
@@ -52,6 +56,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +73,7 @@ COMMAND_TIMEOUT = 10.0           # every iptables run
 CHAIN = "LAB-FAULTS"
 HOOKS = ("INPUT", "OUTPUT")
 COMMENT_PREFIX = "socket-lab:"
+LOOPBACK = "127.0.0.0/8"
 INTERFACE = "eth0"
 MAX_CAPTURES = 4
 CAPTURE_LIMIT = 120.0            # a forgotten capture stops itself after this long
@@ -282,7 +288,10 @@ class Rule:
 
     def args(self, verb: str = "-A") -> list[str]:
         """iptables arguments that append (-A) or delete (-D) this rule in LAB-FAULTS."""
-        argv = [verb, CHAIN, "-p", "tcp", *self.match]
+        # Never loopback: a host's own 127.0.0.1 traffic (its healthcheck, the client-agent's API)
+        # would cross LAB-FAULTS from OUTPUT too, be dropped, and inflate the counters a
+        # scenario relies on as proof. Faults are for the lab network between containers.
+        argv = [verb, CHAIN, "!", "-d", LOOPBACK, "-p", "tcp", *self.match]
         if self.syn_only:
             argv.append("--syn")
         if self.probability is not None:
@@ -303,6 +312,13 @@ def plan_rules(port: int | None, peer_port: int | None, direction: str, syn_only
     ``peer_port`` is the remote side's port (a client blocking its server):
     the other way round. A SYN always travels *to* the listening port, so
     ``syn_only`` keeps only the direction that carries it.
+
+    The hook is what a rule is *meant* for: LAB-FAULTS is one chain jumped to
+    from both INPUT and OUTPUT, so a ``--dport 7000`` rule would also match an
+    outgoing packet to some other host's port 7000. In the lab that packet
+    never exists (servers do not dial out to lab ports, clients never use them
+    as local ports: ephemeral ports start at 32768), so the direction is exact
+    in practice and the chain stays one simple list to count and flush.
     """
     if (port is None) == (peer_port is None):
         raise BadRequest('block: give exactly one of "port" (this side\'s port, e.g. a server\'s listening port) '
@@ -494,7 +510,7 @@ class Capture:
     path: Path
     tokens: list[str]
     proc: Process | None = None
-    lines: list[str] = field(default_factory=list)
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=50))  # tcpdump says little; bound it anyway
     ready: threading.Event = field(default_factory=threading.Event)
     auto_stopped: bool = False
     timer: threading.Timer | None = None

@@ -111,13 +111,43 @@ def test_blocked_server_port_times_out_counts_drops_and_unblock_restores(clean_l
     # The fault is that port's alone: the selectors server next door still answers.
     assert connect(lab, 7100)["result"] == "connected"
 
+    # The server's own loopback traffic is not the lab network: its healthcheck still connects.
+    health = lab.exec("server", ["python3", "-m", "lab.health", "127.0.0.1:7000"], timeout=30)
+    assert health.returncode == 0, health.stderr
+
     counters = {c["id"]: c for c in agent(lab, "counters")}
-    assert counters[ids[0]]["packets"] > 0 and counters[ids[0]]["bytes"] > 0, counters
+    assert counters[ids[0]]["packets"] >= 2, counters  # the SYN and at least its first retry (RTO 1 s)
+    assert counters[ids[0]]["bytes"] > 0, counters
     assert counters[ids[0]]["hook"] == "INPUT" and counters[ids[0]]["match"] == "--dport 7000"
 
     assert agent(lab, "unblock") == ids
     assert agent(lab, "counters") == []
     assert connect(lab, 7000)["result"] == "connected"
+
+
+_LOSSY = """
+import json, socket
+timeouts = 0
+for _ in range(20):
+    try:
+        socket.create_connection(("server", 7000), timeout=0.5).close()
+    except TimeoutError:
+        timeouts += 1
+print(json.dumps(timeouts))
+"""
+
+
+def test_random_syn_loss_counts_exactly_the_connects_it_broke(clean_lab: Lab) -> None:
+    lab = clean_lab
+    [rule_id] = agent(lab, "block", port=7000, direction="in", syn_only=True, probability=0.5)
+    res = lab.exec("client", ["python3", "-c", _LOSSY], timeout=60)
+    assert res.returncode == 0, res.stderr
+    timeouts = json.loads(res.stdout)
+    # A 0.5 s connect timeout is shorter than the 1 s SYN retry, so each dropped SYN is one timed-out
+    # connect and nothing else. All or none of 20 would happen by chance once in ~500,000 runs.
+    assert 0 < timeouts < 20
+    [rule] = agent(lab, "counters")
+    assert (rule["id"], rule["packets"]) == (rule_id, timeouts)
 
 
 def test_reject_rst_makes_connect_refused_at_once(clean_lab: Lab) -> None:

@@ -92,7 +92,7 @@ def agent(runner: FakeRunner, proc_root: Path, tmp_path: Path) -> Agent:
 
 
 def _serve(agent: Agent, **kwargs: float | int) -> ControlServer:
-    return ControlServer(agent, HOST, 0, **kwargs).start()  # type: ignore[arg-type]
+    return ControlServer(agent, HOST, 0, poll=0.05, **kwargs).start()  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -151,8 +151,8 @@ def test_ping_round_trip(client: AgentClient) -> None:
 
 def test_block_counters_unblock_through_the_client(client: AgentClient, runner: FakeRunner) -> None:
     assert client.block(7000, direction="in", syn_only=True) == ["r1"]
-    assert ["iptables", "-w", "5", "-A", "LAB-FAULTS", "-p", "tcp", "--dport", "7000", "--syn", "-m", "comment",
-            "--comment", "socket-lab:r1", "-j", "DROP"] in runner.calls
+    assert ["iptables", "-w", "5", "-A", "LAB-FAULTS", "!", "-d", "127.0.0.0/8", "-p", "tcp", "--dport", "7000",
+            "--syn", "-m", "comment", "--comment", "socket-lab:r1", "-j", "DROP"] in runner.calls
     [rule] = client.counters()
     assert (rule["id"], rule["packets"], rule["bytes"], rule["hook"]) == ("r1", 5, 300, "INPUT")
     assert client.unblock() == ["r1"]

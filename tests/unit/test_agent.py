@@ -206,7 +206,7 @@ def error(reply: dict[str, Any]) -> str:
 # block / unblock / counters ----------------------------------------------------------------------
 
 def _rule(match: list[str], comment: str, target: list[str] | None = None, extra: list[str] | None = None) -> list[str]:
-    return ["-A", "LAB-FAULTS", "-p", "tcp", *match, *(extra or []), "-m", "comment", "--comment",
+    return ["-A", "LAB-FAULTS", "!", "-d", "127.0.0.0/8", "-p", "tcp", *match, *(extra or []), "-m", "comment", "--comment",
             f"socket-lab:{comment}", "-j", *(target or ["DROP"])]
 
 
@@ -232,6 +232,15 @@ def test_block_builds_the_iptables_rules(tmp_path: Path, proc: FakeProc, request
     reply = ok(make_agent(tmp_path, proc, runner).handle({"op": "block", **request_fields}))
     assert runner.appended() == expected
     assert reply["ids"] == [f"r{i + 1}" for i in range(len(expected))]
+
+
+def test_block_rules_never_match_loopback_traffic(tmp_path: Path, proc: FakeProc) -> None:
+    # A host's own 127.0.0.1 traffic (healthchecks, the client-agent API) must neither be dropped nor counted.
+    runner = FakeRunner(CHAIN_EXISTS)
+    agent = make_agent(tmp_path, proc, runner)
+    for fields in ({"port": 7000}, {"peer_port": 7100, "syn_only": True}, {"port": 7000, "probability": 0.5}):
+        ok(agent.handle({"op": "block", **fields}))
+    assert runner.appended() and all(rule[2:5] == ["!", "-d", "127.0.0.0/8"] for rule in runner.appended())
 
 
 def test_block_reports_which_hook_each_rule_is_for(tmp_path: Path, proc: FakeProc) -> None:
@@ -262,8 +271,8 @@ def test_chain_creation_failure_is_reported(tmp_path: Path, proc: FakeProc) -> N
 
 
 def test_a_block_that_fails_half_way_is_rolled_back(tmp_path: Path, proc: FakeProc) -> None:
-    runner = FakeRunner({**CHAIN_EXISTS,
-                         (*IPT, "-A", "LAB-FAULTS", "-p", "tcp", "--sport"): Completed(2, "", "no such match\n")})
+    runner = FakeRunner({**CHAIN_EXISTS, (*IPT, "-A", "LAB-FAULTS", "!", "-d", "127.0.0.0/8", "-p", "tcp", "--sport"):
+                         Completed(2, "", "no such match\n")})
     message = error(make_agent(tmp_path, proc, runner).handle({"op": "block", "port": 7000}))
     assert "no such match" in message
     deletes = [c[3:] for c in runner.calls if c[3] == "-D"]
