@@ -540,18 +540,16 @@ class _Side:
             self.base, self.isn_seen = seg.seq, True
         seq = self.rel(seg.seq)
         events = self._flags(seg, t, seq)
-        if not seg.has(RST):   # an RST's window field means nothing (Linux sends 0)
-            events += self._window(seg, t)
         probe = False
-        if not seg.has(RST):
-            probe, payload_events = self._payload(seg, t, seq, seg.frame)
+        if not seg.has(RST):   # an RST moves no data, and its window means nothing (Linux sends 0)
+            events += self._window(seg, t)
+            probe, payload_events = self._payload(seg, t, seq)
             events += payload_events
-        if seg.has(ACK):
-            events += self._ack(seg, t, peer, probe)
-        if not seg.has(RST):
             peer.peer_window = seg.window
             end = seq + seg.payload_len + seg.has(SYN) + seg.has(FIN)
             self.snd_nxt = end if self.snd_nxt is None else max(self.snd_nxt, end)
+        if seg.has(ACK):
+            events += self._ack(seg, t, peer, probe)
         return events
 
     def _event(self, t: float, what: str, seq: int | None = None, length: int = 0) -> Event:
@@ -591,7 +589,7 @@ class _Side:
         return (not seg.has(SYN | FIN) and seg.payload_len <= 1 and self.snd_nxt is not None
                 and seq == self.snd_nxt - 1 and (self.peer_ack is None or self.peer_ack >= self.snd_nxt))
 
-    def _payload(self, seg: Segment, t: float, seq: int, frame: int) -> tuple[bool, list[Event]]:
+    def _payload(self, seg: Segment, t: float, seq: int) -> tuple[bool, list[Event]]:
         """Classify the segment's data; return (was it a probe, events)."""
         stats = self.stats
         if self._is_probe_shaped(seg, seq):
@@ -621,7 +619,7 @@ class _Side:
                 events.append(self._event(t, "first data", start, seg.payload_len))
             stats.last_data = t
             self.last_data = self._event(t, "last data", start, seg.payload_len)
-            self.last_data_frame = frame
+            self.last_data_frame = seg.frame
         return window_probe, events
 
     def _ack(self, seg: Segment, t: float, peer: _Side, probe: bool) -> list[Event]:
@@ -783,10 +781,9 @@ def tcpdump_stats(stderr: str) -> TcpdumpStats:
     found: dict[str, int] = {}
     for line in stderr.splitlines():
         words = line.split()
-        if len(words) >= 3 and words[0].isdigit() and words[1] == "packets":
-            key = {"captured": "captured", "received": "received", "dropped": "dropped"}.get(words[2])
-            if key is not None:
-                found[key] = int(words[0])
+        if len(words) >= 3 and words[0].isdigit() and words[1] in ("packet", "packets"):
+            if words[2] in ("captured", "received", "dropped"):   # "1 packet captured": singular too
+                found[words[2]] = int(words[0])
     return TcpdumpStats(**found)
 
 

@@ -11,7 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.capture import CaptureError, CaptureSummary, ConnectionSummary, main, read_capture, render, summarize
+from lab.capture import (
+    CaptureError, CaptureSummary, ConnectionSummary, TcpdumpStats, main, read_capture, render, summarize,
+    tcpdump_stats,
+)
 from pcap_builder import (
     LINK_EN10MB, LINK_NULL, LINK_RAW, LINK_SLL, LINK_SLL2, Flow, Packet, global_header, ip_packet,
     ipv4_packet, link_frame, record, write_pcap,
@@ -529,3 +532,10 @@ def test_read_capture_exposes_segments() -> None:
     assert capture.frames == len(capture.segments) == 12
     first = capture.segments[0]
     assert (first.src.port, first.dst.port, first.seq, first.payload_len) == (40000, 7000, 1000, 0)
+
+
+def test_tcpdump_stats_reads_the_closing_counts() -> None:
+    stderr = ("tcpdump: listening on lo, link-type EN10MB (Ethernet), snapshot length 262144 bytes\n"
+              "1 packet captured\n16 packets received by filter\n758 packets dropped by kernel\n")
+    assert tcpdump_stats(stderr) == TcpdumpStats(captured=1, received=16, dropped=758)
+    assert tcpdump_stats("tcpdump: lo: You don't have permission to capture on that device\n") == TcpdumpStats()
