@@ -100,10 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--half-close", action="store_true",
                    help="robust only: send everything, shutdown(SHUT_WR), then read replies until EOF")
     r = p.add_argument_group("robust knobs (seconds unless named otherwise)")
-    r.add_argument("--connect-timeout", type=_number("--connect-timeout", minimum=0.001), default=3.0)
-    r.add_argument("--read-timeout", type=_number("--read-timeout", minimum=0.001), default=5.0)
-    r.add_argument("--write-timeout", type=_number("--write-timeout", minimum=0.001), default=5.0)
-    r.add_argument("--idle-timeout", type=_number("--idle-timeout", minimum=0.001), default=30.0)
+    r.add_argument("--connect-timeout", type=_number("--connect-timeout", minimum=0.001), default=Timeouts().connect)
+    r.add_argument("--read-timeout", type=_number("--read-timeout", minimum=0.001), default=Timeouts().read)
+    r.add_argument("--write-timeout", type=_number("--write-timeout", minimum=0.001), default=Timeouts().write)
+    r.add_argument("--idle-timeout", type=_number("--idle-timeout", minimum=0.001), default=Timeouts().idle)
     r.add_argument("--heartbeat-interval", type=_number("--heartbeat-interval", minimum=0.001,
                                                         allow_zero_off=True), default=1.0)
     r.add_argument("--dead-after", type=_number("--dead-after", minimum=0.001), default=3.0)

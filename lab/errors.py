@@ -172,14 +172,17 @@ def _describe(exc: OSError) -> str:
 def translate(exc: OSError, phase: Phase, *, peer: str | None = None,
               timeout_detector: str = "read-deadline",
               kernel_timeout_detector: str = "keepalive",
-              sent: int = 0, total: int = 0) -> LabError:
+              sent: int = 0, total: int = 0, window_closed: bool = False) -> LabError:
     """Map one OSError raised during ``phase`` to the lab error that names it.
 
     ``socket.timeout`` (our own deadline) means different things per phase:
     connect → ConnectTimeout, read → PeerUnresponsive(``timeout_detector``),
     write → SendStalled(``sent``/``total``). ETIMEDOUT from the kernel means
     keepalive or TCP_USER_TIMEOUT gave up; the caller says which one it armed
-    through ``kernel_timeout_detector``.
+    through ``kernel_timeout_detector``. ETIMEDOUT while writing with
+    ``window_closed`` (all our data ACKed, the peer's window shut) is the
+    kernel giving up on zero-window probes: the peer is alive and not reading,
+    so it is SendStalled, not an unresponsive peer.
     """
     code = exc.errno
     where = f" ({peer})" if peer else ""
@@ -198,6 +201,10 @@ def translate(exc: OSError, phase: Phase, *, peer: str | None = None,
     if code in errnos.UNREACHABLE:
         return NoRoute(f"no route to the peer{where}: {_describe(exc)}", **kw)
     if code in errnos.TIMED_OUT:
+        if phase == "write" and window_closed:
+            return SendStalled(f"the peer kept its receive window shut until the kernel gave up{where} "
+                               f"after {sent} of {total} bytes: the peer is not reading", sent=sent, total=total,
+                               **kw)
         if phase == "connect":
             return ConnectTimeout(f"connect timed out in the kernel{where}: {_describe(exc)}", **kw)
         return PeerUnresponsive(f"the kernel gave up on the peer{where} ({kernel_timeout_detector}): "

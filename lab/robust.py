@@ -20,7 +20,7 @@ counterpart the lab's scenarios hold up against it:
 
 Use it like a file, in a ``with`` block::
 
-    config = RobustConfig(timeouts=Timeouts(connect=1.0, read=5.0, write=5.0, idle=30.0))
+    config = RobustConfig(timeouts=Timeouts(connect=1.0, read=5.0, write=2.0, idle=30.0))
     with RobustConnection.connect("127.0.0.1", 7000, config) as conn:
         reply = conn.request(b"hello")      # DATA out, the matching ECHO back, checked
         rtt = conn.ping()
@@ -39,6 +39,7 @@ import collections
 import dataclasses
 import itertools
 import math
+import os
 import random
 import select
 import socket
@@ -91,9 +92,12 @@ class RobustConfig:
         counted from the moment we start waiting. Heartbeats do not extend
         it: a peer that answers PINGs but never replies is caught here,
         as PeerUnresponsive(detected_by="read-deadline").
-    ``timeouts.write`` (5 s)
+    ``timeouts.write`` (2 s)
         A send that makes no progress for this long fails with SendStalled:
-        the peer stopped reading and both kernel buffers are full.
+        the peer stopped reading and both kernel buffers are full. It must be
+        shorter than ``user_timeout_ms``: Linux applies TCP_USER_TIMEOUT to
+        zero-window probing as well, so with a longer write deadline a peer
+        that merely stopped reading would surface as the kernel's ETIMEDOUT.
     ``heartbeat_interval`` (1 s) and ``dead_after`` (3 s)
         While waiting, a PING goes out after each ``heartbeat_interval`` of
         silence; ``dead_after`` seconds without a single byte from the peer
@@ -154,6 +158,12 @@ class RobustConfig:
         if self.heartbeat_interval is not None and self.dead_after <= self.heartbeat_interval:
             raise ValueError(f"'dead_after' must be greater than heartbeat_interval ({self.heartbeat_interval!r}) "
                              f"so at least one PING can be answered; got {self.dead_after!r}")
+        write = self.timeouts.write
+        if ut and write is not None and write * 1000 >= ut:
+            raise ValueError(f"timeouts.write ({write:g} s) must be shorter than user_timeout_ms ({ut} ms): Linux "
+                             "applies TCP_USER_TIMEOUT to zero-window probes too, so the kernel would report a "
+                             "peer that stopped reading as ETIMEDOUT before SendStalled could; lower the write "
+                             "timeout or raise user_timeout_ms")
         mp = self.max_payload
         if isinstance(mp, bool) or not isinstance(mp, int) or not framing.SEQ.size <= mp <= framing.MAX_UINT32:
             raise ValueError(f"'max_payload' must be an int from {framing.SEQ.size} to {framing.MAX_UINT32} "
@@ -198,6 +208,7 @@ class ConnectionStats:
     recv_calls: int = 0
     pings_sent: int = 0
     pongs_received: int = 0
+    last_send_progress: float | None = None  # clock() when the kernel last took bytes in a stalled send
 
 
 def _wait_fd(poller: Any, fd: int, timeout: float | None) -> int:
@@ -442,7 +453,7 @@ class RobustConnection:
             timeout = self.config.timeouts.read
         return None if timeout is None else self._clock() + timeout
 
-    def _raise_translated(self, phase: Phase) -> NoReturn:
+    def _raise_translated(self, phase: Phase, **facts: Any) -> NoReturn:
         """Re-raise the OSError being handled as its lab error, through :func:`translating`.
 
         Hot-path calls enter ``translating`` only once they have failed: the
@@ -450,7 +461,7 @@ class RobustConnection:
         Python overhead of a 64-byte request. The mapping (and the chaining)
         is still translating's, never ours.
         """
-        with translating(phase, peer=self.peer, kernel_timeout_detector=self._kernel_detector()):
+        with translating(phase, peer=self.peer, kernel_timeout_detector=self._kernel_detector(), **facts):
             raise
 
     def _kernel_detector(self) -> str:
@@ -505,7 +516,8 @@ class RobustConnection:
                 except BlockingIOError:
                     pass  # buffer full: wait below
                 except OSError:
-                    self._raise_translated("write")
+                    self._raise_translated("write", sent=max(0, sent - control), total=total - control,
+                                           window_closed=_all_acked(sock))
                 self.stats.send_calls += 1
                 if n:
                     if n < total - sent:
@@ -513,7 +525,7 @@ class RobustConnection:
                     sent += n
                     self.stats.bytes_sent += n
                     self._awaiting_ack = True
-                    last_progress = self._clock()
+                    last_progress = self.stats.last_send_progress = self._clock()
                     while n:
                         left = len(bufs[index]) - offset
                         if n >= left:
@@ -532,6 +544,10 @@ class RobustConnection:
                             f"send made no progress for {write_timeout:g}s after {frame_sent} of {frame_total} "
                             f"bytes ({self.peer}): the peer is not reading", sent=frame_sent, total=frame_total,
                             phase="write", peer=self.peer))
+                # Everything we sent is ACKed yet the kernel takes no more: the peer's
+                # window is closed. Remembered so that the kernel's ETIMEDOUT for its
+                # zero-window probes (TCP_USER_TIMEOUT) is reported as what it is.
+                window_closed = _all_acked(sock)
                 # Keep reading while we wait: a peer blocked sending to us would
                 # otherwise never drain our data (both buffers full, deadlock).
                 # After the peer's EOF, POLLIN stays set forever: stop asking.
@@ -541,6 +557,15 @@ class RobustConnection:
                     revents = _wait_fd(self._poller, self._fd, wait)
                 finally:
                     self._poller.modify(self._fd, select.POLLIN)
+                if revents & select.POLLERR:
+                    # A pending socket error ends the send: report it in the write phase.
+                    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if err:
+                        try:
+                            raise OSError(err, os.strerror(err))
+                        except OSError:
+                            self._raise_translated("write", sent=max(0, sent - control), total=total - control,
+                                                   window_closed=window_closed)
                 if revents & (select.POLLIN | select.POLLHUP | select.POLLERR) and not self._decoder.eof:
                     self._recv_available()
         except LabError as exc:
@@ -694,6 +719,23 @@ class RobustConnection:
             # which _send_all guarantees by prepending _ctl_out.
             self.stats.partial_sends += 1
         del self._ctl_out[:n]
+
+
+_TCP_INFO = struct.Struct("8B5I")  # struct tcp_info up to tcpi_unacked (Linux)
+
+
+def _all_acked(sock: socket.socket) -> bool:
+    """True when the kernel has no unacknowledged data on ``sock`` (Linux TCP_INFO); False if unknown."""
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None:
+        return False
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, option, _TCP_INFO.size)
+    except OSError:
+        return False
+    if len(info) < _TCP_INFO.size:
+        return False
+    return _TCP_INFO.unpack_from(info)[12] == 0  # tcpi_unacked: segments in flight
 
 
 def _peername(sock: socket.socket) -> str | None:

@@ -142,10 +142,10 @@ class Context:
         """Start tcpdump in the server's (or the client's) namespace; stopped at the latest at clean-up."""
         agent = self.server_agent if where == "server" else self.client_agent
         name = f"{self.scenario.name}-{where}"[:32].strip("-")
-        agent.capture_start(name, f"tcp port {port}")
+        agent.capture_start(name, f"tcp and port {port}")
         handle = CaptureHandle(self, agent, name, where, port)
         self.on_cleanup(handle.discard)
-        self.mark("lab", f"capturing at the {where}", filter=f"tcp port {port}")
+        self.mark("lab", f"capturing at the {where}", filter=f"tcp and port {port}")
         return handle
 
     # Running the subjects ----------------------------------------------------------------------
@@ -292,15 +292,12 @@ class CaptureHandle:
 
     def stop(self) -> Any:
         """Stop the capture and summarise it (a lab.capture.CaptureSummary); kept in the report's facts."""
-        import base64
-
         from lab.capture import render, summarize
 
         if self.stopped:
             return self.summary
         self.stopped = True
-        reply = self.agent.capture_stop(self.name)
-        data = base64.b64decode(reply["pcap"])
+        data = self.agent.capture_stop(self.name)
         self.summary = summarize(data, server_port=self.port)
         self.ctx.facts.setdefault("captures", {})[self.where] = {
             "bytes": len(data), "summary": self.summary.as_dict(), "text": render(self.summary)}
@@ -338,9 +335,12 @@ def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float |
         ctx.reset_lab()
         ctx.mark("lab", "ready", scenario=scenario.name, impls=impls)
         scenario.run(ctx)
-    except ScenarioAbort as exc:
-        aborted = str(exc)
-        ctx.mark("lab", f"ABORTED: {exc}")
+    except Exception as exc:  # noqa: BLE001 - the lab failed to do its part: report it, never a bare traceback
+        import traceback
+
+        aborted = str(exc) if isinstance(exc, ScenarioAbort) else f"{type(exc).__name__}: {exc}"
+        ctx.facts["traceback"] = traceback.format_exc()[-4000:]
+        ctx.mark("lab", f"ABORTED: {aborted}")
     finally:
         ctx.run_cleanups()
         try:

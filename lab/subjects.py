@@ -94,7 +94,8 @@ class RobustSubject(Subject):
 
     def exchange(self, body: bytes) -> bytes:
         assert self.conn is not None, "connect() first"
-        return self.conn.request(body)
+        self.seq = self.conn.send_message(body)
+        return self.conn.await_echo(self.seq, body)
 
     def close(self) -> None:
         if self.conn is not None:
@@ -105,7 +106,8 @@ class RobustSubject(Subject):
             return {}
         s = self.conn.stats
         return {"bytes_sent": s.bytes_sent, "bytes_received": s.bytes_received, "send_calls": s.send_calls,
-                "partial_sends": s.partial_sends, "recv_calls": s.recv_calls, "pings_sent": s.pings_sent}
+                "partial_sends": s.partial_sends, "recv_calls": s.recv_calls, "pings_sent": s.pings_sent,
+                "last_send_progress": s.last_send_progress}
 
 
 class NaiveSubject(Subject):

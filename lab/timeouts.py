@@ -6,7 +6,7 @@ fail for different reasons and deserve different bounds. ``Timeouts`` names
 each one; ``None`` means "wait forever" and is allowed only where the caller
 says so explicitly::
 
-    t = Timeouts(connect=3.0, read=5.0, write=5.0, idle=30.0)
+    t = Timeouts(connect=3.0, read=5.0, write=2.0, idle=30.0)
     t.replace(read=0.2)           # a copy with one phase changed
 
 Bad values raise ValueError naming the field, the value and what is accepted.
@@ -33,7 +33,10 @@ class Timeouts:
 
     connect: float | None = 3.0
     read: float | None = 5.0
-    write: float | None = 5.0
+    # Below the robust connection's TCP_USER_TIMEOUT (3 s): Linux applies the user timeout to
+    # zero-window probing too, so a longer write deadline would let the kernel report a peer
+    # that merely stopped reading as ETIMEDOUT before SendStalled could say what happened.
+    write: float | None = 2.0
     idle: float | None = 30.0
 
     def __post_init__(self) -> None:

@@ -27,6 +27,6 @@ def run(ctx):
     before = ctx.client_agent.tcp_stats()
     ctx.side_by_side(converse(before=2, after=1), fault=lambda: ctx.apply("timeout", timeout=0))
     after = ctx.client_agent.tcp_stats()
-    retrans = int(after.get("RetransSegs", 0)) - int(before.get("RetransSegs", 0))
+    retrans = after["tcp"]["RetransSegs"] - before["tcp"]["RetransSegs"]
     ctx.prove("the proxy's kernel ACKed everything (no retransmissions by the client)", retrans == 0,
               f"RetransSegs grew by {retrans}")

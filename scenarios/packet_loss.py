@@ -33,7 +33,7 @@ def run(ctx):
     ctx.side_by_side(converse(before=1, after=COUNT, size=SIZE), fault=fault)
     dropped = handle["loss"].dropped() if "loss" in handle else 0
     after = ctx.client_agent.tcp_stats()
-    retrans = int(after.get("RetransSegs", 0)) - int(before.get("RetransSegs", 0))
+    retrans = after["tcp"]["RetransSegs"] - before["tcp"]["RetransSegs"]
     ctx.facts["client_retransmissions"] = retrans
     ctx.prove("packets were really dropped", dropped > 0, f"{dropped} packets dropped by the rules")
     ctx.prove("the client's kernel retransmitted", retrans > 0, f"RetransSegs grew by {retrans}")

@@ -8,6 +8,7 @@ that dies mid-message costs only its own thread.
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -42,6 +43,12 @@ class ThreadedServer(BaseServer):
             if not self.behaviour().accepting:
                 # Leave SYNs in the kernel's backlog: the full-backlog scenario.
                 self._stopping.wait(self.poll_interval)
+                continue
+            # Wait for a pending connection first and look at the behaviour again before
+            # accepting it: a connection that arrives just after "stop accepting" must stay
+            # in the backlog, not be taken by an accept() that was already waiting.
+            ready, _, _ = select.select([self._listener], [], [], self.poll_interval)
+            if not ready or not self.behaviour().accepting:
                 continue
             try:
                 sock, addr = self._listener.accept()

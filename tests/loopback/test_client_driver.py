@@ -19,7 +19,7 @@ from lab.testing import running_server
 from ._peers import unused_port
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = ["--connect-timeout", "1", "--read-timeout", "3", "--write-timeout", "3",
+FAST = ["--connect-timeout", "1", "--read-timeout", "3", "--write-timeout", "2",
         "--heartbeat-interval", "0.25", "--dead-after", "1"]
 
 

@@ -22,7 +22,7 @@ from lab.timeouts import Timeouts
 
 from ._peers import background
 
-CONFIG = RobustConfig(timeouts=Timeouts(connect=1.0, read=3.0, write=3.0, idle=10.0),
+CONFIG = RobustConfig(timeouts=Timeouts(connect=1.0, read=3.0, write=2.0, idle=10.0),
                       heartbeat_interval=0.25, dead_after=1.0)
 BACKOFF = Backoff(base=0.01, cap=0.2, deadline=15.0)
 

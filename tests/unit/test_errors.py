@@ -83,6 +83,18 @@ def test_our_timeout_on_write_is_send_stalled_with_progress() -> None:
     assert (err.sent, err.total) == (100, 4096)
 
 
+def test_kernel_timeout_on_a_shut_window_is_send_stalled_not_unresponsive() -> None:
+    # Linux applies TCP_USER_TIMEOUT to zero-window probes: the peer's kernel answered every
+    # probe, so the peer is alive and not reading.
+    exc = OSError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT))
+    err = translate(exc, "write", sent=10, total=20, window_closed=True)
+    assert type(err) is SendStalled
+    assert (err.sent, err.total, err.errno) == (10, 20, errno.ETIMEDOUT)
+    unacked = translate(exc, "write", sent=10, total=20, window_closed=False,
+                        kernel_timeout_detector="user-timeout")
+    assert type(unacked) is PeerUnresponsive and unacked.detected_by == "user-timeout"
+
+
 def test_socket_timeout_is_timeout_error() -> None:
     # The translation relies on this identity (Python 3.10+).
     assert socket.timeout is TimeoutError

@@ -23,7 +23,7 @@ def test_defaults_are_the_documented_ones():
 
 def test_bounds_follow_from_the_settings():
     assert RobustConfig().bounds() == {
-        "connect": 3.0, "frozen_peer": 4.0, "stuck_reply": 5.0, "send_stall": 5.0,
+        "connect": 3.0, "frozen_peer": 4.0, "stuck_reply": 5.0, "send_stall": 2.0,
         "idle_peer_gone": 4, "unacked_data": 3.0,
     }
     quiet = RobustConfig(heartbeat_interval=None, keepalive=False, user_timeout_ms=None,
