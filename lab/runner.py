@@ -267,13 +267,7 @@ class Context:
 
     # Clean-up ----------------------------------------------------------------------------------
     def reset_lab(self) -> None:
-        """Everything back to normal: no toxics, no rules, no stopped process, default behaviours."""
-        self.toxiproxy.reset()
-        self.server_agent.reset()
-        self.client_agent.reset()
-        for server in PORTS:
-            wait_listening(SERVER_HOST, PORTS[server], timeout=15.0)
-            self.server_control(server, cmd="reset")
+        reset_lab(self.toxiproxy, self.server_agent, self.client_agent)
 
     def run_cleanups(self) -> None:
         while self._cleanups:
@@ -308,6 +302,22 @@ class CaptureHandle:
         if not self.stopped:
             self.stopped = True
             self.agent.capture_stop(self.name)
+
+
+def reset_lab(toxiproxy: Any = None, server_agent: Any = None, client_agent: Any = None) -> None:
+    """Everything back to normal: no toxics, no rules, no stopped process, default server behaviours."""
+    from lab.agentclient import AgentClient
+    from lab.server.control import control_request
+    from lab.toxics import Toxiproxy
+
+    (toxiproxy or Toxiproxy(f"http://{TOXIPROXY_HOST}:8474")).reset()
+    (server_agent or AgentClient(SERVER_HOST, AGENT_PORT)).reset()
+    (client_agent or AgentClient("127.0.0.1", AGENT_PORT)).reset()
+    for server, port in PORTS.items():
+        wait_listening(SERVER_HOST, port, timeout=15.0)
+        reply = control_request(SERVER_HOST, CONTROL_PORTS[server], {"cmd": "reset"}, timeout=5.0)
+        if not reply.get("ok"):
+            raise ScenarioAbort(f"server {server} refused to reset: {reply.get('error')}")
 
 
 def wait_listening(host: str, port: int, *, timeout: float) -> None:
@@ -398,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--impl", action="append", help="implementation(s) to run (default: all it judges)")
     p_run.add_argument("--watchdog", type=float, default=None, help="seconds before a call counts as blocked")
     p_run.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    sub.add_parser("reset", help="undo every fault: toxics, iptables rules, stopped servers, behaviours")
     opts = parser.parse_args(argv)
     try:
         if opts.command == "list":
@@ -407,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 for s in found.values():
                     print(f"{s.name:<24} {s.howto:<22} {s.title}")
+            return 0
+        if opts.command == "reset":
+            reset_lab()
+            print("lab reset: no toxics, no rules, servers running with default behaviour")
             return 0
         chosen = scn.get(opts.name)
         if opts.watchdog is not None and opts.watchdog <= 0:
