@@ -79,6 +79,8 @@ MAX_CAPTURES = 4
 CAPTURE_LIMIT = 120.0            # a forgotten capture stops itself after this long
 CAPTURE_READY_TIMEOUT = 5.0      # tcpdump prints "listening on" well within this
 CAPTURE_STOP_TIMEOUT = 5.0
+CAPTURE_QUIET = 0.15             # capture_stop waits for the file to stop growing this long...
+CAPTURE_SETTLE_LIMIT = 1.0       # ...but no longer than this on a busy link
 MAX_PCAP_BYTES = 32 * 1024 * 1024
 MAX_WAIT = 30.0
 WAIT_POLL = 0.05
@@ -526,8 +528,26 @@ class Capture:
             if "listening on" in line:
                 self.ready.set()
 
-    def stop(self, grace: float = CAPTURE_STOP_TIMEOUT) -> None:
-        """SIGINT (tcpdump flushes and exits), then SIGKILL after ``grace``; idempotent."""
+    def settle(self, quiet: float, limit: float = CAPTURE_SETTLE_LIMIT) -> None:
+        """Wait until the pcap file has not grown for ``quiet`` seconds (at most ``limit``).
+
+        tcpdump exits on SIGINT without writing packets it has received but not yet
+        handled; a capture stopped right after its connection lost everything after
+        the SYN (measured). With -U each handled packet is written at once, so a file
+        that stopped growing means tcpdump has caught up.
+        """
+        deadline = time.monotonic() + limit
+        last, still_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if size != last:
+                last, still_since = size, time.monotonic()
+            elif time.monotonic() - still_since >= quiet:
+                return
+            time.sleep(min(quiet / 2, 0.05))
+
+    def stop(self, grace: float = CAPTURE_STOP_TIMEOUT, quiet: float = 0.0) -> None:
+        """Settle (see :meth:`settle`), SIGINT (tcpdump exits), SIGKILL after ``grace``; idempotent."""
         with self.lock:
             if self.timer is not None:
                 self.timer.cancel()
@@ -535,6 +555,8 @@ class Capture:
             if proc is None:
                 return
             if proc.poll() is None:
+                if quiet > 0:
+                    self.settle(quiet)
                 proc.send_signal(signals.SIGINT)
                 try:
                     proc.wait(timeout=grace)
@@ -572,7 +594,8 @@ class Agent:
                  capture_dir: Path = Path("/tmp"), kill: Callable[[int, int], None] = os.kill,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  interface: str = INTERFACE, api_port: int = API_PORT, capture_limit: float = CAPTURE_LIMIT,
-                 capture_ready_timeout: float = CAPTURE_READY_TIMEOUT) -> None:
+                 capture_ready_timeout: float = CAPTURE_READY_TIMEOUT,
+                 capture_quiet: float = CAPTURE_QUIET) -> None:
         self.runner = runner or CommandRunner()
         self.proc_root = proc_root
         self.capture_dir = capture_dir
@@ -583,6 +606,7 @@ class Agent:
         self.api_port = api_port
         self.capture_limit = capture_limit
         self.capture_ready_timeout = capture_ready_timeout
+        self.capture_quiet = capture_quiet
         self._iptables_lock = threading.Lock()
         self._rules: dict[str, Rule] = {}
         self._next_rule = 1
@@ -784,7 +808,7 @@ class Agent:
 
     def _auto_stop(self, capture: Capture) -> None:
         capture.auto_stopped = True
-        capture.stop()
+        capture.stop(quiet=self.capture_quiet)
         _emit("capture-auto-stopped", name=capture.name, after_s=self.capture_limit)
 
     def op_capture_stop(self, args: Args) -> dict[str, Any]:
@@ -795,7 +819,7 @@ class Agent:
         if capture is None:
             raise BadRequest(f'capture_stop: no capture named {name!r}; captures: {running}')
         try:
-            capture.stop()
+            capture.stop(quiet=self.capture_quiet)
             if capture.proc is not None:
                 self.runner.forget(capture.proc.pid)
             size = capture.path.stat().st_size

@@ -91,6 +91,7 @@ class FakeRunner:
         self.spawned: list[FakeTcpdump] = []
         self.forgotten: list[int] = []
         self.tcpdump = tcpdump
+        self.factory: type[FakeTcpdump] = FakeTcpdump
 
     def run(self, argv: Sequence[str], timeout: float = 10.0) -> Completed:
         assert timeout <= 30, "every command has a deadline"
@@ -99,7 +100,7 @@ class FakeRunner:
         return self.answers[best] if best else Completed(0, "", "")
 
     def spawn(self, argv: Sequence[str]) -> FakeTcpdump:
-        proc = FakeTcpdump(argv, **self.tcpdump)
+        proc = self.factory(argv, **self.tcpdump)
         self.spawned.append(proc)
         return proc
 
@@ -424,6 +425,36 @@ def test_capture_runs_tcpdump_and_returns_the_pcap(tmp_path: Path, proc: FakePro
     assert base64.b64decode(stopped["pcap"]) == PCAP and stopped["size"] == len(PCAP)
     assert stopped["auto_stopped"] is False
     assert not path.exists() and runner.forgotten == [tcpdump.pid]
+
+
+def test_capture_stop_waits_for_tcpdump_to_catch_up_before_interrupting_it(tmp_path: Path, proc: FakeProc) -> None:
+    class Lagging(FakeTcpdump):
+        """Still writing packets it already received when capture_stop is called."""
+
+        def send_signal(self, sig: int) -> None:
+            self.signalled_at = time.monotonic()
+            self.returncode = 0
+
+    runner = FakeRunner()
+    runner.factory = Lagging
+    # Writes come every 40 ms; a 0.4 s quiet period leaves a wide margin on a loaded machine.
+    agent = make_agent(tmp_path, proc, runner, capture_quiet=0.4)
+    ok(agent.handle({"op": "capture_start", "name": "c"}))
+    [tcpdump] = runner.spawned
+
+    def catch_up() -> None:
+        for _ in range(8):
+            with tcpdump.path.open("ab") as f:
+                f.write(b"\x01" * 90)
+            time.sleep(0.04)
+        tcpdump.caught_up_at = time.monotonic()  # type: ignore[attr-defined]
+
+    writer = threading.Thread(target=catch_up)
+    writer.start()
+    stopped = ok(agent.handle({"op": "capture_stop", "name": "c"}))
+    writer.join()
+    assert tcpdump.signalled_at >= tcpdump.caught_up_at  # type: ignore[attr-defined]
+    assert stopped["size"] == 24 + 8 * 90
 
 
 def test_capture_names_are_unique_and_captures_limited(tmp_path: Path, proc: FakeProc) -> None:
