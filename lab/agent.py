@@ -306,7 +306,10 @@ class Rule:
                 "syn_only": self.syn_only, "probability": self.probability}
 
 
-def plan_rules(port: int | None, peer_port: int | None, direction: str, syn_only: bool) -> list[tuple[str, tuple[str, ...]]]:
+PlannedRule = tuple[str, tuple[str, ...]]  # (hook, port match)
+
+
+def plan_rules(port: int | None, peer_port: int | None, direction: str, syn_only: bool) -> list[PlannedRule]:
     """(hook, port match) pairs for one block request.
 
     ``port`` is this namespace's own port (a server's listening port): packets
@@ -445,7 +448,8 @@ def parse_snmp(text: str, prefix: str) -> dict[str, int]:
 # Captures: tcpdump -----------------------------------------------------------------------------
 
 _PORT_RE = re.compile(r"[0-9]{1,5}")
-_IPV4_RE = re.compile(r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_RE = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}")
 _HOSTNAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 _FILTER_WORDS = {"tcp", "port", "host", "and", "or", "not", "src", "dst"}
 FILTER_GRAMMAR = ("PRIMARY [(and|or) PRIMARY ...], where PRIMARY is [not] tcp | [not] [src|dst] port N (1-65535) "
