@@ -50,6 +50,8 @@ COMPOSE_SDIST_SHA256 = "d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec95
 # Packages of the local base image: Python for the lab, and the fault agent's tools.
 BASE_PACKAGES = ("python3", "iproute2", "iptables", "tcpdump", "procps")
 MODES = ("auto", "official", "local")
+# Host tools the test suite uses directly: tcpdump for the loopback capture tests.
+HOST_TOOLS = {"tcpdump": "tcpdump"}
 LABEL = "org.socket-lab.lab"
 
 
@@ -169,6 +171,18 @@ def ensure_engine(runner: Runner, log: Log, apt: _Apt, *, state_dir: Path, wait:
         if runner.monotonic() >= deadline:
             raise _fail("starting dockerd", res, f"See {state_dir / 'dockerd.log'} for the daemon's own words.")
         runner.sleep(1.0)
+
+
+def ensure_host_tools(runner: Runner, log: Log, apt: "_Apt") -> list[str]:
+    """Install missing host tools where we may (Debian, root); returns those still missing."""
+    missing = [tool for tool in HOST_TOOLS if runner.which(tool) is None]
+    if missing and _is_debian(runner) and runner.is_root():
+        apt.install(*(HOST_TOOLS[t] for t in missing))
+        missing = [tool for tool in missing if runner.which(tool) is None]
+    for tool in missing:
+        log(f"warning: {tool} is not installed and could not be installed here; "
+            f"install the '{HOST_TOOLS[tool]}' package (the capture tests need it)")
+    return missing
 
 
 def ensure_compose(runner: Runner, log: Log, *, python: str, plugin_dir: Path) -> None:
@@ -297,6 +311,7 @@ def prepare(runner: Runner, *, repo: Path, log: Log, env: Mapping[str, str] | No
     apt = _Apt(runner, log)
     state_dir = repo / ".build"
     ensure_engine(runner, log, apt, state_dir=state_dir)
+    ensure_host_tools(runner, log, apt)
     ensure_compose(runner, log, python=python, plugin_dir=Path(env.get("HOME", "~")).expanduser() /
                    ".docker" / "cli-plugins")
     plan = choose_images(runner, log, env.get("LAB_IMAGES", "auto") or "auto")

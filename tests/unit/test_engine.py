@@ -174,11 +174,26 @@ def test_env_file_is_written_only_when_it_changes(tmp_path: Path) -> None:
 
 def test_prepare_on_a_ready_machine_only_writes_env(tmp_path: Path) -> None:
     runner = FakeRunner({("docker", "info"): OK, ("docker", "compose", "version"): Result(0, "2.40.3"),
-                         ("docker", "image", "inspect"): OK})
+                         ("docker", "image", "inspect"): OK}, which={"docker", "dockerd", "apt-get", "tcpdump"})
     plan = engine.prepare(runner, repo=tmp_path, log=lambda _m: None, env={"HOME": str(tmp_path)})
     assert plan == OFFICIAL
     assert {c[:2] for c in runner.calls} == {("docker", "info"), ("docker", "compose"), ("docker", "image")}
     assert (tmp_path / ".env").exists()
+
+
+def test_missing_host_tools_are_installed_on_debian_as_root() -> None:
+    runner = FakeRunner(which={"apt-get"})
+    runner.on_call = lambda argv: runner.present.add("tcpdump") if argv[:2] == ("apt-get", "install") else None
+    assert engine.ensure_host_tools(runner, lambda _m: None, _apt(runner)) == []
+    assert runner.ran("apt-get", "install")[0][-1] == "tcpdump"
+
+
+def test_missing_host_tools_elsewhere_are_reported_not_installed() -> None:
+    said: list[str] = []
+    runner = FakeRunner(which=set(), root=False)
+    assert engine.ensure_host_tools(runner, said.append, _apt(runner)) == ["tcpdump"]
+    assert not runner.ran("apt-get")
+    assert "install the 'tcpdump' package" in said[0]
 
 
 def test_compose_file_defaults_match_the_pins() -> None:
