@@ -57,8 +57,9 @@ class Lab:
         return ["docker", "compose", "--project-directory", str(self.repo), "-f",
                 str(self.repo / "compose.yaml"), "-p", self.project, *args]
 
-    def compose(self, *args: str, timeout: float = 120.0, check: bool = True) -> Result:
-        res = self.runner.run(self.compose_argv(*args), timeout=timeout, env=self.env or None, cwd=self.repo)
+    def compose(self, *args: str, timeout: float = 120.0, check: bool = True, stdin: bytes | None = None) -> Result:
+        res = self.runner.run(self.compose_argv(*args), timeout=timeout, env=self.env or None, cwd=self.repo,
+                              stdin=stdin)
         if check and not res.ok:
             detail = (res.stderr or res.stdout).strip()[-2000:]
             raise EngineError(f"docker compose {' '.join(args)} failed (exit {res.returncode}):\n{detail}")
@@ -85,14 +86,17 @@ class Lab:
 
     # Inside the lab ----------------------------------------------------------
     def exec(self, service: str, argv: Sequence[str], *, timeout: float = 60.0, user: str | None = None,
-             env: Mapping[str, str] | None = None) -> Result:
-        """Run a command in a running service container; its exit code is returned, not raised."""
+             env: Mapping[str, str] | None = None, stdin: bytes | None = None) -> Result:
+        """Run a command in a running service container; its exit code is returned, not raised.
+
+        ``stdin`` is fed to the command (how files reach a container without a bind mount).
+        """
         args = ["exec", "-T"]
         if user:
             args += ["--user", user]
         for key, value in (env or {}).items():
             args += ["-e", f"{key}={value}"]
-        return self.compose(*args, service, *argv, timeout=timeout, check=False)
+        return self.compose(*args, service, *argv, timeout=timeout, check=False, stdin=stdin)
 
     def port(self, service: str, container_port: int) -> int:
         res = self.compose("port", service, str(container_port), timeout=30)
