@@ -21,7 +21,7 @@ WATCHDOG = 10.0
 EXPECT = {
     "robust": Expect("error", ("ConnectTimeout",), within=3.5,
                      note="a full backlog drops SYNs on Linux, so it is a timeout, not a refusal; 3 s + 0.5 s"),
-    "naive": Expect("blocked", note="connect() retries its SYN for about 2 minutes"),
+    "naive": Expect("blocked", note="connect() keeps retrying its SYN for a minute or two"),
 }
 REMEMBER = "A full listen queue on Linux looks like a black hole, not a refusal."
 
