@@ -23,8 +23,14 @@ class ScenarioInputError(ValueError):
 
 
 def run_scenario(lab: Lab, name: str, *, impls: list[str] | None = None, watchdog: float | None = None,
-                 timeout: float | None = None) -> dict[str, Any]:
+                 timeout: float | None = None, pcaps: bool = False) -> dict[str, Any]:
+    """Run one scenario in the lab and return its report.
+
+    ``pcaps`` asks the runner to include its packet captures, base64, as ``report["pcaps"]``.
+    """
     argv = ["python3", "-m", "lab.runner", "run", name, "--json"]
+    if pcaps:
+        argv.append("--pcaps")
     for impl in impls or []:
         argv += ["--impl", impl]
     if watchdog is not None:

@@ -27,6 +27,7 @@ behaviours) is undone before and after every run, also when the run fails.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import socket
 import sys
@@ -332,8 +333,13 @@ def wait_listening(host: str, port: int, *, timeout: float) -> None:
             time.sleep(0.1)
 
 
-def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float | None = None) -> dict[str, Any]:
-    """Run one scenario; returns the report (JSON-able)."""
+def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float | None = None,
+        pcaps: bool = False) -> dict[str, Any]:
+    """Run one scenario; returns the report (JSON-able).
+
+    ``pcaps`` adds the raw captures as ``{"pcaps": {where: base64}}``, so the host can
+    save them: the container's file system is read-only and nothing is mounted.
+    """
     impls = impls or list(scenario.expect)
     unknown = [i for i in impls if i not in scenario.expect]
     if unknown:
@@ -357,7 +363,10 @@ def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float |
             ctx.reset_lab()
         except Exception as exc:  # noqa: BLE001 - reported, and the host side sweeps anyway
             ctx.mark("lab", f"reset after the run failed: {exc}")
-    return report(ctx, aborted)
+    rep = report(ctx, aborted)
+    if pcaps:
+        rep["pcaps"] = {where: base64.b64encode(data).decode("ascii") for where, data in ctx.pcaps.items()}
+    return rep
 
 
 def report(ctx: Context, aborted: str | None) -> dict[str, Any]:
@@ -408,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--impl", action="append", help="implementation(s) to run (default: all it judges)")
     p_run.add_argument("--watchdog", type=float, default=None, help="seconds before a call counts as blocked")
     p_run.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p_run.add_argument("--pcaps", action="store_true", help="add the captures to the report, base64 (with --json)")
     sub.add_parser("reset", help="undo every fault: toxics, iptables rules, stopped servers, behaviours")
     opts = parser.parse_args(argv)
     try:
@@ -426,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = scn.get(opts.name)
         if opts.watchdog is not None and opts.watchdog <= 0:
             parser.error(f"--watchdog must be a number of seconds > 0; got {opts.watchdog}")
-        rep = run(chosen, opts.impl, watchdog=opts.watchdog)
+        rep = run(chosen, opts.impl, watchdog=opts.watchdog, pcaps=opts.pcaps)
     except (scn.UnknownScenario, scn.ScenarioError) as exc:
         print(f"lab.runner: {exc}", file=sys.stderr)
         return 2
