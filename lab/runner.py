@@ -72,6 +72,7 @@ class Context:
         self.checks: dict[str, list[Check]] = {impl: [] for impl in impls}
         self.fidelity: list[Check] = []
         self.fault_at: float | None = None
+        self.unjudged: list[str] = []   # graded, not judged: see _unjudged_impls
         self.toxiproxy = Toxiproxy(f"http://{TOXIPROXY_HOST}:8474")
         self.server_agent = AgentClient(SERVER_HOST, AGENT_PORT)
         self.client_agent = AgentClient("127.0.0.1", AGENT_PORT)
@@ -341,11 +342,15 @@ def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float |
     save them: the container's file system is read-only and nothing is mounted.
     """
     impls = impls or list(scenario.expect)
-    unknown = [i for i in impls if i not in scenario.expect]
+    unjudged = _unjudged_impls(scenario, impls)
+    unknown = [i for i in impls if i not in scenario.expect and i not in unjudged]
     if unknown:
         raise scn.ScenarioError(f"scenario {scenario.name} has no oracle for {', '.join(unknown)}; it judges: "
                                 f"{', '.join(scenario.expect)}")
     ctx = Context(scenario, impls, watchdog=watchdog)
+    ctx.unjudged = unjudged
+    if _load_submissions(ctx):
+        return report(ctx, None)
     aborted = None
     try:
         ctx.reset_lab()
@@ -369,9 +374,82 @@ def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float |
     return rep
 
 
+# Graded implementations (lab.grade) ---------------------------------------------------------------
+# Code with no oracle of its own (a submitted file, or a built-in a scenario does not judge) runs
+# beside the judged implementations in scenarios whose workers drive any subject, i.e. those
+# that judge "naive". Its outcome is reported under "submissions", never judged here.
+def gradable_scenarios() -> list[str]:
+    return sorted(name for name, s in scn.discover().items() if "naive" in s.expect)
+
+
+def _unjudged_impls(scenario: Scenario, impls: list[str]) -> list[str]:
+    from lab import submission
+    from lab.subjects import IMPLS
+
+    unjudged = []
+    for impl in impls:
+        if impl in scenario.expect:
+            continue
+        if submission.is_submission(impl):
+            try:
+                submission.parse_impl(impl)
+            except submission.SubmissionError as exc:
+                raise scn.ScenarioError(str(exc)) from None
+        elif impl not in IMPLS:
+            continue  # unknown: refused by the caller with the list of what this scenario judges
+        unjudged.append(impl)
+    if unjudged and "naive" not in scenario.expect:
+        raise scn.ScenarioError(f"scenario {scenario.name} cannot grade {', '.join(unjudged)}: it judges only "
+                                f"{', '.join(scenario.expect)}, with workers that drive the robust connection "
+                                f"itself; scenarios that can grade any code: {', '.join(gradable_scenarios())}")
+    return unjudged
+
+
+def _load_submissions(ctx: Context) -> list[str]:
+    """Import every submitted file before the lab is touched; returns those that could not be loaded.
+
+    A file that raises, breaks the contract or never finishes importing gets that as
+    its outcome, and the scenario is not run at all: a stuck import keeps running in
+    a thread of this process and would distort the other implementations' timing.
+    """
+    from lab import submission
+
+    failed = []
+    for impl in ctx.unjudged:
+        if not submission.is_submission(impl):
+            continue
+        try:
+            submission.load(impl)
+        except submission.SubmissionLoadFailed as exc:
+            outcome = ctx.outcomes[impl]
+            outcome.status, outcome.error, outcome.message = exc.status, exc.error, exc.message
+            outcome.facts["phase"] = "import"
+            ctx.mark(f"client[{impl}]", f"could not be loaded: {exc.error}", message=exc.message[:200])
+            failed.append(impl)
+    if failed:
+        ctx.facts["not_run"] = f"not run: {', '.join(failed)} could not be loaded"
+        ctx.impls = []
+    return failed
+
+
+def _submission_reports(ctx: Context, aborted: str | None) -> dict[str, Any]:
+    out = {}
+    for impl in ctx.unjudged:
+        outcome = ctx.outcomes[impl]
+        if aborted and outcome.status == "completed" and outcome.ended_at is None:
+            # Never finished: the run was aborted while this code was still inside a call.
+            outcome.status = "blocked"
+            outcome.message = "still inside a call when the run was aborted"
+        out[impl] = {"judged": False, "checks": [c.as_dict() for c in ctx.checks.get(impl, [])],
+                     "outcome": outcome.as_dict()}
+    return out
+
+
 def report(ctx: Context, aborted: str | None) -> dict[str, Any]:
     verdicts = {}
     for impl in ctx.impls:
+        if impl in ctx.unjudged:
+            continue
         checks = scn.judge(ctx.scenario.expect[impl], ctx.outcomes[impl], fault_at=ctx.fault_at) + ctx.checks[impl]
         verdicts[impl] = {"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks],
                           "outcome": ctx.outcomes[impl].as_dict()}
@@ -380,7 +458,7 @@ def report(ctx: Context, aborted: str | None) -> dict[str, Any]:
     return {"scenario": ctx.scenario.summary(), "ok": ok, "aborted": aborted, "fault_at": ctx.fault_at,
             "watchdog_s": ctx.watchdog, "fidelity": [c.as_dict() for c in ctx.fidelity],
             "fidelity_ok": fidelity_ok, "verdicts": verdicts, "timeline": ctx.timeline, "facts": ctx.facts,
-            "bounds": ctx.config.bounds()}
+            "bounds": ctx.config.bounds(), "submissions": _submission_reports(ctx, aborted)}
 
 
 def render(rep: dict[str, Any]) -> str:
@@ -400,6 +478,10 @@ def render(rep: dict[str, Any]) -> str:
         lines.append(f"{impl}: {'PASS' if v['ok'] else 'FAIL'}")
         for c in v["checks"]:
             lines.append(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {c['detail']}")
+    for impl, sub in rep.get("submissions", {}).items():
+        o = sub["outcome"]
+        lines.append(f"{impl}: not judged (graded by lab.grade): {o['status']}"
+                     + (f" {o['error']}" if o["error"] else "") + (f" ({o['message']})" if o["message"] else ""))
     if rep["aborted"]:
         lines.append(f"ABORTED: {rep['aborted']}")
     lines.append(f"verdict: {'PASS' if rep['ok'] else 'FAIL'}")
@@ -414,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     p_list.add_argument("--json", action="store_true")
     p_run = sub.add_parser("run", help="run one scenario and judge it")
     p_run.add_argument("name")
-    p_run.add_argument("--impl", action="append", help="implementation(s) to run (default: all it judges)")
+    p_run.add_argument("--impl", action="append",
+                       help="implementation(s) to run (default: all it judges); also file:/tmp/submissions/NAME.py")
     p_run.add_argument("--watchdog", type=float, default=None, help="seconds before a call counts as blocked")
     p_run.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p_run.add_argument("--pcaps", action="store_true", help="add the captures to the report, base64 (with --json)")
