@@ -11,6 +11,7 @@ A scenario is one way a TCP conversation dies, told as a Python file under
     PATH       "direct" | "proxied"           client → server, or through Toxiproxy
     EXPECT     {"robust": Expect(...), "naive": Expect(...)}   the oracle per implementation
     REMEMBER   "..."                          one line for the class to take home
+    LOOK_FOR   "..."                          (optional) what to look for in the packet capture
     def run(ctx): ...                         drives the subjects and the fault (see lab.runner)
 
 :func:`load` imports one file and checks every field, naming the field and
@@ -132,11 +133,13 @@ class Scenario:
     run: Callable[[Any], None]
     source: Path
     watchdog: float | None = None
+    look_for: str = ""
     module: Any = None
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "howto": self.howto, "path": self.path,
                 "wire": self.wire, "injection": self.injection, "remember": self.remember,
+                "look_for": self.look_for, "watchdog": self.watchdog,
                 "expect": {k: dataclasses.asdict(v) for k, v in self.expect.items()}}
 
 
@@ -193,10 +196,11 @@ def load(path: Path, *, impls: tuple[str, ...] | None = None) -> Scenario:
     if watchdog is not None and (isinstance(watchdog, bool) or not isinstance(watchdog, (int, float))
                                  or watchdog <= 0):
         raise ScenarioError(f"{where}: WATCHDOG must be a number of seconds > 0; got {watchdog!r}")
+    look_for = _text(module, "LOOK_FOR", where) if hasattr(module, "LOOK_FOR") else ""
     return Scenario(name=name, title=_text(module, "TITLE", where), howto=howto, wire=_text(module, "WIRE", where),
                     injection=_text(module, "INJECTION", where), path=module.PATH, expect=dict(expect),
                     remember=_text(module, "REMEMBER", where), run=module.run, source=path,
-                    watchdog=watchdog, module=module)
+                    watchdog=watchdog, look_for=look_for, module=module)
 
 
 def scenarios_dir() -> Path:

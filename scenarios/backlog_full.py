@@ -24,6 +24,7 @@ EXPECT = {
     "naive": Expect("blocked", note="connect() keeps retrying its SYN for a minute or two"),
 }
 REMEMBER = "A full listen queue on Linux looks like a black hole, not a refusal."
+LOOK_FOR = "The filler connections complete their handshakes; the clients' SYNs after them are never answered (ListenOverflows counts them)."
 
 
 def fill_backlog(ctx, host, port, limit=64):

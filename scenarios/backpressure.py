@@ -23,6 +23,7 @@ EXPECT = {
     "naive": Expect("blocked", note="send() blocks for as long as the peer does not read"),
 }
 REMEMBER = "A peer that stops reading stops your sends too: writes need a deadline as much as reads."
+LOOK_FOR = "The server advertises a shrinking window, then a zero window; the client's kernel sends window probes, answered with window 0."
 
 
 def worker(ctx, subject, outcome):

@@ -23,6 +23,7 @@ EXPECT = {
     "naive-single-recv": Expect("completed", corrupt=True, note="one recv returns a piece of the echo"),
 }
 REMEMBER = "send() and recv() handle what the buffers allow: loop until the whole message is through."
+LOOK_FOR = "The client's segments reach the server spread over about two seconds; on the client side, send() returns less than it was offered."
 
 
 def run(ctx):

@@ -21,6 +21,7 @@ EXPECT = {
     "naive": Expect("blocked"),
 }
 REMEMBER = "Keepalive checks the kernel next door, not the application: heartbeats check the peer."
+LOOK_FOR = "The client's request is ACKed by the proxy's kernel at once; no retransmissions, no reply, PINGs ACKed and unanswered."
 
 
 def run(ctx):

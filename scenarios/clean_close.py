@@ -19,6 +19,7 @@ EXPECT = {
     "naive": Expect("error", ("RuntimeError",), within=0.5, note="the HOWTO's 'socket connection broken'"),
 }
 REMEMBER = "recv() returning b'' is the peer's FIN: the conversation is over, not an empty message."
+LOOK_FOR = "In `server.pcap`, each connection ends with a FIN from the server right after its second reply; the client's FIN follows. No RST."
 
 
 def run(ctx):

@@ -20,6 +20,7 @@ EXPECT = {
     "naive": Expect("blocked", note="the kernel keeps retrying its SYN for a minute or two"),
 }
 REMEMBER = "connect() has no deadline of its own: give it one."
+LOOK_FOR = "The same SYN again and again, with no answer; the rule's counter counts each one."
 
 
 def run(ctx):

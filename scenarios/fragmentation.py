@@ -22,6 +22,7 @@ EXPECT = {
     "naive-single-recv": Expect("completed", corrupt=True, note="one recv returns a fragment of the reply"),
 }
 REMEMBER = "TCP is a byte stream: message boundaries are yours to keep, never the network's."
+LOOK_FOR = "The 4 KiB replies arrive as dozens of ~64-byte segments a fraction of a millisecond apart."
 
 
 def run(ctx):

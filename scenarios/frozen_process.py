@@ -21,6 +21,7 @@ EXPECT = {
     "naive": Expect("blocked"),
 }
 REMEMBER = "A frozen peer's kernel still ACKs: only an application deadline or heartbeat notices."
+LOOK_FOR = "The frozen server's kernel still ACKs every segment and every PING: no retransmissions, but no reply data either."
 
 
 def run(ctx):

@@ -19,6 +19,7 @@ PATH = "direct"
 COUNT = 3
 EXPECT = {"robust": Expect("completed", within=2.0, note="every reply read after our FIN, then EOF")}
 REMEMBER = "shutdown(SHUT_WR) says 'done sending' and still lets you read the whole answer."
+LOOK_FOR = "The client's FIN comes right after its three requests; the server's replies follow it, then the server's FIN."
 
 
 def worker(ctx, subject, outcome):

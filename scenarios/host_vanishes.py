@@ -23,6 +23,7 @@ EXPECT = {
     "naive": Expect("blocked"),
 }
 REMEMBER = "A vanished host says nothing: without a deadline of your own, recv() waits forever."
+LOOK_FOR = "After the fault only the client speaks: its data and retransmissions arrive, spaced ever wider, and nothing comes back. The DROP counters count them."
 
 
 def run(ctx):

@@ -24,6 +24,7 @@ EXPECT = {
     "naive": Expect("completed", note="the HOWTO's blocking loops simply wait"),
 }
 REMEMBER = "Latency is not failure: it only becomes an error when it exceeds the deadline you chose."
+LOOK_FOR = "Each reply leaves the proxy 200 ms after the request arrived; the handshake itself is fast, because the toxic only delays data."
 
 
 def run(ctx):

@@ -25,6 +25,7 @@ EXPECT = {
     "naive": Expect("error", ("RuntimeError",), within=1.0, note="'socket connection broken'"),
 }
 REMEMBER = "A FIN in the middle of a message is a broken message: report it, never return half."
+LOOK_FOR = "Exactly 2526 bytes reach the client, then the proxy's FIN: two whole 1013-byte replies and 500 bytes of the third."
 
 
 def run(ctx):

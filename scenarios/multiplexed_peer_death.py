@@ -25,6 +25,7 @@ CLIENTS = 10
 ROUNDS = 10
 EXPECT = {"robust": Expect("completed", within=10.0, note="all other clients finish every exchange")}
 REMEMBER = "On a multiplexed server, one dying client must cost one connection, not the loop."
+LOOK_FOR = "One connection ends in an RST after half a frame, one in a FIN after half a frame; the other ten keep exchanging."
 
 
 def victim(host, port, *, reset):

@@ -21,6 +21,7 @@ EXPECT = {
     "naive": Expect("completed", note="TCP retransmits; blocking loops just wait"),
 }
 REMEMBER = "TCP hides loss by retransmitting: you see delay, never missing bytes."
+LOOK_FOR = "Retransmitted segments (the same sequence numbers again) after gaps of 200 ms or more; every byte arrives in the end."
 
 
 def run(ctx):

@@ -20,6 +20,7 @@ EXPECT = {
     "naive": Expect("error", ("RuntimeError", "ConnectionResetError", "BrokenPipeError"), within=1.0),
 }
 REMEMBER = "A crashed process on a living host is loud: its kernel closes (FIN) or resets (RST) for it."
+LOOK_FOR = "The server's kernel closes for the dead process: a FIN, or an RST if our third message was already queued unread. Half a second later the supervisor's new server is listening again."
 
 
 def run(ctx):

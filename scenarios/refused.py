@@ -19,6 +19,7 @@ EXPECT = {
     "naive": Expect("error", ("ConnectionRefusedError",), within=0.5),
 }
 REMEMBER = "Refused is fast and certain: something answered, and it said no."
+LOOK_FOR = "Each SYN is answered by an RST from the server's kernel within a fraction of a millisecond."
 
 
 def run(ctx):

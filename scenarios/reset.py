@@ -21,6 +21,7 @@ EXPECT = {
     "naive": Expect("error", ("ConnectionResetError",), within=1.0, note="unhandled, as the HOWTO's code would"),
 }
 REMEMBER = "An RST means the peer discarded the connection: whatever was in flight is gone."
+LOOK_FOR = "In `client.pcap`, the proxy's RST follows the client's first request; no reply data at all."
 
 
 def run(ctx):

@@ -28,6 +28,7 @@ EXPECT = {
                     note="the stream breaks at the crash"),
 }
 REMEMBER = "Surviving a restart takes sequence numbers, acknowledgements and resending, not just reconnecting."
+LOOK_FOR = "The old connection ends with the kernel's FIN or RST; a new handshake follows within a second, then a HELLO, then the resent messages."
 
 
 def reliable(ctx, subject, outcome):

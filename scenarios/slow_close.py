@@ -21,6 +21,7 @@ PATH = "proxied"
 DELAY_MS = 1000
 EXPECT = {"robust": Expect("completed", note="the reply intact, then the close, measured")}
 REMEMBER = "Don't wait for the close to know a message ended: the close can be late."
+LOOK_FOR = "The reply arrives at once; the FIN follows a second later."
 
 
 def worker(ctx, subject, outcome):

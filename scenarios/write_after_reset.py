@@ -24,6 +24,7 @@ EXPECT = {
                     note="unhandled, as the HOWTO's code would"),
 }
 REMEMBER = "After an RST, send() fails too: the first write after a reset only finds out."
+LOOK_FOR = "After two good exchanges, each client segment to the server is answered by an RST."
 
 
 def worker(ctx, subject, outcome):
