@@ -103,6 +103,7 @@ def validate_constants(framing: Any, msglen: Any, where: str) -> int | None:
 _lock = threading.Lock()
 _cache: dict[str, Loaded | SubmissionLoadFailed] = {}
 _counter = 0
+_counter_lock = threading.Lock()
 
 
 def load(impl: str, *, timeout: float = IMPORT_TIMEOUT_S) -> Loaded:
@@ -112,7 +113,7 @@ def load(impl: str, *, timeout: float = IMPORT_TIMEOUT_S) -> Loaded:
         cached = _cache.get(impl)
         if cached is None:
             try:
-                cached = _load(impl, path, timeout)
+                cached = load_file(path, impl=impl, timeout=timeout)
             except SubmissionLoadFailed as exc:
                 cached = exc
             _cache[impl] = cached
@@ -121,7 +122,8 @@ def load(impl: str, *, timeout: float = IMPORT_TIMEOUT_S) -> Loaded:
     return cached
 
 
-def _load(impl: str, path: Path, timeout: float) -> Loaded:
+def load_file(path: Path, *, impl: str = "", timeout: float = IMPORT_TIMEOUT_S) -> Loaded:
+    """Import one file (any path; not cached) into a fresh module and check its MySocket."""
     global _counter
     try:
         info = path.lstat()
@@ -130,8 +132,9 @@ def _load(impl: str, path: Path, timeout: float) -> Loaded:
     # A symlink could point anywhere in the container: only a plain file in the directory is accepted.
     if not stat.S_ISREG(info.st_mode):
         raise SubmissionLoadFailed("error", "ContractError", f"{path} is not a regular file")
-    _counter += 1
-    module_name = f"lab_submission_{path.stem.replace('-', '_')}_{_counter}"
+    with _counter_lock:
+        _counter += 1
+        module_name = f"lab_submission_{path.stem.replace('-', '_')}_{_counter}"
     module = _import_bounded(path, module_name, timeout)
     try:
         return _check(impl, path, module)
@@ -240,4 +243,5 @@ def close_bounded(obj: Any, timeout: float = CLOSE_TIMEOUT_S) -> None:
 
 __all__ = ["SUBMISSIONS_DIR", "IMPL_PREFIX", "NAME_PATTERN", "FRAMINGS", "MIN_MSGLEN", "MAX_MSGLEN", "CLASS_NAME",
            "REQUIRED_METHODS", "OPTIONAL_METHODS", "IMPORT_TIMEOUT_S", "SubmissionError", "SubmissionLoadFailed",
-           "Loaded", "is_submission", "parse_impl", "validate_constants", "load", "find_socket", "close_bounded"]
+           "Loaded", "is_submission", "parse_impl", "validate_constants", "load", "load_file", "find_socket",
+           "close_bounded"]
