@@ -1,0 +1,129 @@
+"""Grading in the real lab: submissions of known quality get exactly their verdicts, and the lab survives them.
+
+Each submission is graded on a small set of fast scenarios (frozen-process with a
+5 s watchdog), so the whole file stays near a minute of lab time. The built-ins
+are graded too, and their verdicts must be the ones their scenarios' oracles
+predict (lab.grade_verdicts.predicted), measured, not assumed. The last tests show
+that nothing a bad submission did is left behind: the lab is healthy, no file or
+runner process remains in the client, and an ordinary scenario still passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import grade_verdicts as gv
+from lab import scenario
+from lab.engine import Result
+from lab.grade import ReportCard, grade
+from lab.inlab import failed_checks, run_scenario
+from lab.topology import Lab
+from lab.toxics import python_client
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "submissions"
+FAST = ["clean-close", "refused", "mid-message-cut", "fragmentation", "frozen-process"]
+WATCHDOG = 5.0
+SCENARIOS = scenario.discover()
+
+
+class CountingLab:
+    """The real lab, counting every command sent into it."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.calls: list[list[str]] = []
+
+    def exec(self, service: str, argv: list[str], **kwargs: Any) -> Result:
+        self.calls.append(list(argv))
+        return self.lab.exec(service, argv, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def healthy_before_and_reset_after(lab: Lab) -> Iterator[None]:
+    rows = lab.status()
+    if len(rows) < 5 or any(r.get("State") != "running" or r.get("Health") != "healthy" for r in rows):
+        lab.up()
+    yield
+    python_client(lab.toxiproxy_url()).reset()
+    res = lab.exec("client", ["python3", "-m", "lab.runner", "reset"], timeout=60)
+    assert res.returncode == 0, f"the lab could not be reset after the test: {res.stderr[-2000:]}"
+
+
+def verdicts(card: ReportCard) -> dict[str, str]:
+    return {r.scenario: r.verdict for r in card.results}
+
+
+def explain(card: ReportCard) -> str:
+    return "\n".join(f"{r.scenario}: {r.verdict}: {r.reason}" for r in card.results)
+
+
+def test_careful_code_reports_correctly_in_bounded_time_or_survives(lab: Lab) -> None:
+    card = grade(lab, EXAMPLES / "careful.py", scenarios=FAST, watchdog=WATCHDOG)
+    assert verdicts(card) == {"clean-close": gv.REPORTED, "refused": gv.REPORTED, "mid-message-cut": gv.REPORTED,
+                              "fragmentation": gv.SURVIVED, "frozen-process": gv.REPORTED}, explain(card)
+    assert card.verdict == "passed"
+    frozen = card.results[-1]
+    # Its own 3 s deadline, not the watchdog, ended the wait.
+    assert frozen.error == "TimeoutError" and 2.5 <= frozen.took_s <= frozen.bound_s == 4.5, explain(card)
+    assert all(r.fault_proven for r in card.results), explain(card)
+
+
+def test_the_howto_fixed_length_code_hangs_only_on_a_frozen_peer(lab: Lab) -> None:
+    chosen = ["clean-close", "mid-message-cut", "fragmentation", "frozen-process"]
+    card = grade(lab, EXAMPLES / "howto_fixed.py", scenarios=chosen, watchdog=WATCHDOG)
+    assert verdicts(card) == {"clean-close": gv.REPORTED, "mid-message-cut": gv.REPORTED,
+                              "fragmentation": gv.SURVIVED, "frozen-process": gv.HUNG}, explain(card)
+    assert (card.framing, card.msglen, card.verdict) == ("fixed", 1024, "failed")
+
+
+def test_single_recv_returns_corrupt_data_when_replies_are_fragmented(lab: Lab) -> None:
+    card = grade(lab, EXAMPLES / "single_recv.py", scenarios=["fragmentation"])
+    assert verdicts(card) == {"fragmentation": gv.CORRUPT}, explain(card)
+
+
+def test_code_that_hangs_at_import_is_graded_hung_without_wedging_the_lab(lab: Lab) -> None:
+    card = grade(lab, EXAMPLES / "hangs_at_import.py", scenarios=["clean-close", "refused"])
+    assert verdicts(card) == {"clean-close": gv.HUNG, "refused": gv.HUNG}, explain(card)
+    assert "did not finish within 5 s" in card.results[0].reason
+
+
+def test_code_that_raises_at_import_is_graded_crashed_with_the_exception(lab: Lab) -> None:
+    card = grade(lab, EXAMPLES / "raises_at_import.py", scenarios=["clean-close", "refused"])
+    assert verdicts(card) == {"clean-close": gv.CRASHED, "refused": gv.CRASHED}, explain(card)
+    assert "KeyError while importing raises_at_import-" in card.results[0].reason
+    assert "at line 11: 'MY_SERVER_ADDRESS'" in card.results[0].reason
+
+
+def test_a_syntax_error_is_refused_without_touching_the_lab(lab: Lab) -> None:
+    counting = CountingLab(lab)
+    card = grade(counting, EXAMPLES / "syntax_error.py", scenarios=FAST)  # type: ignore[arg-type]
+    assert (card.verdict, card.reason) == ("invalid", "syntax_error.py: syntax error at line 16: expected ':'")
+    assert counting.calls == []
+
+
+@pytest.mark.parametrize(("impl", "chosen"), [("naive", ["clean-close", "frozen-process"]),
+                                              ("robust", ["clean-close", "fragmentation"])])
+def test_the_builtins_get_the_verdicts_their_scenarios_predict(lab: Lab, impl: str, chosen: list[str]) -> None:
+    card = grade(lab, impl, scenarios=chosen, watchdog=WATCHDOG)
+    predicted = {name: gv.predicted(SCENARIOS[name], impl).verdict for name in chosen}
+    assert verdicts(card) == predicted, explain(card)
+    expected = {"naive": {"clean-close": gv.REPORTED, "frozen-process": gv.HUNG},
+                "robust": {"clean-close": gv.REPORTED, "fragmentation": gv.SURVIVED}}[impl]
+    assert predicted == expected
+
+
+def test_afterwards_the_lab_is_healthy_and_clean_and_a_normal_scenario_passes(lab: Lab) -> None:
+    rows = lab.status()
+    assert len(rows) == 5 and all(r.get("State") == "running" and r.get("Health") == "healthy" for r in rows), rows
+    files = lab.exec("client", ["sh", "-c", "ls -A /tmp/submissions 2>/dev/null || true"], timeout=30)
+    assert files.returncode == 0 and files.stdout.strip() == "", f"submission files left behind: {files.stdout}"
+    procs = lab.exec("client", ["ps", "-eo", "args"], timeout=30)
+    assert procs.returncode == 0, procs.stderr
+    assert "lab.runner" not in procs.stdout, f"a runner process is still alive:\n{procs.stdout}"
+    report = run_scenario(lab, "clean-close")
+    assert not failed_checks(report), "\n".join(failed_checks(report))
+    assert report["ok"] is True
