@@ -184,7 +184,8 @@ def _run_one(lab: Lab, s: scn.Scenario, impl: str, watchdog: float | None) -> Sc
     limit = (watchdog or s.watchdog or gv.DEFAULT_WATCHDOG_S) + RUN_MARGIN_S
     try:
         report = run_scenario(lab, s.name, impls=impls, watchdog=watchdog, timeout=limit)
-    except (ScenarioInputError, EngineError) as exc:
+    except (ScenarioInputError, EngineError, ValueError) as exc:
+        # ValueError: the report line could not be parsed (the code under test may print anything).
         return ScenarioResult(scenario=s.name, title=s.title, verdict=gv.INCONCLUSIVE,
                               reason=f"the lab could not run it: {exc}", careful=gv.careful(s.expect[REFERENCE]))
     return result_from_report(s, impl, report)

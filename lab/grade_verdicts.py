@@ -97,7 +97,9 @@ def decide(robust: Expect, outcome: Mapping[str, Any], *, fault_at: float | None
         return Verdict(CORRUPT, f"{corrupt} replies differed from what was sent (and {intact} were intact); "
                                 f"{yardstick}", took)
     if status == "blocked":
-        return Verdict(HUNG, f"still inside a call at the watchdog ({watchdog:g} s after the fault); {yardstick}")
+        # The runner says which: at the watchdog, or when a run was aborted around a stuck call.
+        where = message or f"still inside a call at the watchdog ({watchdog:g} s after the fault)"
+        return Verdict(HUNG, f"{where}; {yardstick}")
     if robust.status not in ("completed", "error"):
         return Verdict(INCONCLUSIVE, f"no yardstick: {yardstick}")
     if status == "error":

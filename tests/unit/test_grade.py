@@ -10,6 +10,7 @@ oracles: what each scenario predicts for naive and robust is what the rules say.
 from __future__ import annotations
 
 import json
+import socket
 import textwrap
 import time
 from pathlib import Path
@@ -274,6 +275,72 @@ def test_a_file_that_cannot_be_loaded_is_reported_and_the_scenario_not_run() -> 
                                                                        {"phase": "import"})
 
 
+# Driving a submitted MySocket -------------------------------------------------------------------------------
+class Recorder:
+    """A MySocket that records what it is asked to send and echoes the last message back."""
+
+    def __init__(self, sock: Any = None) -> None:
+        self.sent: list[bytes] = []
+        self.sock: Any = None
+
+    def connect(self, host: str, port: int) -> None:
+        self.sock = socket.socket()   # made in connect, as careful code often does
+
+    def mysend(self, msg: bytes) -> None:
+        self.sent.append(msg)
+
+    def myreceive(self) -> Any:
+        last = self.sent[-1]
+        return last[:4] + bytes([3]) + last[5:]   # the same frame, typed ECHO
+
+
+def driven(monkeypatch: pytest.MonkeyPatch, framing: str, msglen: int | None) -> Any:
+    from lab.subjects import SubmissionSubject, expected_echo
+
+    impl = f"file:/tmp/submissions/recorder-{framing}.py"
+    monkeypatch.setitem(submission._cache, impl, submission.Loaded(impl, Path("x.py"), Recorder, framing, msglen))
+    subject = SubmissionSubject(impl, "127.0.0.1", 9)
+    subject.connect()
+    return subject, expected_echo
+
+
+def test_fixed_framing_cuts_an_exchange_to_one_message_and_splits_a_plain_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    subject, expected_echo = driven(monkeypatch, "fixed", 1024)
+    try:
+        body = bytes(range(256)) * 12   # 3072 bytes: three messages' worth
+        assert subject.exchange(body) == expected_echo(subject, body) == body[:1011]
+        assert [len(m) for m in subject.sock_obj.sent] == [1024]
+        subject.send(body)
+        assert [len(m) for m in subject.sock_obj.sent] == [1024] * 5   # 3072 = 1011 + 1011 + 1011 + 39 (padded)
+        assert subject.seq == 5
+    finally:
+        subject.close()
+
+
+def test_length_prefixed_sends_the_body_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    subject, expected_echo = driven(monkeypatch, "length-prefixed", None)
+    try:
+        assert subject.exchange(b"hello") == expected_echo(subject, b"hello") == b"hello"
+        subject.send(b"x" * 5000)
+        assert [len(m) for m in subject.sock_obj.sent] == [18, 5013]
+        # The socket made in connect() is the one the watchdog shuts.
+        subject.force_unblock()
+        assert subject._sock is subject.sock_obj.sock
+    finally:
+        subject.close()
+
+
+def test_a_reply_that_is_not_bytes_is_a_type_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    subject, _ = driven(monkeypatch, "length-prefixed", None)
+    try:
+        subject.sock_obj.myreceive = lambda: None
+        with pytest.raises(TypeError, match=r"myreceive\(\) must return bytes \(one whole frame\); it returned "
+                                            "NoneType"):
+            subject.exchange(b"hello")
+    finally:
+        subject.close()
+
+
 # The verdict rules ------------------------------------------------------------------------------------------
 COMPLETES = Expect("completed")
 REPORTS = Expect("error", ("PeerClosed",), within=1.0)
@@ -317,6 +384,15 @@ def test_an_error_before_careful_code_saw_the_failure_is_a_crash() -> None:
     assert v.verdict == gv.CRASHED
     assert v.reason == "raised ConnectionResetError after 1 intact replies; careful code got 2 before the failure"
     assert gv.decide(REPORTS, early, fault_at=FAULT, watchdog=10.0, reference_exchanges=1).verdict == gv.REPORTED
+
+
+def test_a_hung_verdict_quotes_the_runner_saying_where_it_was_stuck() -> None:
+    at_watchdog = gv.decide(REPORTS, outcome("blocked"), fault_at=FAULT, watchdog=5.0)
+    assert at_watchdog.reason == ("still inside a call at the watchdog (5 s after the fault); careful code reports "
+                                  "PeerClosed within 1 s")
+    aborted = gv.decide(REPORTS, outcome("blocked", message="still inside a call when the run was aborted"),
+                        fault_at=FAULT, watchdog=5.0)
+    assert aborted.reason == "still inside a call when the run was aborted; careful code reports PeerClosed within 1 s"
 
 
 def test_verdicts_carry_their_evidence() -> None:
