@@ -344,7 +344,7 @@ def wait_listening(host: str, port: int, *, timeout: float) -> None:
 
 
 def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float | None = None,
-        pcaps: bool = False) -> dict[str, Any]:
+        pcaps: bool = False, host_faults: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one scenario; returns the report (JSON-able).
 
     ``pcaps`` adds the raw captures as ``{"pcaps": {where: base64}}``, so the host can
@@ -358,6 +358,7 @@ def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float |
                                 f"{', '.join(scenario.expect)}")
     ctx = Context(scenario, impls, watchdog=watchdog)
     ctx.unjudged = unjudged
+    ctx.host_faults = dict(host_faults or {})
     if _load_submissions(ctx):
         return report(ctx, None)
     aborted = None
@@ -531,7 +532,13 @@ def main(argv: list[str] | None = None) -> int:
         chosen = scn.get(opts.name)
         if opts.watchdog is not None and opts.watchdog <= 0:
             parser.error(f"--watchdog must be a number of seconds > 0; got {opts.watchdog}")
-        rep = run(chosen, opts.impl, watchdog=opts.watchdog, pcaps=opts.pcaps)
+        host_faults = {}
+        for item in opts.host_fault:
+            fault, sep, action = item.partition("=")
+            if not sep or not fault or not action:
+                parser.error(f"--host-fault takes FAULT=ACTION (e.g. freeze=pause); got {item!r}")
+            host_faults[fault] = action
+        rep = run(chosen, opts.impl, watchdog=opts.watchdog, pcaps=opts.pcaps, host_faults=host_faults)
     except (scn.UnknownScenario, scn.ScenarioError) as exc:
         print(f"lab.runner: {exc}", file=sys.stderr)
         return 2
