@@ -17,7 +17,7 @@ client's connect() sees nothing at all and retries its SYN like it would into a 
 INJECTION = ("The threaded server (listen backlog 8) is told to stop accepting; the lab fills its queue "
              "with idle connections, then the clients connect.")
 PATH = "direct"
-WATCHDOG = 10.0
+WATCHDOG = 7.0
 EXPECT = {
     "robust": Expect("error", ("ConnectTimeout",), within=3.5,
                      note="a full backlog drops SYNs on Linux, so it is a timeout, not a refusal; 3 s + 0.5 s"),

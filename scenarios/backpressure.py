@@ -15,7 +15,7 @@ reading. The 15 MiB message is bigger than both kernels' buffers together.
 """
 INJECTION = "The threaded server is told (control port) to stop reading after 1 message."
 PATH = "direct"
-WATCHDOG = 12.0
+WATCHDOG = 10.0
 BIG = 15 * 1024 * 1024
 EXPECT = {
     "robust": Expect("error", ("SendStalled",), within=8.0,

@@ -14,7 +14,7 @@ simply never comes. A middlebox or overloaded proxy can do exactly this.
 """
 INJECTION = "A Toxiproxy timeout toxic (downstream, timeout 0: hold forever) on the threaded proxy."
 PATH = "proxied"
-WATCHDOG = 12.0
+WATCHDOG = 8.0
 EXPECT = {
     "robust": Expect("error", ("PeerUnresponsive",), within=4.0, detail={"detected_by": "heartbeat"},
                      note="dead_after 3 s + heartbeat 1 s; keepalive sees nothing wrong"),

@@ -14,7 +14,7 @@ connect() without a deadline waits all of that; a connect deadline ends it when 
 """
 INJECTION = "The server-agent drops new connections' SYNs to port 7000 (iptables DROP on --syn)."
 PATH = "direct"
-WATCHDOG = 10.0
+WATCHDOG = 7.0
 EXPECT = {
     "robust": Expect("error", ("ConnectTimeout",), within=3.5, note="connect timeout 3 s + 0.5 s"),
     "naive": Expect("blocked", note="the kernel keeps retrying its SYN for a minute or two"),

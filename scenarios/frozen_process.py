@@ -14,7 +14,7 @@ Only the application can tell: a request that gets no reply, a heartbeat without
 """
 INJECTION = "The server-agent sends SIGSTOP to the threaded server process (SIGCONT afterwards)."
 PATH = "direct"
-WATCHDOG = 12.0
+WATCHDOG = 8.0
 EXPECT = {
     "robust": Expect("error", ("PeerUnresponsive",), within=4.0, detail={"detected_by": "heartbeat"},
                      note="dead_after 3 s + heartbeat 1 s; keepalive cannot see this"),
