@@ -116,9 +116,11 @@ class RobustConfig:
         drop the connection: PeerUnresponsive(detected_by="user-timeout")
         within 3 s of the peer's host going away mid-send. ``None`` or 0 =
         the kernel default (about 15 minutes of retransmissions).
-    ``timeouts.idle``
-        Not used here: a RobustConnection never waits between messages on its
-        own. Heartbeats (while waiting) and keepalive (while idle) cover that.
+    ``timeouts.idle`` (30 s)
+        How long :meth:`RobustConnection.wait_message` lets a live peer stay
+        quiet when nothing was asked of it (a server push, the next request on
+        a server-side connection): PeerUnresponsive(detected_by="idle-deadline").
+        A peer that is gone is found sooner, by heartbeats or keepalive.
     ``max_payload``
         Largest frame payload accepted or sent; a bigger header announcement
         is FrameTooLarge before any memory is allocated for it.
@@ -348,6 +350,18 @@ class RobustConnection:
         read deadline (heartbeats, if on, still bound a silent wait).
         """
         return self._await(lambda f: True, timeout)
+
+    def wait_message(self, *, timeout: float | None = -1.0) -> Frame:
+        """The next frame the peer sends on its own initiative, with nothing asked of it.
+
+        A quiet peer is not a failure until it has been quiet for ``timeouts.idle``
+        (the default ``timeout``): then PeerUnresponsive(detected_by="idle-deadline").
+        Heartbeats still run, so a peer that is gone (not just quiet) is found after
+        ``dead_after``, long before the idle deadline.
+        """
+        if timeout is not None and timeout < 0:
+            timeout = self.config.timeouts.idle
+        return self._await(lambda f: True, timeout, detector="idle-deadline")
 
     def hello(self, session_id: bytes, *, timeout: float | None = -1.0) -> int:
         """Introduce a session; returns the last sequence number the server has delivered for it (0 if new)."""
@@ -638,7 +652,7 @@ class RobustConnection:
             raise
 
     def _await(self, match: Callable[[Frame], bool], timeout: float | None, *,
-               want_pongs: bool = False) -> Frame:
+               want_pongs: bool = False, detector: str = "read-deadline") -> Frame:
         """Wait for a frame that ``match``es, with the read deadline and heartbeats. The core wait loop."""
         # Frames that arrived before a failure are still handed out: nothing received is lost.
         frame = self._take_queued(match)
@@ -671,9 +685,10 @@ class RobustConnection:
                         self.stats.pings_sent += 1
                         next_ping = now + heartbeat
                 if deadline is not None and now >= deadline:
+                    what = "the read deadline" if detector == "read-deadline" else "the idle deadline"
                     raise PeerUnresponsive(
-                        f"no reply from {self.peer} within the read deadline ({now - start:.2f}s)",
-                        detected_by="read-deadline", after=now - start, phase="read", peer=self.peer)
+                        f"no message from {self.peer} within {what} ({now - start:.2f}s)",
+                        detected_by=detector, after=now - start, phase="read", peer=self.peer)
                 wait = math.inf
                 if heartbeat is not None:
                     wait = min(next_ping, last_life + cfg.dead_after) - now

@@ -356,3 +356,18 @@ def test_abort_sends_rst_to_the_peer():
         with pytest.raises(ConnectionResetError):
             peer.recv(10)
         peer.close()
+
+
+def test_a_quiet_live_peer_trips_the_idle_deadline_not_the_heartbeat() -> None:
+    from lab.testing import running_server
+
+    # The lab server answers PINGs but never speaks first: alive, and quiet.
+    config = FAST.replace(timeouts=FAST.timeouts.replace(idle=0.8), heartbeat_interval=0.1, dead_after=0.3)
+    with running_server("threaded") as srv, RobustConnection.connect("127.0.0.1", srv.port, config) as conn:
+        started = time.monotonic()
+        with pytest.raises(PeerUnresponsive) as info:
+            conn.wait_message()
+        took = time.monotonic() - started
+    assert info.value.detected_by == "idle-deadline"
+    assert 0.8 <= took < 0.8 + 0.5
+    assert conn.stats.pings_sent >= 5  # heartbeats ran, and every one was answered
