@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from lab import engine
 from lab.topology import DEFAULT_PROJECT, Lab, check_project_name, repo_root, sweep
@@ -57,14 +58,14 @@ class Ui:
     """
 
     def __init__(self, *, json_output: bool = False) -> None:
-        out, err = click.get_text_stream("stdout"), click.get_text_stream("stderr")
+        out, err = sys.stdout, sys.stderr
         self.fancy = not json_output and _isatty(out) and _isatty(err)
         self.out = Console(file=out, highlight=False) if self.fancy else None
         self.err = Console(file=err, highlight=False, stderr=True) if self.fancy else None
 
     def log(self, message: str) -> None:
         if self.err is not None:
-            self.err.print(f"[dim]lab:[/] {message}", markup=True, highlight=False)
+            self.err.print(f"[dim]lab:[/] {escape(message)}", highlight=False)
         else:
             click.echo(f"lab: {message}", err=True)
 
@@ -75,7 +76,7 @@ class Ui:
             self.log(message)
             yield
             return
-        with self.err.status(message, spinner="dots"):
+        with self.err.status(escape(message), spinner="dots"):
             yield
 
     def echo(self, text: str) -> None:
@@ -409,7 +410,7 @@ def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], names: list[str], json_o
         ui.echo(json.dumps(summary, indent=2))
     elif ui.out is not None:
         views.print_matrix(ui.out, impls, rows)
-        ui.out.print(f"[dim]results:[/] {base}")
+        ui.out.print(f"[dim]results:[/] {escape(str(base))}")
     else:
         ui.echo(views.plain_matrix(impls, rows) + f"\nresults: {base}")
     return EXIT_OK if ok else EXIT_ORACLE
@@ -492,12 +493,12 @@ def cmd_demo(opts: Opts, name: str, no_pause: bool, keep: bool, results: Path | 
     chosen = scenario.get(name)
     ui = Ui()
     # Without a terminal on stdin nobody can press Enter: never wait then (CI, pipes, tests).
-    pause = not no_pause and _isatty(click.get_text_stream("stdin"))
+    pause = not no_pause and _isatty(sys.stdin)
     watchdog = chosen.watchdog or runner.DEFAULT_WATCHDOG
 
     def say(title: str, text: str) -> None:
         if ui.out is not None:
-            ui.out.print(f"\n[bold cyan]{title}[/]")
+            ui.out.print(f"\n[bold cyan]{escape(title)}[/]")
             ui.out.print(text, markup=False)
         else:
             ui.echo(f"\n{title}\n{text}")

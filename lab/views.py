@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -34,7 +35,8 @@ def print_list(console: Console, rows: list[dict[str, Any]]) -> None:
     for column in ("name", "HOWTO section", "path", "what happens"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(Text(row["name"], style="bold cyan"), row["howto"], row["path"], row["explanation"])
+        table.add_row(Text(row["name"], style="bold cyan"), Text(row["howto"]), Text(row["path"]),
+                      Text(row["explanation"]))
     console.print(table)
 
 
@@ -70,18 +72,19 @@ def print_timeline(console: Console, report: dict[str, Any]) -> None:
     table.add_column("what")
     table.add_column("facts", overflow="fold", style="dim")
     for event in report.get("timeline", []):
-        table.add_row(f"{float(event.get('t', 0)):.3f}", str(event.get("actor", "")),
-                      Text(str(event.get("what", "")), style=timeline_style(event)), _facts(event))
+        # Text, not str: "client[robust]" would otherwise be read as rich markup and vanish.
+        table.add_row(f"{float(event.get('t', 0)):.3f}", Text(str(event.get("actor", ""))),
+                      Text(str(event.get("what", "")), style=timeline_style(event)), Text(_facts(event)))
     console.print(table)
 
 
 def print_report(console: Console, report: dict[str, Any], *, results: str | None = None) -> None:
     """One run: header, timeline, proof of the fault, each verdict with its checks, the verdict."""
     s = report["scenario"]
-    console.rule(f"[bold]{s['title']}[/] ({s['name']})")
-    console.print(f"[dim]HOWTO:[/] {s['howto']}   [dim]path:[/] {s['path']}")
-    console.print(f"[dim]wire:[/] {' '.join(s['wire'].split())}")
-    console.print(f"[dim]injection:[/] {' '.join(s['injection'].split())}")
+    console.rule(f"[bold]{escape(s['title'])}[/] ({escape(s['name'])})")
+    console.print(f"[dim]HOWTO:[/] {escape(s['howto'])}   [dim]path:[/] {escape(s['path'])}")
+    console.print(f"[dim]wire:[/] {escape(' '.join(s['wire'].split()))}")
+    console.print(f"[dim]injection:[/] {escape(' '.join(s['injection'].split()))}")
     print_timeline(console, report)
     console.print("[bold]Did the fault really happen?[/]")
     for check in report.get("fidelity") or [{"ok": False, "name": "no evidence recorded", "detail": ""}]:
@@ -93,12 +96,12 @@ def print_report(console: Console, report: dict[str, Any], *, results: str | Non
         for check in verdict["checks"]:
             console.print(Text.assemble("  [", _mark(check["ok"]), f"] {check['name']}: {check['detail']}"))
     if report.get("aborted"):
-        console.print(f"[bold red]ABORTED:[/] {report['aborted']}", markup=True)
+        console.print(f"[bold red]ABORTED:[/] {escape(str(report['aborted']))}")
     console.print(Text.assemble("verdict: ", Text("PASS", style="bold green") if report["ok"] else
                                 Text("FAIL", style="bold red")))
-    console.print(f"[bold blue]remember:[/] {s['remember']}")
+    console.print(f"[bold blue]remember:[/] {escape(s['remember'])}")
     if results:
-        console.print(f"[dim]results:[/] {results}")
+        console.print(f"[dim]results:[/] {escape(results)}")
 
 
 def matrix_rows(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -138,11 +141,11 @@ def print_matrix(console: Console, impls: list[str], rows: list[dict[str, Any]])
     table.add_column("fault proven", justify="center")
     for row in rows:
         cells = [row["cells"].get(impl, "—") for impl in impls] + [row["fidelity"]]
-        table.add_row(row["scenario"], *(Text(c, style=_cell_style(c)) for c in cells))
+        table.add_row(Text(row["scenario"]), *(Text(c, style=_cell_style(c)) for c in cells))
     console.print(table)
     for row in rows:
         if row["detail"]:
-            console.print(f"[red]{row['scenario']}:[/] {row['detail']}")
+            console.print(f"[red]{escape(row['scenario'])}:[/] {escape(str(row['detail']))}")
 
 
 def plain_matrix(impls: list[str], rows: list[dict[str, Any]]) -> str:
@@ -162,6 +165,6 @@ def print_status(console: Console, rows: list[dict[str, Any]]) -> None:
         table.add_column(column)
     for row in rows:
         health = str(row.get("Health", "") or "-")
-        table.add_row(str(row.get("Service", "?")), str(row.get("State", "?")),
-                      Text(health, style="green" if health == "healthy" else "yellow"), str(row.get("Name", "")))
+        table.add_row(Text(str(row.get("Service", "?"))), Text(str(row.get("State", "?"))),
+                      Text(health, style="green" if health == "healthy" else "yellow"), Text(str(row.get("Name", ""))))
     console.print(table)

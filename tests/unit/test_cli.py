@@ -1,0 +1,228 @@
+"""The `lab` command without Docker: parsing, exit codes, listing, narration, and runs on a fake lab."""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from lab import cli, inlab, narrate, scenario
+from lab.engine import EngineError
+
+DATA = Path(__file__).parent / "data"
+
+
+def sample(name: str) -> dict[str, Any]:
+    return json.loads((DATA / f"{name}_report.json").read_text())
+
+
+def invoke(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli.cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def fake_lab(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """No Docker: _with_lab hands the job a placeholder, and the runner answers with saved reports."""
+    calls: dict[str, Any] = {"runs": [], "report": sample("refused")}
+
+    def with_lab(opts, ui, job, *, keep=False):  # type: ignore[no-untyped-def]
+        return job(object())
+
+    def run_scenario(lab, name, *, impls=None, watchdog=None, timeout=None, pcaps=False):  # type: ignore[no-untyped-def]
+        calls["runs"].append((name, impls, pcaps))
+        report = copy.deepcopy(calls["report"])
+        report["scenario"]["name"] = name
+        return report
+
+    monkeypatch.setattr(cli, "_with_lab", with_lab)
+    monkeypatch.setattr(inlab, "run_scenario", run_scenario)
+    return calls
+
+
+def test_list_json_has_one_row_per_scenario_with_its_explanation() -> None:
+    result = invoke("list", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert {r["name"] for r in rows} == set(scenario.discover())
+    for row in rows:
+        assert {"name", "title", "howto", "path", "explanation", "wire", "injection", "remember", "expect"} <= set(row)
+        assert row["howto"] in scenario.HOWTO_SECTIONS
+        assert row["path"] in scenario.PATHS
+        assert row["explanation"] and "\n" not in row["explanation"]
+
+
+def test_list_plain_is_a_table_without_escape_codes() -> None:
+    result = invoke("list")
+    assert result.exit_code == 0
+    assert "\x1b[" not in result.output
+    line = next(line for line in result.stdout.splitlines() if line.startswith("refused "))
+    assert "Creating a Socket" in line and "direct" in line and "RST" in line
+
+
+def test_unknown_scenario_exits_2_listing_the_known_ones() -> None:
+    result = invoke("run", "no-such-thing")
+    assert result.exit_code == 2
+    assert "no scenario named 'no-such-thing'" in result.stderr
+    assert "frozen-process" in result.stderr and "refused" in result.stderr
+
+
+def test_an_implementation_the_scenario_does_not_judge_exits_2() -> None:
+    result = invoke("run", "refused", "--impl", "bogus")
+    assert result.exit_code == 2
+    assert "it judges: robust, naive" in result.stderr
+
+
+def test_impl_path_that_is_not_a_python_file_exits_2(tmp_path: Path) -> None:
+    result = invoke("run", "refused", "--impl", str(tmp_path / "missing.py"))
+    assert result.exit_code == 2
+    assert "no such Python file" in result.stderr
+
+
+def test_a_name_and_all_together_exit_2() -> None:
+    assert invoke("run", "refused", "--all").exit_code == 2
+
+
+def test_grade_with_an_unknown_scenario_exits_2_before_any_lab(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.py"
+    mine.write_text("pass\n")
+    result = invoke("grade", str(mine), "--scenario", "nope")
+    assert result.exit_code == 2
+    assert "known scenarios" in result.stderr
+
+
+def test_bad_project_name_and_unknown_command_exit_2() -> None:
+    assert cli.main(["--project", "Bad!", "list"]) == 2
+    assert cli.main(["frobnicate"]) == 2
+    assert cli.main(["list", "--json"]) == 0
+
+
+def test_docker_setup_failure_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(opts, ui):  # type: ignore[no-untyped-def]
+        raise EngineError("no Docker here; install it")
+
+    monkeypatch.setattr(cli, "_engine", broken)
+    result = invoke("run", "refused")
+    assert result.exit_code == 3
+    assert "no Docker here" in result.stderr
+
+
+def test_narration_tells_the_scenario_from_its_own_fields() -> None:
+    chosen = scenario.get("frozen-process")
+    steps = narrate.narrate(chosen.summary(), watchdog=12.0)
+    text = "\n".join(f"{s.title}\n{s.text}" for s in steps)
+    assert "When Sockets Die" in text
+    assert " ".join(chosen.injection.split()) in text
+    assert " ".join(chosen.wire.split()) in text
+    assert "robust raises PeerUnresponsive within 4 s of the fault" in text
+    assert "detected_by = heartbeat" in text
+    assert "naive stays blocked inside a call until the watchdog (12 s)" in text
+    assert [s.title[:2] for s in steps] == ["1.", "2.", "3.", "4."]
+
+
+def test_remember_gives_the_lesson_and_one_sentence_per_verdict() -> None:
+    report = sample("frozen_process")
+    lines = narrate.remember(report)
+    assert lines[0] == f"Remember: {report['scenario']['remember']}"
+    assert lines[1].startswith("robust raised PeerUnresponsive") and lines[1].endswith("(PASS).")
+    assert lines[2].startswith("naive was still stuck inside a call") and lines[2].endswith("(PASS).")
+    failing = copy.deepcopy(report)
+    failing["verdicts"]["robust"]["ok"] = False
+    failing["verdicts"]["robust"]["checks"][2]["ok"] = False
+    assert "NOT what it should do (FAIL: time bound)" in narrate.remember(failing)[1]
+
+
+def _forbid_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    def blocked(*_args: Any) -> str:
+        raise AssertionError("demo waited for Enter")
+
+    monkeypatch.setattr(builtins, "input", blocked)
+
+
+@pytest.mark.parametrize("flags", [(), ("--no-pause",)])
+def test_demo_without_a_terminal_never_waits(fake_lab: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path, flags: tuple[str, ...]) -> None:
+    _forbid_input(monkeypatch)
+    fake_lab["report"] = sample("frozen_process")
+    result = invoke("demo", "frozen-process", *flags, "--results", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "What to remember" in result.stdout
+    assert "Remember: A frozen peer's kernel still ACKs" in result.stdout
+    assert "BLOCKED at the watchdog" in result.stdout   # the timeline as it happened
+    assert (tmp_path / "timeline.svg").exists()
+
+
+def test_demo_no_pause_wins_over_a_terminal(fake_lab: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    _forbid_input(monkeypatch)
+    monkeypatch.setattr(cli, "_isatty", lambda stream: True)
+    monkeypatch.setattr(cli.Ui, "__init__", _plain_ui)
+    assert invoke("demo", "refused", "--no-pause", "--results", str(tmp_path)).exit_code == 0
+
+
+def test_demo_on_a_terminal_waits_for_enter_between_steps(fake_lab: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    prompts: list[str] = []
+    monkeypatch.setattr(builtins, "input", lambda prompt="": prompts.append(prompt) or "")
+    monkeypatch.setattr(cli, "_isatty", lambda stream: True)
+    monkeypatch.setattr(cli.Ui, "__init__", _plain_ui)
+    assert invoke("demo", "refused", "--results", str(tmp_path)).exit_code == 0
+    assert len(prompts) == 6   # after each of the 4 told steps, after the run, after the timeline
+
+
+def _plain_ui(self: cli.Ui, *, json_output: bool = False) -> None:
+    self.fancy, self.out, self.err = False, None, None
+
+
+def test_run_keeps_the_evidence_and_prints_json_without_the_raw_pcaps(fake_lab: dict[str, Any],
+                                                                      tmp_path: Path) -> None:
+    result = invoke("run", "refused", "--json", "--results", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["results"] == str(tmp_path) and "pcaps" not in report
+    assert fake_lab["runs"] == [("refused", None, True)]
+    for name in ("report.json", "timeline.svg", "report.html", "report.md", "server.pcap", "capture.txt"):
+        assert (tmp_path / name).is_file(), name
+
+
+def test_run_without_a_name_runs_frozen_process(fake_lab: dict[str, Any], tmp_path: Path) -> None:
+    fake_lab["report"] = sample("frozen_process")
+    result = invoke("run", "--results", str(tmp_path))
+    assert result.exit_code == 0
+    assert fake_lab["runs"][0][0] == "frozen-process"
+    assert "verdict: PASS" in result.stdout
+
+
+def test_a_failed_oracle_exits_1(fake_lab: dict[str, Any], tmp_path: Path) -> None:
+    report = sample("refused")
+    report["ok"] = False
+    report["verdicts"]["naive"]["ok"] = False
+    fake_lab["report"] = report
+    result = invoke("run", "refused", "--results", str(tmp_path))
+    assert result.exit_code == 1
+    assert "verdict: FAIL" in result.stdout
+
+
+def test_run_all_prints_a_matrix_and_exits_1_when_a_cell_failed(fake_lab: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    passing, failing = sample("refused"), sample("refused")
+    failing["ok"] = False
+    failing["verdicts"]["naive"]["ok"] = False
+
+    def run_scenario(lab, name, *, impls=None, watchdog=None, timeout=None, pcaps=False):  # type: ignore[no-untyped-def]
+        report = copy.deepcopy(failing if name == "reset" else passing)
+        report["scenario"]["name"] = name
+        return report
+
+    monkeypatch.setattr(inlab, "run_scenario", run_scenario)
+    result = invoke("run", "--all", "--results", str(tmp_path))
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["scenario", "robust", "naive", "fault", "proven"]
+    assert next(line for line in lines if line.startswith("reset ")).split() == ["reset", "PASS", "FAIL", "proven"]
+    assert next(line for line in lines if line.startswith("refused ")).split() == ["refused", "PASS", "PASS", "proven"]
+    assert (tmp_path / "matrix.json").is_file() and (tmp_path / "reset" / "timeline.svg").is_file()
