@@ -46,7 +46,8 @@ def narrate(summary: dict[str, Any], *, watchdog: float | None = None) -> list[S
              f"This scenario illustrates the HOWTO section \"{summary.get('howto', '?')}\". "
              + _PATHS.get(str(summary.get("path")), "") + f" Running side by side: {who}."),
         Step("2. What the lab is about to do to the network", _plain(summary.get("injection", ""))),
-        Step("3. What the kernel and the wire will do", _plain(summary.get("wire", ""))),
+        Step("3. What the kernel and the wire will do", _plain(summary.get("wire", ""))
+             + (f"\nIn the packets, look for: {_plain(summary['look_for'])}" if summary.get("look_for") else "")),
     ]
     expectations = [f"- {impl} {expectation_line(oracle, watchdog)}."
                     for impl, oracle in summary.get("expect", {}).items()]

@@ -122,6 +122,9 @@ def test_narration_tells_the_scenario_from_its_own_fields() -> None:
     assert "detected_by = heartbeat" in text
     assert "naive stays blocked inside a call until the watchdog (12 s)" in text
     assert [s.title[:2] for s in steps] == ["1.", "2.", "3.", "4."]
+    look_for = chosen.summary().get("look_for")
+    if look_for:   # optional in a scenario file
+        assert f"In the packets, look for: {' '.join(look_for.split())}" in steps[2].text
 
 
 def test_remember_gives_the_lesson_and_one_sentence_per_verdict() -> None:
