@@ -418,12 +418,9 @@ def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], names: list[str], json_o
 
 # --------------------------------------------------------------------------- grading someone's code
 
-def _card_ok(card: Any) -> bool:
-    """Whether a report card passed: its ``ok`` (attribute or key), else every row's."""
-    value = getattr(card, "ok", None)
-    if value is None:
-        value = card.as_dict().get("ok")
-    return bool(value)
+def _card_exit(card: Any) -> int:
+    """A report card's exit code: passed 0, failed 1, an invalid submission (bad input) 2."""
+    return {"passed": EXIT_OK, "invalid": EXIT_USAGE}.get(card.verdict, EXIT_ORACLE)
 
 
 def _grade_files(opts: Opts, ui: Ui, paths: list[Path], scenarios: list[str] | None, json_output: bool,
@@ -441,7 +438,7 @@ def _grade_files(opts: Opts, ui: Ui, paths: list[Path], scenarios: list[str] | N
         return cards
 
     cards = _with_lab(opts, ui, job, keep=keep)
-    ok = True
+    code = EXIT_OK
     for path, card in zip(paths, cards):
         label = f"grade-{path.stem}"
         folder = (results / path.stem if len(paths) > 1 else results) if results else _results_dir(opts, None, label)
@@ -450,8 +447,8 @@ def _grade_files(opts: Opts, ui: Ui, paths: list[Path], scenarios: list[str] | N
         (folder / "report.md").write_text(grading.render_markdown(card), encoding="utf-8")
         ui.echo(json.dumps(card.as_dict(), indent=2, default=str) if json_output else grading.render_text(card))
         ui.log(f"report card kept in {folder}")
-        ok = ok and _card_ok(card)
-    return EXIT_OK if ok else EXIT_ORACLE
+        code = max(code, _card_exit(card))
+    return code
 
 
 @cli.command("grade")

@@ -229,3 +229,12 @@ def test_run_all_prints_a_matrix_and_exits_1_when_a_cell_failed(fake_lab: dict[s
     assert next(line for line in lines if line.startswith("reset ")).split() == ["reset", "PASS", "FAIL", "proven"]
     assert next(line for line in lines if line.startswith("refused ")).split() == ["refused", "PASS", "PASS", "proven"]
     assert (tmp_path / "matrix.json").is_file() and (tmp_path / "reset" / "timeline.svg").is_file()
+
+
+@pytest.mark.parametrize(("verdict", "code"), [("passed", 0), ("failed", 1), ("invalid", 2)])
+def test_a_report_card_sets_the_exit_code(verdict: str, code: int) -> None:
+    from types import SimpleNamespace
+
+    from lab.cli import _card_exit
+
+    assert _card_exit(SimpleNamespace(verdict=verdict)) == code
