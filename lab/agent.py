@@ -39,7 +39,7 @@ A capture stops itself after 120 s; its file then waits for ``capture_stop``
 
 :class:`Agent` holds the logic and takes its command runner, ``/proc`` root,
 ``kill`` and clock as arguments, so unit tests run it without root, iptables
-or tcpdump; :class:`ControlServer` is the threaded line server around it;
+or tcpdump; :class:`ControlServer` serves it over :mod:`lab.jsonlines`;
 :mod:`lab.agentclient` is the client. Run it as ``python3 -m lab.agent``.
 """
 
@@ -51,7 +51,6 @@ import json
 import os
 import re
 import signal as signals
-import socket
 import subprocess
 import sys
 import threading
@@ -63,6 +62,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from lab.health import default_routes
+from lab.jsonlines import JsonLinesServer
 
 API_PORT = 9009
 MAX_REQUEST = 64 * 1024          # bytes in one request line; requests are tiny
@@ -901,134 +901,34 @@ def _holds(procs: list[ProcInfo], state: str, not_pid: int | None) -> ProcInfo |
 
 # The control server ----------------------------------------------------------------------------
 
-class ControlServer:
-    """Newline-delimited JSON over TCP, one thread per connection, every socket with a timeout::
+class ControlServer(JsonLinesServer):
+    """The agent's API: :mod:`lab.jsonlines` framing and bounds, :meth:`Agent.handle` for each request::
 
         with ControlServer(Agent(), "127.0.0.1", 0) as srv:   # port 0: pick a free one
             print(srv.port)
     """
 
+    name = "agent-api"
+
     def __init__(self, agent: Agent, host: str = "0.0.0.0", port: int = API_PORT, *,
                  idle_timeout: float = IDLE_TIMEOUT, max_request: int = MAX_REQUEST,
                  max_connections: int = MAX_CONNECTIONS, poll: float = 0.2) -> None:
         self.agent = agent
-        self.idle_timeout = idle_timeout
-        self.max_request = max_request
-        self.max_connections = max_connections
-        self._poll = poll
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._threads: dict[threading.Thread, socket.socket] = {}
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._listener.bind((host, port))
-            self._listener.listen(16)
-        except BaseException:
-            self._listener.close()
-            raise
-        self._listener.settimeout(poll)  # so the accept loop notices stop()
-        self.port: int = self._listener.getsockname()[1]
-        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True, name=f"agent-api-{self.port}")
+        super().__init__(host, port, poll=poll, idle_timeout=idle_timeout, max_line=max_request,
+                         reply_timeout=SEND_TIMEOUT, max_connections=max_connections)
 
-    def start(self) -> "ControlServer":
-        self._acceptor.start()
-        return self
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stopping.set()
-        deadline = time.monotonic() + timeout
-        if self._acceptor.is_alive():
-            self._acceptor.join(timeout)
-        with self._lock:
-            threads = dict(self._threads)
-        for conn in threads.values():
-            try:
-                conn.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv()
-            except OSError:
-                pass
-        for t in threads:
-            t.join(max(deadline - time.monotonic(), 0))
-        self._listener.close()
-
-    def __enter__(self) -> "ControlServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _accept_loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                if self._stopping.is_set():
-                    return
-                self._stopping.wait(self._poll)
-                continue
-            with self._lock:
-                busy = len(self._threads) >= self.max_connections
-                if not busy:
-                    t = threading.Thread(target=self._serve, args=(conn,), daemon=True, name="agent-api-conn")
-                    self._threads[t] = conn
-            if busy:
-                self._refuse(conn)
-            else:
-                t.start()
-
-    def _refuse(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.settimeout(1.0)
-                self._send(conn, {"ok": False, "error": f"agent busy: {self.max_connections} connections open; "
-                                                        "retry shortly"})
-            except OSError:
-                pass
-
-    def _send(self, conn: socket.socket, reply: dict[str, Any]) -> None:
-        conn.settimeout(SEND_TIMEOUT)
-        conn.sendall(json.dumps(reply).encode() + b"\n")
-
-    def _serve(self, conn: socket.socket) -> None:
-        buf = bytearray()
-        try:
-            with conn:
-                conn.settimeout(self.idle_timeout)
-                while not self._stopping.is_set():
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                    while (end := buf.find(b"\n")) >= 0 and end <= self.max_request:
-                        line = bytes(buf[:end])
-                        del buf[:end + 1]
-                        if line.strip():
-                            self._send(conn, self.handle_line(line))
-                        conn.settimeout(self.idle_timeout)
-                    if len(buf) > self.max_request:
-                        # No newline within the limit: the rest of the stream cannot be framed, so answer and close.
-                        self._send(conn, {"ok": False, "error": f"request larger than {self.max_request} bytes; send "
-                                                                f"one JSON object per line, at most {self.max_request} "
-                                                                "bytes"})
-                        return
-        except OSError:
-            return  # idle timeout, or the client went away: nobody left to answer
-        finally:
-            with self._lock:
-                self._threads.pop(threading.current_thread(), None)
-
-    def handle_line(self, line: bytes) -> dict[str, Any]:
-        try:
-            request = json.loads(line)
-        except ValueError as exc:
-            return {"ok": False, "error": f"request is not valid JSON ({exc}); send one JSON object per line, "
-                                          'e.g. {"op": "ping"}'}
+    def handle(self, request: Any) -> dict[str, Any]:
         reply = self.agent.handle(request)
         op = request.get("op") if isinstance(request, dict) else None
         _emit("request", op=op, ok=reply["ok"], **({} if reply["ok"] else {"error": reply["error"]}))
         return reply
+
+    def not_json(self, exc: ValueError) -> dict[str, Any]:
+        return {"ok": False, "error": f"request is not valid JSON ({exc}); send one JSON object per line, "
+                                      'e.g. {"op": "ping"}'}
+
+    def busy(self) -> dict[str, Any]:
+        return {"ok": False, "error": f"agent busy: {self.max_connections} connections open; retry shortly"}
 
 
 # Entry point -----------------------------------------------------------------------------------

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 from typing import Any
+
+from lab.jsonlines import request_line
 
 DEFAULT_PORT = 9009
 MAX_REPLY = 64 * 1024 * 1024  # a capture comes back base64-encoded in one line
@@ -54,10 +55,8 @@ class AgentClient:
         message = {"op": op, **{k: v for k, v in fields.items() if v is not None}}
         where = f"agent {self.host}:{self.port}"
         try:
-            with socket.create_connection((self.host, self.port), timeout=self.timeout) as sock:
-                sock.settimeout(self.timeout + extra_time)
-                sock.sendall(json.dumps(message).encode() + b"\n")
-                line = _read_line(sock)
+            line = request_line(self.host, self.port, message, self.timeout, reply_timeout=self.timeout + extra_time,
+                                max_reply=MAX_REPLY, closed=_closed_early)
         except OSError as exc:
             raise AgentError(f"{where}: {op}: {type(exc).__name__}: {exc}") from exc
         try:
@@ -118,15 +117,5 @@ class AgentClient:
         return self.request("reset", extra_time=30.0)
 
 
-def _read_line(sock: socket.socket) -> bytes:
-    buf = bytearray()
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"the agent closed the connection after {len(buf)} bytes without a full reply")
-        buf += chunk
-        end = buf.find(b"\n")
-        if end >= 0:
-            return bytes(buf[:end])
-        if len(buf) > MAX_REPLY:
-            raise ConnectionError(f"reply larger than {MAX_REPLY} bytes")
+def _closed_early(received: int) -> str:
+    return f"the agent closed the connection after {received} bytes without a full reply"
