@@ -108,6 +108,38 @@ class Lab:
     def toxiproxy_url(self) -> str:
         return f"http://127.0.0.1:{self.port('toxiproxy', 8474)}"
 
+    def sick(self, expected: int = 5) -> tuple[list[str], bool]:
+        """What is wrong with the lab (empty when all is fine), and whether something is not running at all."""
+        rows = self.status()
+        problems = [f"{r.get('Service')}: {r.get('State')}/{r.get('Health') or 'no healthcheck'}" for r in rows
+                    if r.get("State") != "running" or r.get("Health") != "healthy"]
+        down = len(rows) < expected or any(r.get("State") != "running" for r in rows)
+        if len(rows) < expected:
+            problems.append(f"{len(rows)} of {expected} services exist")
+        return problems, down
+
+    def wait_healthy(self, timeout: float = 60.0, *, clock=None, sleep=None) -> None:  # type: ignore[no-untyped-def]
+        """Wait until every service is running and healthy; bring back stopped ones; fail naming the sick.
+
+        Healthy-again takes a few seconds after some faults (Docker reports a paused container
+        unhealthy at once, and healthy only at its next check after unpause), and ``up --wait``
+        fails at once on an unhealthy container instead of waiting, hence this loop.
+        """
+        import time
+
+        clock = clock or time.monotonic
+        sleep = sleep or time.sleep
+        deadline = clock() + timeout
+        while True:
+            problems, down = self.sick()
+            if not problems:
+                return
+            if down:
+                self.compose("up", "--detach", "--no-recreate", timeout=300, check=False)
+            if clock() >= deadline:
+                raise EngineError(f"the lab is not healthy after {timeout:g} s: {'; '.join(problems)}")
+            sleep(0.5)
+
     def status(self) -> list[dict[str, object]]:
         res = self.compose("ps", "--all", "--format", "json", timeout=30)
         return _parse_json_lines(res.stdout)

@@ -65,3 +65,19 @@ def docker_client() -> Iterator["docker.DockerClient"]:  # type: ignore[name-def
     client = docker.from_env(timeout=30)
     yield client
     client.close()
+
+
+@pytest.fixture
+def healthy_before_and_reset_after(lab: Lab) -> Iterator[None]:
+    """A test starts on a healthy lab and leaves no fault behind, even when it fails.
+
+    The in-lab runner undoes its own faults; this is the host's second line, for a runner
+    that died or timed out: toxiproxy-python resets the proxies, the in-lab reset the rest.
+    """
+    from lab.toxics import python_client
+
+    lab.wait_healthy(timeout=60)
+    yield
+    python_client(lab.toxiproxy_url()).reset()
+    res = lab.exec("client", ["python3", "-m", "lab.runner", "reset"], timeout=60)
+    assert res.returncode == 0, f"the lab could not be reset after the test: {res.stderr[-2000:]}"

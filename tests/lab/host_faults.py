@@ -71,6 +71,8 @@ def run_with_host_faults(lab: Lab, docker_client: Any, name: str, faults: dict[s
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
+    # Docker calls a paused container unhealthy at once, healthy again only at its next check.
+    lab.wait_healthy(timeout=60)
     assert report is not None, f"no report from the runner (exit {proc.returncode}): {stderr[-2000:]}"
     report["host_actions"] = done
     return report

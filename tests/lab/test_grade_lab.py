@@ -10,7 +10,6 @@ runner process remains in the client, and an ordinary scenario still passes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from lab.engine import Result
 from lab.grade import ReportCard, grade
 from lab.inlab import failed_checks, run_scenario
 from lab.topology import Lab
-from lab.toxics import python_client
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "submissions"
 FAST = ["clean-close", "refused", "mid-message-cut", "fragmentation", "frozen-process"]
@@ -42,15 +40,7 @@ class CountingLab:
         return self.lab.exec(service, argv, **kwargs)
 
 
-@pytest.fixture(autouse=True)
-def healthy_before_and_reset_after(lab: Lab) -> Iterator[None]:
-    rows = lab.status()
-    if len(rows) < 5 or any(r.get("State") != "running" or r.get("Health") != "healthy" for r in rows):
-        lab.up()
-    yield
-    python_client(lab.toxiproxy_url()).reset()
-    res = lab.exec("client", ["python3", "-m", "lab.runner", "reset"], timeout=60)
-    assert res.returncode == 0, f"the lab could not be reset after the test: {res.stderr[-2000:]}"
+pytestmark = pytest.mark.usefixtures("healthy_before_and_reset_after")
 
 
 def verdicts(card: ReportCard) -> dict[str, str]:
