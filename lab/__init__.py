@@ -1,7 +1,8 @@
 """The socket failure lab: socket code under test, the faults that kill it, and the oracles that judge it.
 
-Inside the lab's containers only the standard library is used; the host-side
-modules (engine, toxics, cli) import their third-party dependencies lazily.
+Inside the lab's containers only the standard library is used. The host-only
+modules (``cli``, ``views`` and the report modules use click and rich; the lab
+tests use the Docker SDK and toxiproxy-python) are never imported there.
 """
 
 from lab.errors import (
