@@ -47,6 +47,11 @@ def run(ctx):
     ctx.prove("the server said nothing after the fault while the client kept sending",
               len(silent) == len(conns) and len(conns) == len(ctx.impls),
               f"{len(silent)} of {len(conns)} connections; fault at +{fault_wall}s")
+    ctx.prove("the client's kernel kept trying: retransmissions or keepalive probes",
+              conns and all(c.client_to_server.retransmissions + c.client_to_server.keepalive_probes > 0
+                            for c in conns),
+              ", ".join(f"{c.client}: {c.client_to_server.retransmissions} retransmissions, "
+                        f"{c.client_to_server.keepalive_probes} probes" for c in conns))
     ctx.prove("no FIN or RST came from the server",
               all(c.server_to_client.fin.count == 0 and c.server_to_client.rst.count == 0 for c in conns),
               ", ".join(f"{c.client}: FIN {c.server_to_client.fin.count} RST {c.server_to_client.rst.count}"

@@ -29,8 +29,15 @@ LOOK_FOR = "Exactly 2526 bytes reach the client, then the proxy's FIN: two whole
 
 
 def run(ctx):
+    capture = ctx.capture("client")
     ctx.apply("limit-data", bytes=CUT)
     ctx.side_by_side(converse(before=0, after=3, size=SIZE))
+    conns = capture.stop().connections_to(7000)
+    ctx.prove(f"on the wire, each connection carried exactly {CUT} bytes from the proxy, then its FIN",
+              len(conns) == len(ctx.impls) and all(c.server_to_client.payload_bytes == CUT
+                                                   and c.server_to_client.fin.count >= 1 for c in conns),
+              ", ".join(f"{c.client}: {c.server_to_client.payload_bytes} bytes, FIN {c.server_to_client.fin.count}"
+                        for c in conns))
     if "robust" in ctx.impls:
         got = ctx.outcomes["robust"].measurements.get("bytes_received")
         ctx.prove("exactly the configured number of bytes reached the client before the cut", got == CUT,
