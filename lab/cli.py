@@ -26,7 +26,9 @@ import contextlib
 import dataclasses
 import functools
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -536,7 +538,15 @@ def cmd_demo(opts: Opts, name: str, no_pause: bool, keep: bool, results: Path | 
 
 # --------------------------------------------------------------------------- entry point
 
+def _terminated(signum: int, _frame: object) -> None:
+    # A SIGTERM (a cancelled job, `kill`) unwinds like Ctrl-C, so a lab this command
+    # started is taken down again instead of being left running.
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         result = cli.main(args=argv, prog_name="lab", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -1,10 +1,24 @@
-"""Marks each test by the folder it lives in, so `-m "not lab"` runs everything that needs no Docker."""
+"""Marks each test by the folder it lives in, so `-m "not lab"` runs everything that needs no Docker.
+
+Also makes SIGTERM (a CI job cancelled, a `kill`) end the session the way Ctrl-C
+does, so the lab fixtures' clean-up runs instead of leaving containers behind.
+"""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _terminate)
 
 _HERE = Path(__file__).parent
 _FOLDER_MARKS = {"lab": pytest.mark.lab, "loopback": pytest.mark.loopback}

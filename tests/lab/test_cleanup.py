@@ -42,7 +42,8 @@ def test_failed_session_leaves_nothing() -> None:
 
 
 @pytest.mark.timeout(600)
-def test_interrupted_session_leaves_nothing() -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_session_leaves_nothing(sig: signal.Signals) -> None:
     project = unique_project("socket-lab-probe")
     child = _child(project, "test_waits_to_be_interrupted")
     ready = threading.Event()
@@ -60,7 +61,7 @@ def test_interrupted_session_leaves_nothing() -> None:
     try:
         assert ready.wait(timeout=400), "".join(lines)[-3000:]
         assert leftovers(Runner(), project)["containers"], "the probe's lab should be running now"
-        child.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        child.send_signal(sig)  # SIGINT is what Ctrl-C sends; SIGTERM what a cancelled job gets
         child.wait(timeout=120)
     finally:
         child.kill()
