@@ -18,9 +18,15 @@ REPO = repo_root()
 PROBES = "tests/lab/probes/probe_sessions.py"
 
 
+_CHILD = ("import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); "
+          "sys.exit(pytest.main(sys.argv[1:]))")
+
+
 def _child(project: str, test: str) -> subprocess.Popen[str]:
     env = {**os.environ, "LAB_TEST_PROJECT": project}
-    return subprocess.Popen([sys.executable, "-m", "pytest", f"{PROBES}::{test}", "-s", "-q"],
+    # The child installs Python's Ctrl-C handler itself: a session started in the background by a
+    # non-interactive shell inherits SIGINT as *ignored*, and Python then leaves it ignored.
+    return subprocess.Popen([sys.executable, "-c", _CHILD, f"{PROBES}::{test}", "-s", "-q"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
