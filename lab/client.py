@@ -153,8 +153,9 @@ class Reporter:
     def elapsed(self) -> float:
         return self._clock() - self._start
 
-    def __call__(self, event: str, **facts: object) -> None:
-        line = {"event": event, "t": round(self.elapsed, 6), **facts}
+    def __call__(self, event: str, *, at: float | None = None, **facts: object) -> None:
+        """One event line; ``at`` (seconds, from :attr:`elapsed`) when it happened earlier than now."""
+        line = {"event": event, "t": round(self.elapsed if at is None else at, 6), **facts}
         self._out.write(json.dumps(line, separators=(",", ":"), default=str) + "\n")
         self._out.flush()
 
@@ -211,9 +212,10 @@ def run_robust(args: argparse.Namespace, config: RobustConfig, emit: Reporter) -
             return sent, received
         for i in range(args.count):
             body = body_for(i + 1, args.size)
+            began = emit.elapsed  # "sent" is stamped when sending began: round trips are never under-measured
             seq = conn.send_message(body, seq=i + 1)
             sent += 1
-            emit("sent", seq=seq, bytes=len(body))
+            emit("sent", at=began, seq=seq, bytes=len(body))
             conn.await_echo(seq, body)
             received += 1
             emit("received", seq=seq, bytes=len(body))
@@ -257,9 +259,10 @@ def run_naive(args: argparse.Namespace, emit: Reporter) -> tuple[int, int]:
         emit("connected", host=args.host, port=args.port, impl=args.impl)
         for i in range(args.count):
             seq, body = i + 1, body_for(i + 1, args.size)
+            began = emit.elapsed
             sock.mysend(naive.make_message(seq, body))
             sent += 1
-            emit("sent", seq=seq, bytes=len(body))
+            emit("sent", at=began, seq=seq, bytes=len(body))
             reply = sock.myreceive()
             decoder = Decoder()
             decoder.receive_data(reply)
