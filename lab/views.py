@@ -149,9 +149,12 @@ def print_matrix(console: Console, impls: list[str], rows: list[dict[str, Any]])
 
 
 def plain_matrix(impls: list[str], rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'scenario':<26}" + "".join(f"{impl:<10}" for impl in impls) + "fault proven"]
+    # Each implementation's column is as wide as its name (plus a gap), so long names stay apart.
+    widths = {impl: max(len(impl), 8) + 2 for impl in impls}
+    lines = [f"{'scenario':<26}" + "".join(f"{impl:<{widths[impl]}}" for impl in impls) + "fault proven"]
     for row in rows:
-        lines.append(f"{row['scenario']:<26}" + "".join(f"{row['cells'].get(impl, '—'):<10}" for impl in impls)
+        lines.append(f"{row['scenario']:<26}"
+                     + "".join(f"{row['cells'].get(impl, '—'):<{widths[impl]}}" for impl in impls)
                      + row["fidelity"])
     lines += [f"{row['scenario']}: {row['detail']}" for row in rows if row["detail"]]
     passed = sum(1 for row in rows if row["ok"])
