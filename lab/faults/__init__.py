@@ -70,3 +70,14 @@ def need(params: dict[str, Any], key: str, kind: type | tuple[type, ...], accept
     if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
         raise ValueError(f"parameter {key!r} must be {accepted}; got {value!r}")
     return value
+
+
+SERVERS = ("threaded", "selectors")
+
+
+def server_param(params: dict[str, Any], key: str = "server") -> str:
+    """Which lab server (or its proxy) a fault targets: 'threaded' (the default) or 'selectors'."""
+    value = params.get(key, "threaded")
+    if value not in SERVERS:
+        raise ValueError(f"parameter {key!r} must be 'threaded' or 'selectors'; got {value!r}")
+    return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.faults import Fault, register
+from lab.faults import Fault, register, server_param
 
 
 @register
@@ -14,9 +14,7 @@ class Freeze(Fault):
 
     def __init__(self, ctx: Any, **params: Any) -> None:
         super().__init__(ctx, **params)
-        self.server = params.get("server", "threaded")
-        if self.server not in ("threaded", "selectors"):
-            raise ValueError(f"parameter 'server' must be 'threaded' or 'selectors'; got {self.server!r}")
+        self.server = server_param(params)
         self.frozen = False
 
     def apply(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.faults import Fault
+from lab.faults import Fault, server_param
 from lab.toxics import STREAMS
 
 
@@ -18,10 +18,9 @@ class Toxic(Fault):
     def __init__(self, ctx: Any, **params: Any) -> None:
         super().__init__(ctx, **params)
         attributes = dict(params)
-        self.proxy = attributes.pop("proxy", "threaded")
+        self.proxy = server_param(attributes, "proxy")
+        attributes.pop("proxy", None)
         self.stream = attributes.pop("stream", "downstream")
-        if self.proxy not in ("threaded", "selectors"):
-            raise ValueError(f"parameter 'proxy' must be 'threaded' or 'selectors'; got {self.proxy!r}")
         if self.stream not in STREAMS:
             raise ValueError(f"parameter 'stream' must be one of {', '.join(STREAMS)}; got {self.stream!r}")
         self.attributes = attributes
