@@ -49,6 +49,9 @@ class HostFault(Fault):
     def apply(self) -> None:
         reply = self._ask(self.action)
         self.applied = True
+        # The fault exists from the host's answer on, not from the question: the round trip
+        # through the harness (docker exec, the SDK call) takes seconds on a loaded machine.
+        self.ctx.fault_at = self.ctx.mark("lab", f"docker {self.action} done by the host")
         self.ctx.prove(f"docker {self.action} of the {self.service} container took effect", bool(reply.get("ok")),
                        str(reply.get("evidence", "")))
 
