@@ -5,7 +5,7 @@ server started as a subprocess on 127.0.0.1:
 
 * request/response echo of 64 B, 4 KiB and 1 MiB messages, one connection, with
   (a) the simplest correct length-prefixed loop over a plain blocking socket (the baseline),
-  (b) ``lab.robust.RobustConnection.request`` (skipped with a note if it cannot be imported),
+  (b) ``lab.sockets.robust.RobustConnection.request`` (skipped with a note if it cannot be imported),
   (c) an asyncio streams client (``open_connection`` + ``readexactly``);
 * the server under 1000 concurrent connections (64 B round trips from a
   single-threaded ``selectors`` client): round trips/s, p50 and p99 latency.
@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab.framing import HEADER, HEADER_SIZE, SEQ, Decoder, FrameType, encode_data  # noqa: E402
+from lab.sockets.framing import HEADER, HEADER_SIZE, SEQ, Decoder, FrameType, encode_data  # noqa: E402
 
 HOST = "127.0.0.1"
 SIZES = {"64 B": 64, "4 KiB": 4096, "1 MiB": 1 << 20}
@@ -117,9 +117,9 @@ def baseline_cell(port: int, size: int, seconds: float) -> tuple[int, float]:
 
 def robust_cell_or_reason() -> Cell | str:
     try:
-        from lab.robust import RobustConnection  # being written alongside; may not exist yet
+        from lab.sockets.robust import RobustConnection  # being written alongside; may not exist yet
     except Exception as exc:  # noqa: BLE001 - any import failure just means "no column"
-        return f"lab.robust unavailable ({type(exc).__name__}: {exc})"
+        return f"lab.sockets.robust unavailable ({type(exc).__name__}: {exc})"
 
     def cell(port: int, size: int, seconds: float) -> tuple[int, float]:
         body = os.urandom(size)

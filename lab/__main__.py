@@ -1,4 +1,4 @@
-from lab.cli import main
+from lab.host.cli import main
 import sys
 
 sys.exit(main())

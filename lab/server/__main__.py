@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any
 
-from lab.framing import DEFAULT_MAX_PAYLOAD
+from lab.sockets.framing import DEFAULT_MAX_PAYLOAD
 from lab.server import SERVERS, make_server
 from lab.server.behaviour import MODES, Behaviour
 

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable, ClassVar
 
-from lab.framing import DEFAULT_MAX_PAYLOAD
+from lab.sockets.framing import DEFAULT_MAX_PAYLOAD
 from lab.server.behaviour import Behaviour
 from lab.server.log import DeliveryLog
 from lab.server.protocol import ServerConnection

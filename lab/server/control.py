@@ -9,7 +9,7 @@ One request per line, one JSON reply per line, on any number of connections::
     {"cmd": "reset"}                                 -> start-up behaviour, counters zeroed
     anything else                                    -> {"ok": false, "error": "..."}
 
-It runs in its own small threaded server (:mod:`lab.jsonlines`) for both server
+It runs in its own small threaded server (:mod:`lab.server.jsonlines`) for both server
 implementations, so it keeps answering while the data side is told to stop
 reading or accepting. :func:`control_request` is the client side, for tests and scripts.
 """
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lab import jsonlines
-from lab.jsonlines import JsonLinesServer
+from lab.server import jsonlines
+from lab.server.jsonlines import JsonLinesServer
 
 if TYPE_CHECKING:
     from lab.server.base import BaseServer
@@ -53,7 +53,7 @@ def handle_command(server: "BaseServer", request: Any) -> dict[str, Any]:
 
 
 class ControlServer(JsonLinesServer):
-    """The control port: :mod:`lab.jsonlines` framing and bounds, :func:`handle_command` for each request.
+    """The control port: :mod:`lab.server.jsonlines` framing and bounds, :func:`handle_command` for each request.
 
     No idle timeout and no connection limit; an oversized line closes the
     connection without a reply, and an empty line is answered as non-JSON.

@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from lab.errors import BadFrame, IncompleteMessage, LabError, ProtocolError
-from lab.framing import (CLOSED, DEFAULT_MAX_PAYLOAD, NEED_DATA, SESSION_ID_SIZE, Decoder, Frame, FrameType,
+from lab.sockets.errors import BadFrame, IncompleteMessage, LabError, ProtocolError
+from lab.sockets.framing import (CLOSED, DEFAULT_MAX_PAYLOAD, NEED_DATA, SESSION_ID_SIZE, Decoder, Frame, FrameType,
                          encode_echo, encode_hello_reply, encode_pong)
 from lab.server.behaviour import Behaviour
 from lab.server.log import DeliveryLog

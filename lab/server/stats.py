@@ -11,7 +11,7 @@ import collections
 import threading
 from typing import Any
 
-from lab.errors import LabError
+from lab.sockets.errors import LabError
 
 ERROR_LOG_SIZE = 200
 

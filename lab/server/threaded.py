@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 
-from lab.errors import LabError, translating
+from lab.sockets.errors import LabError, translating
 from lab.server.base import RECV_SIZE, BaseServer, peer_name
 from lab.server.protocol import ServerConnection
 

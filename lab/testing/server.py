@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lab.framing import DEFAULT_MAX_PAYLOAD
+from lab.sockets.framing import DEFAULT_MAX_PAYLOAD
 from lab.server import BaseServer, Behaviour, control_request, make_server
 
 HOST = "127.0.0.1"

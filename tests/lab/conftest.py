@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.engine import Runner
-from lab.topology import Lab, repo_root, sweep, unique_project
+from lab.host.engine import Runner
+from lab.host.topology import Lab, repo_root, sweep, unique_project
 
 REPO = repo_root()
 UP_TIMEOUT = 240
@@ -74,10 +74,10 @@ def healthy_before_and_reset_after(lab: Lab) -> Iterator[None]:
     The in-lab runner undoes its own faults; this is the host's second line, for a runner
     that died or timed out: toxiproxy-python resets the proxies, the in-lab reset the rest.
     """
-    from lab.toxics import python_client
+    from lab.inlab.toxics import python_client
 
     lab.wait_healthy(timeout=60)
     yield
     python_client(lab.toxiproxy_url()).reset()
-    res = lab.exec("client", ["python3", "-m", "lab.runner", "reset"], timeout=60)
+    res = lab.exec("client", ["python3", "-m", "lab.inlab.runner", "reset"], timeout=60)
     assert res.returncode == 0, f"the lab could not be reset after the test: {res.stderr[-2000:]}"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lab.topology import Lab
+from lab.host.topology import Lab
 
 SERVER_AGENT = "server"        # the server-agent shares the server's network namespace
 CLIENT_AGENT = "127.0.0.1"     # the client-agent shares the client's
@@ -26,7 +26,7 @@ PCAP_MAGICS = {bytes.fromhex(m) for m in ("d4c3b2a1", "a1b2c3d4", "4d3cb2a1", "a
 
 _CALL = """
 import base64, json, sys
-from lab.agentclient import AgentClient, AgentError
+from lab.inlab.agent.client import AgentClient, AgentError
 host, method, kwargs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 try:
     result = getattr(AgentClient(host, timeout=5.0), method)(**kwargs)
@@ -112,7 +112,7 @@ def test_blocked_server_port_times_out_counts_drops_and_unblock_restores(clean_l
     assert connect(lab, 7100)["result"] == "connected"
 
     # The server's own loopback traffic is not the lab network: its healthcheck still connects.
-    health = lab.exec("server", ["python3", "-m", "lab.health", "127.0.0.1:7000"], timeout=30)
+    health = lab.exec("server", ["python3", "-m", "lab.inlab.health", "127.0.0.1:7000"], timeout=30)
     assert health.returncode == 0, health.stderr
 
     counters = {c["id"]: c for c in agent(lab, "counters")}

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from lab.engine import Runner
-from lab.topology import leftovers, repo_root, unique_project
+from lab.host.engine import Runner
+from lab.host.topology import leftovers, repo_root, unique_project
 
 REPO = repo_root()
 PROBES = "tests/lab/probes/probe_sessions.py"

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from lab import cli, scenario
-from lab.capture import summarize
-from lab.topology import Lab
+from lab.host import cli
+
+from lab.inlab import scenario
+from lab.evidence.tcp import summarize
+from lab.host.topology import Lab
 
 
 def invoke(lab: Lab, *args: str):  # type: ignore[no-untyped-def]

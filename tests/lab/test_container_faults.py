@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from host_faults import run_with_host_faults
-from lab.inlab import failed_checks
-from lab.topology import Lab
+from tests.support.host_faults import run_with_host_faults
+from lab.host.runner_handle import failed_checks
+from lab.host.topology import Lab
 
 
 @pytest.mark.timeout(180)

@@ -3,7 +3,7 @@
 Each submission is graded on a small set of fast scenarios (frozen-process with a
 5 s watchdog), so the whole file stays near a minute of lab time. The built-ins
 are graded too, and their verdicts must be the ones their scenarios' oracles
-predict (lab.grade_verdicts.predicted), measured, not assumed. The last tests show
+predict (lab.grading.verdicts.predicted), measured, not assumed. The last tests show
 that nothing a bad submission did is left behind: the lab is healthy, no file or
 runner process remains in the client, and an ordinary scenario still passes.
 """
@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from lab import grade_verdicts as gv
-from lab import scenario
-from lab.engine import Result
-from lab.grade import ReportCard, grade
-from lab.inlab import failed_checks, run_scenario
-from lab.topology import Lab
+from lab.grading import verdicts as gv
+from lab.inlab import scenario
+from lab.host.engine import Result
+from lab.grading.card import ReportCard, grade
+from lab.host.runner_handle import failed_checks, run_scenario
+from lab.host.topology import Lab
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "submissions"
 FAST = ["clean-close", "refused", "mid-message-cut", "fragmentation", "frozen-process"]
@@ -113,7 +113,7 @@ def test_afterwards_the_lab_is_healthy_and_clean_and_a_normal_scenario_passes(la
     assert files.returncode == 0 and files.stdout.strip() == "", f"submission files left behind: {files.stdout}"
     procs = lab.exec("client", ["ps", "-eo", "args"], timeout=30)
     assert procs.returncode == 0, procs.stderr
-    assert "lab.runner" not in procs.stdout, f"a runner process is still alive:\n{procs.stdout}"
+    assert "lab.inlab.runner" not in procs.stdout, f"a runner process is still alive:\n{procs.stdout}"
     report = run_scenario(lab, "clean-close")
     assert not failed_checks(report), "\n".join(failed_checks(report))
     assert report["ok"] is True

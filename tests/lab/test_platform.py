@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lab.topology import Lab
+from lab.host.topology import Lab
 
 APP_SERVICES = {"server", "client"}
 AGENTS = {"server-agent": {"NET_ADMIN", "NET_RAW", "SETGID", "KILL"},

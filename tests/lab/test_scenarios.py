@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import pytest
 
-from lab import scenario
-from lab.inlab import failed_checks, run_scenario
-from lab.topology import Lab
+from lab.inlab import scenario
+from lab.host.runner_handle import failed_checks, run_scenario
+from lab.host.topology import Lab
 
 SCENARIOS = scenario.discover()
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lab import smoke
-from lab.topology import Lab
+from lab.host import smoke
+from lab.host.topology import Lab
 
 
 def test_echo_through_toxiproxy_and_latency_proves_the_path(lab: Lab) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.topology import Lab
-from lab.toxics import Toxiproxy, ToxicRejected, ToxiproxyError, python_client
+from lab.host.topology import Lab
+from lab.inlab.toxics import Toxiproxy, ToxicRejected, ToxiproxyError, python_client
 
 
 @pytest.fixture

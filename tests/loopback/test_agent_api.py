@@ -1,6 +1,6 @@
 """The agent's control API over real sockets on 127.0.0.1, driven by AgentClient.
 
-The agent behind the server is the real :class:`lab.agent.Agent` on a fake
+The agent behind the server is the real :class:`lab.inlab.agent.service.Agent` on a fake
 command runner (it records iptables argv and starts nothing) and a fake /proc
 tree, so these tests need no root, no iptables and no tcpdump. What is under
 test is the wire: framing, errors, bounds and deadlines on both sides.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.agent import Agent, Completed, ControlServer
-from lab.agentclient import AgentClient, AgentError
+from lab.inlab.agent.service import Agent, Completed, ControlServer
+from lab.inlab.agent.client import AgentClient, AgentError
 
 HOST = "127.0.0.1"
 THREADED = ["python3", "-m", "lab.server", "--impl=threaded", "--port=7000"]

@@ -1,4 +1,4 @@
-"""lab.capture on real tcpdump captures of real loopback exchanges (127.0.0.1 only).
+"""lab.evidence.tcp on real tcpdump captures of real loopback exchanges (127.0.0.1 only).
 
 tcpdump is required, not optional: these tests prove the summary matches what
 the kernel really puts on the wire, and a missing tcpdump fails them with the
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.capture import CaptureError, CaptureSummary, ConnectionSummary, read_capture, summarize, tcpdump_stats
+from lab.evidence.tcp import CaptureError, CaptureSummary, ConnectionSummary, read_capture, summarize, tcpdump_stats
 
-from ._peers import HOST, LINGER_RST, unused_port
+from tests.support.peers import HOST, LINGER_RST, unused_port
 
 TCPDUMP_MISSING = ("tcpdump is required for the packet-evidence tests and is not installed: "
                    "run `apt-get install tcpdump` (the project's bootstrap installs it)")

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.client import body_for, main
+from lab.inlab.driver import body_for, main
 from lab.server.behaviour import Behaviour
 from lab.server.log import body_checksum
 from lab.testing import running_server
 
-from ._peers import unused_port
+from tests.support.peers import unused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--connect-timeout", "1", "--read-timeout", "3", "--write-timeout", "2",
@@ -124,11 +124,11 @@ def test_bad_arguments_exit_2_saying_what_was_wrong_and_what_is_accepted(argv, c
 
 def test_runs_as_a_module_with_the_same_exit_codes():
     env_python = sys.executable
-    bad = subprocess.run([env_python, "-m", "lab.client", "--port", "0"], cwd=ROOT, capture_output=True,
+    bad = subprocess.run([env_python, "-m", "lab.inlab.driver", "--port", "0"], cwd=ROOT, capture_output=True,
                          text=True, timeout=30)
     assert bad.returncode == 2 and "1 to 65535" in bad.stderr
     with running_server("threaded") as srv:
-        good = subprocess.run([env_python, "-m", "lab.client", "--port", str(srv.port), "--count", "2"],
+        good = subprocess.run([env_python, "-m", "lab.inlab.driver", "--port", str(srv.port), "--count", "2"],
                               cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert good.returncode == 0, good.stderr
     assert [json.loads(line)["event"] for line in good.stdout.splitlines()] == [

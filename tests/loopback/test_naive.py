@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from lab.framing import HEADER_SIZE, encode_echo
-from lab.naive import IgnoreSendReturnSocket, LengthPrefixedSocket, MySocket, SingleRecvSocket, make_message
+from lab.sockets.framing import HEADER_SIZE, encode_echo
+from lab.sockets.naive import IgnoreSendReturnSocket, LengthPrefixedSocket, MySocket, SingleRecvSocket, make_message
 from lab.testing import running_server
 
 HOST = "127.0.0.1"

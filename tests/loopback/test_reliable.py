@@ -13,14 +13,14 @@ import time
 
 import pytest
 
-from lab.backoff import Backoff
-from lab.robust import ReliableSender, RobustConfig
+from lab.sockets.backoff import Backoff
+from lab.sockets.robust import ReliableSender, RobustConfig
 from lab.server.behaviour import Behaviour
 from lab.server.log import body_checksum
 from lab.testing import running_server
-from lab.timeouts import Timeouts
+from lab.sockets.timeouts import Timeouts
 
-from ._peers import background
+from tests.support.peers import background
 
 CONFIG = RobustConfig(timeouts=Timeouts(connect=1.0, read=3.0, write=2.0, idle=10.0),
                       heartbeat_interval=0.25, dead_after=1.0)
@@ -97,9 +97,9 @@ def test_lost_acknowledgements_are_resent_and_not_delivered_twice():
 
 
 def test_no_server_at_all_gives_up_within_the_backoff_deadline():
-    from lab.errors import ConnectRefused
+    from lab.sockets.errors import ConnectRefused
 
-    from ._peers import unused_port
+    from tests.support.peers import unused_port
     sleeps: list[float] = []
     sender = ReliableSender("127.0.0.1", unused_port(), CONFIG,
                             backoff=Backoff(base=0.01, cap=0.05, deadline=None, max_attempts=5),

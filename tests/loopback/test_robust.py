@@ -15,15 +15,15 @@ import time
 
 import pytest
 
-from lab import framing
-from lab.errors import (
+from lab.sockets import framing
+from lab.sockets.errors import (
     BrokenPipe, ConnectRefused, FrameTooLarge, IncompleteMessage, PeerClosed, PeerReset, PeerUnresponsive,
     SendStalled,
 )
-from lab.framing import FrameType
-from lab.robust import RobustConfig, RobustConnection
-from lab.timeouts import Timeouts
-from ._peers import (
+from lab.sockets.framing import FrameType
+from lab.sockets.robust import RobustConfig, RobustConnection
+from lab.sockets.timeouts import Timeouts
+from tests.support.peers import (
     abort, accept, background, drain, listening, read_frames, serve_echo, unused_port,
 )
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.framing import HEADER, Decoder, Frame, FrameType, encode_data, encode_hello_request, encode_ping, NEED_DATA
+from lab.sockets.framing import HEADER, Decoder, Frame, FrameType, encode_data, encode_hello_request, encode_ping, NEED_DATA
 from lab.server import body_checksum
 from lab.server.log import FILENAME
 from lab.testing import RunningServer, running_server

@@ -1,4 +1,4 @@
-"""lab.toxics against scripted HTTP servers on loopback: errors carry the server's words, nothing waits forever."""
+"""lab.inlab.toxics against scripted HTTP servers on loopback: errors carry the server's words, nothing waits forever."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lab.toxics import Toxiproxy, ToxicRejected, ToxiproxyError
+from lab.inlab.toxics import Toxiproxy, ToxicRejected, ToxiproxyError
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from lab import agent as agent_mod
-from lab.agent import Agent, Completed, CommandRunner, parse_counters, parse_filter, parse_snmp, read_processes
+from lab.inlab.agent import service as agent_mod
+from lab.inlab.agent.service import Agent, Completed, CommandRunner, parse_counters, parse_filter, parse_snmp, read_processes
 
 PCAP = bytes.fromhex("d4c3b2a1") + bytes(20) + bytes(16) + b"\x45" * 40  # header + one record
 
@@ -115,7 +115,7 @@ class FakeRunner:
 IPT = ["iptables", "-w", "5"]
 CHAIN_EXISTS = {(*IPT, "-N"): Completed(1, "", "iptables: Chain already exists.\n")}
 
-SUPERVISOR = ["python3", "-m", "lab.supervisor", "--", "python3", "-m", "lab.server", "--impl=threaded",
+SUPERVISOR = ["python3", "-m", "lab.server.supervisor", "--", "python3", "-m", "lab.server", "--impl=threaded",
               "--port=7000", "--", "python3", "-m", "lab.server", "--impl=selectors", "--port=7100"]
 THREADED = ["python3", "-m", "lab.server", "--impl=threaded", "--host=0.0.0.0", "--port=7000"]
 SELECTORS = ["python3", "-m", "lab.server", "--impl=selectors", "--host=0.0.0.0", "--port=7100"]
@@ -160,7 +160,7 @@ def lab_tree(proc: FakeProc) -> FakeProc:
     proc.add(1, SUPERVISOR, ppid=0)
     proc.add(7, THREADED)
     proc.add(8, SELECTORS)
-    proc.add(20, ["python3", "-m", "lab.agent"], ppid=0)
+    proc.add(20, ["python3", "-m", "lab.inlab.agent.service"], ppid=0)
     proc.add(21, ["python3", "-c", "print('lab.server --impl=threaded')"], ppid=0)  # mentions it, is not it
     proc.add(2, [], comm="kthreadd")  # kernel threads have an empty cmdline
     return proc
@@ -527,7 +527,7 @@ def test_stat_with_odd_command_names_is_parsed(tmp_path: Path) -> None:
 
 def test_a_supervisor_not_at_pid_1_is_not_the_supervisor(tmp_path: Path) -> None:
     proc = FakeProc(tmp_path / "proc")
-    proc.add(1, ["python3", "-m", "lab.agent"])  # the client-agent's own namespace
+    proc.add(1, ["python3", "-m", "lab.inlab.agent.service"])  # the client-agent's own namespace
     proc.add(5, SUPERVISOR)
     agent = make_agent(tmp_path, proc)
     assert "no supervisor process" in error(agent.handle({"op": "signal", "target": "supervisor", "signal": "USR1"}))
@@ -663,7 +663,7 @@ def test_reset_does_every_step_even_when_iptables_fails(tmp_path: Path, proc: Fa
 
 def test_reset_in_a_namespace_without_lab_processes(tmp_path: Path) -> None:
     proc = FakeProc(tmp_path / "proc")
-    proc.add(1, ["python3", "-m", "lab.agent"])  # the client-agent sees only itself
+    proc.add(1, ["python3", "-m", "lab.inlab.agent.service"])  # the client-agent sees only itself
     reply = ok(make_agent(tmp_path, proc).handle({"op": "reset"}))
     assert (reply["continued"], reply["released"]) == ([], None) and proc.sent == []
 

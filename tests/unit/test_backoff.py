@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from lab.backoff import Backoff
+from lab.sockets.backoff import Backoff
 
 
 class FakeClock:

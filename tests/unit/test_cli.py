@@ -11,8 +11,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from lab import cli, inlab, narrate, scenario
-from lab.engine import EngineError
+from lab.host import cli
+
+from lab.host import runner_handle
+
+from lab.reports import narrate
+
+from lab.inlab import scenario
+from lab.host.engine import EngineError
 
 DATA = Path(__file__).parent / "data"
 
@@ -40,7 +46,7 @@ def fake_lab(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return report
 
     monkeypatch.setattr(cli, "_with_lab", with_lab)
-    monkeypatch.setattr(inlab, "run_scenario", run_scenario)
+    monkeypatch.setattr(runner_handle, "run_scenario", run_scenario)
     return calls
 
 
@@ -221,7 +227,7 @@ def test_run_all_prints_a_matrix_and_exits_1_when_a_cell_failed(fake_lab: dict[s
         report["scenario"]["name"] = name
         return report
 
-    monkeypatch.setattr(inlab, "run_scenario", run_scenario)
+    monkeypatch.setattr(runner_handle, "run_scenario", run_scenario)
     result = invoke("run", "--all", "--results", str(tmp_path))
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
@@ -235,6 +241,6 @@ def test_run_all_prints_a_matrix_and_exits_1_when_a_cell_failed(fake_lab: dict[s
 def test_a_report_card_sets_the_exit_code(verdict: str, code: int) -> None:
     from types import SimpleNamespace
 
-    from lab.cli import _card_exit
+    from lab.host.cli import _card_exit
 
     assert _card_exit(SimpleNamespace(verdict=verdict)) == code

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from lab import docs, faults, scenario
+from lab.reports import readme as docs
+
+from lab.inlab import faults
+
+from lab.inlab import scenario
 
 
 def test_readme_sections_are_up_to_date() -> None:
     current = (docs.ROOT / "README.md").read_text()
-    assert docs.render_readme(current) == current, "README.md is out of date: run `python -m lab.docs`"
+    assert docs.render_readme(current) == current, "README.md is out of date: run `python -m lab.reports.readme`"
 
 
 def test_every_scenario_and_fault_has_its_section() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import engine
-from lab.engine import LOCAL, OFFICIAL, EngineError, Result
-from tests_support import FakeRunner
+from lab.host import engine
+from lab.host.engine import LOCAL, OFFICIAL, EngineError, Result
+from tests.support.fakes import FakeRunner
 
 
 OK = Result(0, "", "")

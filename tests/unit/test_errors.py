@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from lab import errnos
-from lab.errors import (BrokenPipe, ConnectionLost, ConnectRefused, ConnectTimeout, IncompleteMessage, LabError,
+from lab.sockets import errnos
+from lab.sockets.errors import (BrokenPipe, ConnectionLost, ConnectRefused, ConnectTimeout, IncompleteMessage, LabError,
                         NoRoute, PeerReset, PeerUnresponsive, SendStalled, translate, translating)
 
 PHASES = ("connect", "read", "write", "close")

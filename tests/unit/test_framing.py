@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.errors import BadFrame, FrameTooLarge, IncompleteMessage, ProtocolError
-from lab.framing import (CLOSED, HEADER, HEADER_SIZE, NEED_DATA, Decoder, Frame, FrameType, encode, encode_data,
+from lab.sockets.errors import BadFrame, FrameTooLarge, IncompleteMessage, ProtocolError
+from lab.sockets.framing import (CLOSED, HEADER, HEADER_SIZE, NEED_DATA, Decoder, Frame, FrameType, encode, encode_data,
                          encode_echo, encode_hello_reply, encode_hello_request, encode_ping, encode_pong)
 
 SID = bytes(range(16))

@@ -18,12 +18,14 @@ from typing import Any
 
 import pytest
 
-from lab import grade as grading
-from lab import grade_verdicts as gv
-from lab import runner, scenario, submission
-from lab.engine import Result
-from lab.grade_static import MAX_BYTES, InvalidSubmission, check_file
-from lab.scenario import Expect
+from lab.grading import card as grading
+from lab.grading import verdicts as gv
+from lab.inlab import runner
+from lab.inlab import scenario
+from lab.inlab import submission
+from lab.host.engine import Result
+from lab.grading.static import MAX_BYTES, InvalidSubmission, check_file
+from lab.inlab.scenario import Expect
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "submissions"
 SCENARIOS = scenario.discover()
@@ -131,8 +133,8 @@ BAD_SOURCES = {
     "third-party import": (replaced("import socket", "import socket\nimport requests"),
                            "mine.py: line 3: imports 'requests', which is not in the standard library; "
                            "submissions may import the standard library only"),
-    "the lab's own code": (replaced("import socket", "from lab.naive import LengthPrefixedSocket"),
-                           "mine.py: line 2: imports 'lab.naive', which is not in the standard library; "
+    "the lab's own code": (replaced("import socket", "from lab.sockets.naive import LengthPrefixedSocket"),
+                           "mine.py: line 2: imports 'lab.sockets.naive', which is not in the standard library; "
                            "submissions may import the standard library only"),
     "relative import": (replaced("import socket", "from . import helpers"),
                         "mine.py: line 2: relative import; a submission is one file and may import the standard "
@@ -295,7 +297,7 @@ class Recorder:
 
 
 def driven(monkeypatch: pytest.MonkeyPatch, framing: str, msglen: int | None) -> Any:
-    from lab.subjects import SubmissionSubject, expected_echo
+    from lab.inlab.subjects import SubmissionSubject, expected_echo
 
     impl = f"file:/tmp/submissions/recorder-{framing}.py"
     monkeypatch.setitem(submission._cache, impl, submission.Loaded(impl, Path("x.py"), Recorder, framing, msglen))
@@ -519,7 +521,7 @@ class RecordingLab:
              **_: Any) -> Result:
         assert service == "client"
         self.calls.append((list(argv), stdin))
-        if argv[:3] != ["python3", "-m", "lab.runner"]:
+        if argv[:3] != ["python3", "-m", "lab.inlab.runner"]:
             return Result(0)
         name = argv[4]
         impls = [argv[i + 1] for i, a in enumerate(argv) if a == "--impl"]
@@ -548,7 +550,7 @@ def test_grade_uploads_runs_each_scenario_beside_robust_and_removes_the_file() -
     impl = card.impl
     assert impl.startswith("file:/tmp/submissions/careful-") and impl.endswith(".py")
     assert upload[0][2] == f"mkdir -p /tmp/submissions && cat > {impl.removeprefix('file:')}"
-    assert first[0] == ["python3", "-m", "lab.runner", "run", "clean-close", "--json", "--impl", "robust",
+    assert first[0] == ["python3", "-m", "lab.inlab.runner", "run", "clean-close", "--json", "--impl", "robust",
                         "--impl", impl, "--watchdog", "5"]
     assert second[0][4] == "frozen-process"
     assert remove[0] == ["rm", "-f", impl.removeprefix("file:")]
@@ -562,7 +564,7 @@ def test_a_file_that_cannot_be_imported_is_run_once_and_the_file_still_removed()
     lab = RecordingLab({name: failed for name in GRADABLE})
     card = grading.grade(lab, EXAMPLES / "hangs_at_import.py",  # type: ignore[arg-type]
                          scenarios=["clean-close", "refused", "reset"])
-    runs = [argv for argv, _ in lab.calls if argv[:3] == ["python3", "-m", "lab.runner"]]
+    runs = [argv for argv, _ in lab.calls if argv[:3] == ["python3", "-m", "lab.inlab.runner"]]
     assert len(runs) == 1
     assert lab.calls[-1][0][:2] == ["rm", "-f"]
     assert [r.verdict for r in card.results] == [gv.HUNG] * 3
@@ -572,7 +574,7 @@ def test_a_file_that_cannot_be_imported_is_run_once_and_the_file_still_removed()
 def test_builtins_are_graded_by_name_without_an_upload() -> None:
     lab = RecordingLab()
     card = grading.grade(lab, "robust", scenarios=["clean-close"])  # type: ignore[arg-type]
-    assert [argv for argv, _ in lab.calls] == [["python3", "-m", "lab.runner", "run", "clean-close", "--json",
+    assert [argv for argv, _ in lab.calls] == [["python3", "-m", "lab.inlab.runner", "run", "clean-close", "--json",
                                                  "--impl", "robust"]]
     assert card.results[0].verdict == gv.REPORTED
 

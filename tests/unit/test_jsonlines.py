@@ -1,4 +1,4 @@
-"""lab.jsonlines on 127.0.0.1: framing, the texts of its refusals, and every bound it promises."""
+"""lab.server.jsonlines on 127.0.0.1: framing, the texts of its refusals, and every bound it promises."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from lab import jsonlines
-from lab.jsonlines import JsonLinesServer
+from lab.server import jsonlines
+from lab.server.jsonlines import JsonLinesServer
 
 pytestmark = pytest.mark.loopback
 

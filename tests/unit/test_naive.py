@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from lab.framing import HEADER_SIZE, Decoder, encode_echo
-from lab.naive import (BROKEN, REGISTRY, IgnoreSendReturnSocket, LengthPrefixedSocket, MySocket, SingleRecvSocket,
+from lab.sockets.framing import HEADER_SIZE, Decoder, encode_echo
+from lab.sockets.naive import (BROKEN, REGISTRY, IgnoreSendReturnSocket, LengthPrefixedSocket, MySocket, SingleRecvSocket,
                        fixed_message, make_message)
 from lab.testing import Fail, Recv, ScriptedSocket, ScriptError, Send, memory_stream_pair
 

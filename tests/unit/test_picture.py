@@ -1,4 +1,4 @@
-"""lab.picture: the SVG sequence diagram of a saved run is valid, has its lanes, events and verdicts."""
+"""lab.reports.picture: the SVG sequence diagram of a saved run is valid, has its lanes, events and verdicts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from lab.picture import lanes_for, render_svg, rows_for
+from lab.reports.picture import lanes_for, render_svg, rows_for
 
 DATA = Path(__file__).parent / "data"
 SVG = "{http://www.w3.org/2000/svg}"

@@ -1,4 +1,4 @@
-"""lab.report and lab.results: the HTML and Markdown reports of a saved run, and the evidence folder."""
+"""lab.reports.document and lab.reports.results: the HTML and Markdown reports of a saved run, and the evidence folder."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from lab.capture import summarize
-from lab.picture import render_svg
-from lab.report import render_html, render_markdown
-from lab.results import capture_text, default_dir, save, split_pcaps
+from lab.evidence.tcp import summarize
+from lab.reports.picture import render_svg
+from lab.reports.document import render_html, render_markdown
+from lab.reports.results import capture_text, default_dir, save, split_pcaps
 
 DATA = Path(__file__).parent / "data"
 EVIL = "<script>alert('x')</script> | `tick` & *star*"

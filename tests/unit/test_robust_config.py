@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from lab.framing import DEFAULT_MAX_PAYLOAD
-from lab.robust import RobustConfig
-from lab.timeouts import Timeouts
+from lab.sockets.framing import DEFAULT_MAX_PAYLOAD
+from lab.sockets.robust import RobustConfig
+from lab.sockets.timeouts import Timeouts
 
 
 def test_defaults_are_the_documented_ones():

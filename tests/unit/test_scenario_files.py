@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import scenario
-from lab.scenario import Expect, Outcome, ScenarioError, UnknownScenario
+from lab.inlab import scenario
+from lab.inlab.scenario import Expect, Outcome, ScenarioError, UnknownScenario
 
 GOOD = '''
-from lab.scenario import Expect
+from lab.inlab.scenario import Expect
 NAME = "{name}"
 TITLE = "A title"
 HOWTO = "{howto}"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.engine import EngineError, Result
-from lab.health import default_routes
-from lab.topology import Lab, check_project_name, leftovers, unique_project
-from tests_support import FakeRunner
+from lab.host.engine import EngineError, Result
+from lab.inlab.health import default_routes
+from lab.host.topology import Lab, check_project_name, leftovers, unique_project
+from tests.support.fakes import FakeRunner
 
 
 def test_project_names_are_checked() -> None:

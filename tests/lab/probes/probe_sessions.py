@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from lab.topology import Lab
+from lab.host.topology import Lab
 
 
 def test_fails_with_the_lab_up(lab: Lab) -> None:

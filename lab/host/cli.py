@@ -1,0 +1,571 @@
+"""The ``lab`` command: bring the lab up and down, run scenarios, narrate them, grade code.
+
+    lab engine                 find or provide Docker, Compose v2 and the images (idempotent)
+    lab up | down              start the topology (waits for health) / remove it
+    lab status                 the project's containers and their health
+    lab list [--json]          the scenarios: name, HOWTO section, path, what happens
+    lab run [NAME]             up, run a scenario end to end (default: frozen-process), print its
+                               timeline and verdict, keep the evidence in results/<UTC time>-<name>/;
+                               the lab is taken down again if this started it
+    lab run --all              every scenario; a scenario × implementation matrix
+    lab run NAME --impl F.py   grade your own client code in that scenario (lab.grading.card)
+    lab grade F.py             grade your own client code in every scenario (or --scenario ...)
+    lab demo NAME              classroom mode: the scenario told step by step, run, and explained
+    lab smoke                  up, check the wiring (echo through Toxiproxy, latency proves the path)
+    lab sweep                  remove anything labelled as the lab's, from any project
+
+Exit codes: 0 success, 1 an oracle did not hold, 2 bad input, 3 the Docker set-up failed.
+
+Spinners and colours appear only when stdout and stderr are terminals and
+--json was not given; anywhere else (CI, pipes) the output is plain text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from lab.host import engine
+from lab.host.topology import DEFAULT_PROJECT, Lab, check_project_name, repo_root, sweep
+
+EXIT_OK, EXIT_ORACLE, EXIT_USAGE, EXIT_ENGINE = 0, 1, 2, 3
+DEFAULT_SCENARIO = "frozen-process"
+T = TypeVar("T")
+
+
+class UsageProblem(ValueError):
+    """Bad input found after parsing (unknown scenario, implementation, file); exit 2."""
+
+
+# --------------------------------------------------------------------------- terminal
+
+class Ui:
+    """Where messages go: stderr for progress and logs, stdout for results.
+
+    ``fancy`` (rich colours, tables and spinners) only when both streams are terminals
+    and the output is not JSON, so logs and pipes never get escape codes.
+    """
+
+    def __init__(self, *, json_output: bool = False) -> None:
+        out, err = sys.stdout, sys.stderr
+        self.fancy = not json_output and _isatty(out) and _isatty(err)
+        self.out = Console(file=out, highlight=False) if self.fancy else None
+        self.err = Console(file=err, highlight=False, stderr=True) if self.fancy else None
+
+    def log(self, message: str) -> None:
+        if self.err is not None:
+            self.err.print(f"[dim]lab:[/] {escape(message)}", highlight=False)
+        else:
+            click.echo(f"lab: {message}", err=True)
+
+    @contextlib.contextmanager
+    def status(self, message: str) -> Iterator[None]:
+        """A spinner while something slow runs (image builds, waiting for health, a scenario)."""
+        if self.err is None:
+            self.log(message)
+            yield
+            return
+        with self.err.status(escape(message), spinner="dots"):
+            yield
+
+    def echo(self, text: str) -> None:
+        click.echo(text)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------- options and errors
+
+@dataclasses.dataclass
+class Opts:
+    project: str
+    repo_override: Path | None
+
+    @functools.cached_property
+    def repo(self) -> Path:
+        return self.repo_override or repo_root()
+
+
+def _command(fn: Callable[..., int]) -> Callable[..., None]:
+    """Turn a command's return code and known failures into the lab's exit codes (also under CliRunner)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            code = fn(*args, **kwargs)
+        except engine.EngineError as exc:
+            click.echo(f"lab: error: {exc}", err=True)
+            code = EXIT_ENGINE
+        except (UsageProblem, ValueError, LookupError) as exc:  # unknown scenario, refused input
+            click.echo(f"lab: error: {exc}", err=True)
+            code = EXIT_USAGE
+        except KeyboardInterrupt:
+            click.echo("lab: interrupted", err=True)
+            code = 130
+        raise click.exceptions.Exit(code)
+
+    return wrapper
+
+
+def _project(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return check_project_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--project", default=DEFAULT_PROJECT, show_default=True, callback=_project,
+              help="compose project name")
+@click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=None, hidden=True)
+@click.pass_context
+def cli(ctx: click.Context, project: str, repo: Path | None) -> None:
+    """The socket failure lab: how TCP conversations die, and what socket code should do about it.
+
+    Exit codes: 0 ok, 1 an oracle failed, 2 bad input, 3 the Docker set-up failed.
+    """
+    ctx.obj = Opts(project, repo)
+
+
+pass_opts = click.make_pass_decorator(Opts)
+
+
+# --------------------------------------------------------------------------- the lab itself
+
+def _engine(opts: Opts, ui: Ui) -> None:
+    with ui.status("checking Docker, Compose v2 and the images"):
+        plan = engine.prepare(engine.Runner(), repo=opts.repo, log=ui.log, python=sys.executable)
+    ui.log(f"engine ready; images: {plan.mode} (base {plan.base_image}, toxiproxy {plan.toxiproxy_image})")
+
+
+def _is_up(lab: Lab) -> bool:
+    try:
+        return any(row.get("State") == "running" for row in lab.status())
+    except engine.EngineError:
+        return False
+
+
+def _with_lab(opts: Opts, ui: Ui, job: Callable[[Lab], T], *, keep: bool = False) -> T:
+    """Bring the lab up if needed, run ``job(lab)``, and take it down again only if we started it."""
+    _engine(opts, ui)
+    lab = Lab(opts.repo, project=opts.project)
+    was_up = _is_up(lab)
+    started = time.monotonic()
+    try:
+        message = ("checking the lab is healthy" if was_up else
+                   f"bringing the lab up as project {opts.project!r} (the first time builds the images)")
+        with ui.status(message):
+            lab.up()
+        if not was_up:
+            ui.log(f"lab up and healthy in {time.monotonic() - started:.1f} s")
+        return job(lab)
+    finally:
+        if not was_up and not keep:
+            with ui.status("removing the lab"):
+                lab.down()
+            ui.log("lab removed (use --keep to leave it running)")
+
+
+@cli.command("engine")
+@pass_opts
+@_command
+def cmd_engine(opts: Opts) -> int:
+    """Find or provide Docker, Compose v2 and the images."""
+    _engine(opts, Ui())
+    return EXIT_OK
+
+
+@cli.command("up")
+@pass_opts
+@_command
+def cmd_up(opts: Opts) -> int:
+    """Start the lab and wait until it is healthy."""
+    ui = Ui()
+    _engine(opts, ui)
+    started = time.monotonic()
+    with ui.status("starting the lab and waiting for every healthcheck"):
+        Lab(opts.repo, project=opts.project).up()
+    ui.log(f"lab {opts.project!r} is up and healthy ({time.monotonic() - started:.1f} s)")
+    return EXIT_OK
+
+
+@cli.command("down")
+@pass_opts
+@_command
+def cmd_down(opts: Opts) -> int:
+    """Remove the lab's containers, networks and volumes."""
+    ui = Ui()
+    with ui.status("removing the lab"):
+        Lab(opts.repo, project=opts.project).down()
+    ui.log(f"lab {opts.project!r} removed")
+    return EXIT_OK
+
+
+@cli.command("status")
+@pass_opts
+@_command
+def cmd_status(opts: Opts) -> int:
+    """Show the lab's containers."""
+    from lab.reports import views
+
+    ui = Ui()
+    rows = Lab(opts.repo, project=opts.project).status()
+    if not rows:
+        ui.echo(f"lab {opts.project!r} is not running")
+    elif ui.out is not None:
+        views.print_status(ui.out, rows)
+    else:
+        for row in rows:
+            ui.echo(f"{row.get('Service', '?'):<10} {row.get('State', '?'):<10} {row.get('Health', '') or '-':<10} "
+                    f"{row.get('Name', '')}")
+    return EXIT_OK
+
+
+@cli.command("sweep")
+@_command
+def cmd_sweep() -> int:
+    """Remove everything labelled as the lab's, from any project."""
+    removed = sweep(engine.Runner())
+    Ui().log("removed: " + ", ".join(f"{len(v)} {k}" for k, v in removed.items()))
+    return EXIT_OK
+
+
+@cli.command("smoke")
+@click.option("--keep", is_flag=True, help="leave the lab running afterwards")
+@click.option("--json", "json_output", is_flag=True, help="print the report as JSON")
+@pass_opts
+@_command
+def cmd_smoke(opts: Opts, keep: bool, json_output: bool) -> int:
+    """Check the lab's wiring end to end."""
+    from lab.host import smoke
+
+    ui = Ui(json_output=json_output)
+    report = _with_lab(opts, ui, lambda lab: smoke.run(lab, log=ui.log), keep=keep)
+    ui.echo(json.dumps(report, indent=2) if json_output else smoke.render(report))
+    return EXIT_OK if report["ok"] else EXIT_ORACLE
+
+
+# --------------------------------------------------------------------------- scenarios
+
+@cli.command("list")
+@click.option("--json", "json_output", is_flag=True, help="print them as JSON")
+@_command
+def cmd_list(json_output: bool) -> int:
+    """The scenarios: name, HOWTO section, path and what happens."""
+    from lab.inlab import scenario
+    from lab.reports import views
+
+    rows = views.list_rows(scenario.discover())
+    ui = Ui(json_output=json_output)
+    if json_output:
+        ui.echo(json.dumps(rows, indent=2))
+    elif ui.out is not None:
+        views.print_list(ui.out, rows)
+    else:
+        ui.echo(views.plain_list(rows))
+    return EXIT_OK
+
+
+def _is_path(impl: str) -> bool:
+    """``--impl`` takes a built-in implementation's name or a path to someone's own .py file."""
+    return impl.endswith(".py") or "/" in impl or "\\" in impl
+
+
+def _split_impls(impls: tuple[str, ...]) -> tuple[list[str], list[Path]]:
+    names, paths = [], []
+    for impl in impls:
+        if _is_path(impl):
+            path = Path(impl)
+            if not path.is_file() or path.suffix != ".py":
+                raise UsageProblem(f"--impl {impl}: no such Python file (give a built-in implementation's "
+                                   "name, or the path to a .py file to grade)")
+            paths.append(path.resolve())
+        else:
+            names.append(impl)
+    return names, paths
+
+
+def _check_impls(chosen: Any, names: list[str]) -> None:
+    for impl in names:
+        if impl not in chosen.expect:
+            raise UsageProblem(f"scenario {chosen.name} has no oracle for {impl!r}; it judges: "
+                               f"{', '.join(chosen.expect)}")
+
+
+def _results_dir(opts: Opts, results: Path | None, label: str) -> Path:
+    from lab.reports.results import default_dir
+
+    return results if results is not None else default_dir(opts.repo, label)
+
+
+def _run_one(lab: Lab, name: str, impls: list[str] | None, folder: Path) -> dict[str, Any]:
+    """Run one scenario in the lab, keep its evidence in ``folder``; the report (pcaps left out)."""
+    from lab.host import runner_handle
+    from lab.reports import results
+
+    report = runner_handle.run_scenario(lab, name, impls=impls or None, pcaps=True)
+    results.save(report, folder)
+    clean, _ = results.split_pcaps(report)
+    clean["results"] = str(folder)
+    return clean
+
+
+def _print_report(ui: Ui, report: dict[str, Any], json_output: bool) -> None:
+    from lab.inlab import runner
+    from lab.reports import views
+
+    if json_output:
+        ui.echo(json.dumps(report, indent=2))
+    elif ui.out is not None:
+        views.print_report(ui.out, report, results=report.get("results"))
+    else:
+        ui.echo(runner.render(report) + (f"\nresults: {report['results']}" if report.get("results") else ""))
+
+
+@cli.command("run")
+@click.argument("name", required=False)
+@click.option("--all", "run_all", is_flag=True, help="run every scenario and print a matrix")
+@click.option("--impl", "impls", multiple=True, metavar="IMPL",
+              help="implementation to run (repeatable; default: all judged), or a .py file to grade")
+@click.option("--json", "json_output", is_flag=True, help="print the report as JSON")
+@click.option("--keep", is_flag=True, help="leave the lab running afterwards")
+@click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="where to keep the evidence (default results/<UTC time>-<scenario>/)")
+@pass_opts
+@_command
+def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...], json_output: bool, keep: bool,
+            results: Path | None) -> int:
+    """Run a scenario end to end (default frozen-process): timeline, verdict and evidence."""
+    from lab.inlab import scenario
+
+    if run_all and name:
+        raise UsageProblem("give a scenario name or --all, not both")
+    names, paths = _split_impls(impls)
+    ui = Ui(json_output=json_output)
+    if run_all:
+        found = scenario.discover()
+        for impl in names:
+            if not any(impl in s.expect for s in found.values()):
+                raise UsageProblem(f"no scenario judges implementation {impl!r}")
+        if paths:
+            return _grade_files(opts, ui, paths, None, json_output, results, keep)
+        return _run_all(opts, ui, found, names, json_output, results, keep)
+    chosen = scenario.get(name or DEFAULT_SCENARIO)
+    _check_impls(chosen, names)
+    if paths:
+        return _grade_files(opts, ui, paths, [chosen.name], json_output, results, keep)
+    folder = _results_dir(opts, results, chosen.name)
+    ui.log(f"running {chosen.name}: {chosen.title}")
+
+    def job(lab: Lab) -> dict[str, Any]:
+        with ui.status(f"running {chosen.name} (naive and robust side by side)"):
+            return _run_one(lab, chosen.name, names, folder)
+
+    report = _with_lab(opts, ui, job, keep=keep)
+    _print_report(ui, report, json_output)
+    return EXIT_OK if report["ok"] else EXIT_ORACLE
+
+
+def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], names: list[str], json_output: bool,
+             results: Path | None, keep: bool) -> int:
+    from lab.host import runner_handle
+    from lab.reports import views
+
+    base = _results_dir(opts, results, "all")
+
+    def job(lab: Lab) -> dict[str, dict[str, Any]]:
+        reports: dict[str, dict[str, Any]] = {}
+        for i, (scenario_name, chosen) in enumerate(found.items(), start=1):
+            judged = [impl for impl in names if impl in chosen.expect]
+            if names and not judged:
+                continue
+            with ui.status(f"[{i}/{len(found)}] {scenario_name}"):
+                try:
+                    reports[scenario_name] = _run_one(lab, scenario_name, judged, base / scenario_name)
+                except runner_handle.ScenarioInputError as exc:   # one broken scenario must not hide the others
+                    reports[scenario_name] = {"error": str(exc), "ok": False}
+            rep = reports[scenario_name]
+            ui.log(f"{scenario_name}: {'PASS' if rep.get('ok') else 'FAIL'}")
+        return reports
+
+    reports = _with_lab(opts, ui, job, keep=keep)
+    impls, rows = views.matrix_rows(reports)
+    ok = all(row["ok"] for row in rows)
+    base.mkdir(parents=True, exist_ok=True)
+    summary = {"ok": ok, "implementations": impls, "rows": rows, "results": str(base)}
+    (base / "matrix.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if json_output:
+        ui.echo(json.dumps(summary, indent=2))
+    elif ui.out is not None:
+        views.print_matrix(ui.out, impls, rows)
+        ui.out.print(f"[dim]results:[/] {escape(str(base))}")
+    else:
+        ui.echo(views.plain_matrix(impls, rows) + f"\nresults: {base}")
+    return EXIT_OK if ok else EXIT_ORACLE
+
+
+# --------------------------------------------------------------------------- grading someone's code
+
+def _card_exit(card: Any) -> int:
+    """A report card's exit code: passed 0, failed 1, an invalid submission (bad input) 2."""
+    return {"passed": EXIT_OK, "invalid": EXIT_USAGE}.get(card.verdict, EXIT_ORACLE)
+
+
+def _grade_files(opts: Opts, ui: Ui, paths: list[Path], scenarios: list[str] | None, json_output: bool,
+                 results: Path | None, keep: bool) -> int:
+    try:
+        from lab.grading import card as grading   # written separately; imported only when grading is asked for
+    except ImportError as exc:
+        raise UsageProblem(f"grading is not available in this checkout (lab.grading.card: {exc})") from None
+
+    def job(lab: Lab) -> list[Any]:
+        cards = []
+        for path in paths:
+            with ui.status(f"grading {path.name}"):
+                cards.append(grading.grade(lab, path, scenarios=scenarios))
+        return cards
+
+    cards = _with_lab(opts, ui, job, keep=keep)
+    code = EXIT_OK
+    for path, card in zip(paths, cards):
+        label = f"grade-{path.stem}"
+        folder = (results / path.stem if len(paths) > 1 else results) if results else _results_dir(opts, None, label)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "card.json").write_text(json.dumps(card.as_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+        (folder / "report.md").write_text(grading.render_markdown(card), encoding="utf-8")
+        ui.echo(json.dumps(card.as_dict(), indent=2, default=str) if json_output else grading.render_text(card))
+        ui.log(f"report card kept in {folder}")
+        code = max(code, _card_exit(card))
+    return code
+
+
+@cli.command("grade")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--scenario", "scenarios", multiple=True, metavar="NAME", help="grade in this scenario (repeatable; "
+              "default: every scenario)")
+@click.option("--json", "json_output", is_flag=True, help="print the report card as JSON")
+@click.option("--keep", is_flag=True, help="leave the lab running afterwards")
+@click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="where to keep the report card (default results/<UTC time>-grade-<file>/)")
+@pass_opts
+@_command
+def cmd_grade(opts: Opts, path: Path, scenarios: tuple[str, ...], json_output: bool, keep: bool,
+              results: Path | None) -> int:
+    """Grade your own client code (a .py file) in the lab's scenarios."""
+    from lab.inlab import scenario
+
+    _, paths = _split_impls((str(path) if _is_path(str(path)) else f"./{path}",))
+    for name in scenarios:
+        scenario.get(name)   # an unknown name is bad input, listed before the lab starts
+    return _grade_files(opts, Ui(json_output=json_output), paths, list(scenarios) or None, json_output, results,
+                        keep)
+
+
+# --------------------------------------------------------------------------- classroom
+
+@cli.command("demo")
+@click.argument("name", default=DEFAULT_SCENARIO)
+@click.option("--no-pause", is_flag=True, help="do not wait for Enter between steps")
+@click.option("--keep", is_flag=True, help="leave the lab running afterwards")
+@click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="where to keep the evidence (default results/<UTC time>-<scenario>/)")
+@pass_opts
+@_command
+def cmd_demo(opts: Opts, name: str, no_pause: bool, keep: bool, results: Path | None) -> int:
+    """Classroom mode: a scenario told step by step, run side by side, and explained."""
+    from lab.reports import narrate
+    from lab.inlab import runner
+    from lab.inlab import scenario
+    from lab.reports import views
+
+    chosen = scenario.get(name)
+    ui = Ui()
+    # Without a terminal on stdin nobody can press Enter: never wait then (CI, pipes, tests).
+    pause = not no_pause and _isatty(sys.stdin)
+    watchdog = chosen.watchdog or runner.DEFAULT_WATCHDOG
+
+    def say(title: str, text: str) -> None:
+        if ui.out is not None:
+            ui.out.print(f"\n[bold cyan]{escape(title)}[/]")
+            ui.out.print(text, markup=False)
+        else:
+            ui.echo(f"\n{title}\n{text}")
+
+    def wait() -> None:
+        nonlocal pause
+        if pause:
+            try:
+                input("  [Enter] next step ")
+            except EOFError:
+                pause = False
+
+    for step in narrate.narrate(chosen.summary(), watchdog=watchdog):
+        say(step.title, step.text)
+        wait()
+    say("5. Running it", "Both implementations run at the same time, one thread each, against the same "
+        "server; the lab injects the fault once both are ready for it.")
+    folder = _results_dir(opts, results, chosen.name)
+
+    def job(lab: Lab) -> dict[str, Any]:
+        with ui.status(f"running {chosen.name}"):
+            return _run_one(lab, chosen.name, None, folder)
+
+    report = _with_lab(opts, ui, job, keep=keep)
+    wait()
+    say("6. What happened, in order", "")
+    if ui.out is not None:
+        views.print_timeline(ui.out, report)
+    else:
+        for event in report["timeline"]:
+            facts = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("t", "actor", "what") and v is not None)
+            ui.echo(f"  +{event['t']:7.3f}s  {event['actor']:<18} {event['what']}" + (f"  ({facts})" if facts else ""))
+    wait()
+    say("What to remember", "\n".join(narrate.remember(report)))
+    ui.echo(f"\nevidence (sequence diagram, packets, report): {folder}")
+    return EXIT_OK if report["ok"] else EXIT_ORACLE
+
+
+# --------------------------------------------------------------------------- entry point
+
+def _terminated(signum: int, _frame: object) -> None:
+    # A SIGTERM (a cancelled job, `kill`) unwinds like Ctrl-C, so a lab this command
+    # started is taken down again instead of being left running.
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
+    try:
+        result = cli.main(args=argv, prog_name="lab", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:   # usage errors: exit 2, with click's message
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("lab: interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

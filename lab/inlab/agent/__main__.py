@@ -1,0 +1,5 @@
+import sys
+
+from lab.inlab.agent.service import main
+
+sys.exit(main())

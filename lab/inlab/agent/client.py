@@ -1,0 +1,121 @@
+"""Client for the fault agent's control API (see :mod:`lab.inlab.agent.service`); standard library only.
+
+A scenario runs inside the client container and steers both agents without
+any Docker socket::
+
+    server = AgentClient("server")          # the server-agent, in the server's namespace
+    client = AgentClient("127.0.0.1")       # the client-agent, in the client's own namespace
+    server.reset()
+    try:
+        ids = server.block(7000, direction="in", syn_only=True)
+        ...                                  # connect to server:7000 and watch it time out
+        assert server.counters()[0]["packets"] > 0
+        old = server.signal("threaded", "KILL")[0]
+        server.wait_process("threaded", "new", not_pid=old)
+    finally:
+        server.reset()
+
+Each call opens one connection, sends one JSON line and reads one reply.
+``ok: false`` replies and connection problems both raise :class:`AgentError`
+(the latter chained to the ``OSError``), so a scenario has one thing to catch.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from lab.server.jsonlines import request_line
+
+DEFAULT_PORT = 9009
+MAX_REPLY = 64 * 1024 * 1024  # a capture comes back base64-encoded in one line
+
+
+class AgentError(Exception):
+    """The agent refused or failed a request (its message), or could not be reached."""
+
+
+class AgentClient:
+    def __init__(self, host: str, port: int = DEFAULT_PORT, timeout: float = 5.0) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"AgentClient({self.host!r}, {self.port})"
+
+    # Transport -----------------------------------------------------------------
+    def request(self, op: str, *, extra_time: float = 0.0, **fields: Any) -> dict[str, Any]:
+        """Send one op; returns the reply object (``ok`` is true) or raises :class:`AgentError`.
+
+        ``extra_time`` lengthens the reply deadline for ops that wait on purpose.
+        Fields whose value is None are left out, so the agent applies its defaults.
+        """
+        message = {"op": op, **{k: v for k, v in fields.items() if v is not None}}
+        where = f"agent {self.host}:{self.port}"
+        try:
+            line = request_line(self.host, self.port, message, self.timeout, reply_timeout=self.timeout + extra_time,
+                                max_reply=MAX_REPLY, closed=_closed_early)
+        except OSError as exc:
+            raise AgentError(f"{where}: {op}: {type(exc).__name__}: {exc}") from exc
+        try:
+            reply = json.loads(line)
+        except ValueError as exc:
+            raise AgentError(f"{where}: {op}: reply is not JSON: {line[:200]!r}") from exc
+        if not isinstance(reply, dict) or "ok" not in reply:
+            raise AgentError(f"{where}: {op}: reply has no \"ok\" field: {line[:200]!r}")
+        if reply["ok"] is not True:
+            raise AgentError(str(reply.get("error", "the agent said no and gave no reason")))
+        return reply
+
+    # Ops -----------------------------------------------------------------------
+    def ping(self) -> dict[str, Any]:
+        return self.request("ping")
+
+    def block(self, port: int | None = None, *, peer_port: int | None = None, direction: str = "both",
+              syn_only: bool = False, action: str = "drop", probability: float | None = None) -> list[str]:
+        """Add iptables rules; returns their ids. ``port`` is this side's, ``peer_port`` the remote side's."""
+        reply = self.request("block", port=port, peer_port=peer_port, direction=direction, syn_only=syn_only,
+                             action=action, probability=probability)
+        return list(reply["ids"])
+
+    def unblock(self) -> list[str]:
+        return list(self.request("unblock")["removed"])
+
+    def counters(self) -> list[dict[str, Any]]:
+        """One entry per lab rule: id, packets, bytes, target (and hook/match/action when known)."""
+        return list(self.request("counters")["rules"])
+
+    def signal(self, target: str, signal: str) -> list[int]:
+        return list(self.request("signal", target=target, signal=signal)["pids"])
+
+    def processes(self) -> list[dict[str, Any]]:
+        return list(self.request("processes")["processes"])
+
+    def wait_process(self, target: str, state: str, timeout: float = 10.0, not_pid: int | None = None) -> int | None:
+        """Wait (in the agent) until ``target`` is running/stopped/gone/new; returns its pid (None for gone)."""
+        reply = self.request("wait_process", extra_time=timeout, target=target, state=state, timeout=timeout,
+                             not_pid=not_pid)
+        return reply["pid"]
+
+    def capture_start(self, name: str, filter: str = "tcp") -> dict[str, Any]:  # noqa: A002 - the op's field name
+        return self.request("capture_start", extra_time=10.0, name=name, filter=filter)
+
+    def capture_stop(self, name: str) -> bytes:
+        """Stop a capture and return the pcap file's bytes."""
+        reply = self.request("capture_stop", extra_time=15.0, name=name)
+        return base64.b64decode(reply["pcap"])
+
+    def tcp_stats(self) -> dict[str, dict[str, int]]:
+        """``{"tcp": {...}, "tcp_ext": {...}}``: the namespace's /proc/net/snmp and /proc/net/netstat counters."""
+        reply = self.request("tcp_stats")
+        return {"tcp": reply["tcp"], "tcp_ext": reply["tcp_ext"]}
+
+    def reset(self) -> dict[str, Any]:
+        """Undo every fault: rules, stopped servers, a held supervisor, running captures."""
+        return self.request("reset", extra_time=30.0)
+
+
+def _closed_early(received: int) -> str:
+    return f"the agent closed the connection after {received} bytes without a full reply"

@@ -1,0 +1,61 @@
+# A container-level fault done by the host, through the Docker SDK: `docker pause` (the cgroup
+# freezer stops every process in the server container; its kernel keeps ACKing, exactly like a
+# SIGSTOP), `docker network disconnect` (the host vanishes from the lab network: silence), or
+# `docker kill` (every process dies at once). The runner inside the lab cannot reach Docker (no
+# Docker socket anywhere in the lab), so it asks the host on its standard output and waits for
+# the host's answer in a file; the host's test harness does the rest (tests/lab/host_faults.py).
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from lab.inlab.faults import Fault, register
+
+ACTIONS = {"pause": "unpause", "disconnect": "connect", "kill": "start"}
+ANSWER_DIR = Path("/tmp")
+WAIT_S = 60.0
+
+
+@register
+class HostFault(Fault):
+    name = "host"
+
+    def __init__(self, ctx: Any, **params: Any) -> None:
+        super().__init__(ctx, **params)
+        self.action = params.get("action")
+        if self.action not in ACTIONS:
+            raise ValueError(f"parameter 'action' must be one of {', '.join(ACTIONS)}; got {self.action!r}")
+        self.service = params.get("service", "server")
+        self.applied = False
+
+    def _ask(self, action: str) -> dict[str, Any]:
+        token = uuid.uuid4().hex
+        answer = ANSWER_DIR / f"host-fault-{token}.json"
+        print(json.dumps({"host_fault": action, "service": self.service, "token": token}), flush=True)
+        deadline = time.monotonic() + WAIT_S
+        while not answer.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the host did not answer '{action} {self.service}' within {WAIT_S:g} s "
+                                   "(run with --host-fault only under a harness that answers)")
+            time.sleep(0.02)
+        time.sleep(0.02)  # the host writes the file in one small write; let it land
+        reply = json.loads(answer.read_text() or "{}")
+        answer.unlink()
+        return reply
+
+    def apply(self) -> None:
+        reply = self._ask(self.action)
+        self.applied = True
+        # The fault exists from the host's answer on, not from the question: the round trip
+        # through the harness (docker exec, the SDK call) takes seconds on a loaded machine.
+        self.ctx.fault_at = self.ctx.mark("lab", f"docker {self.action} done by the host")
+        self.ctx.prove(f"docker {self.action} of the {self.service} container took effect", bool(reply.get("ok")),
+                       str(reply.get("evidence", "")))
+
+    def clear(self) -> None:
+        if self.applied:
+            self.applied = False
+            self._ask(ACTIONS[self.action])

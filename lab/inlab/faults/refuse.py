@@ -1,0 +1,29 @@
+# Nobody listens: the supervisor stops both servers and keeps them stopped. The host is
+# up, so its kernel answers every SYN to the port with an RST: connect() fails at once
+# with ECONNREFUSED. Cleared by letting the supervisor start them again.
+from __future__ import annotations
+
+from typing import Any
+
+from lab.inlab.faults import Fault, register
+
+
+@register
+class Refuse(Fault):
+    name = "refuse"
+
+    def __init__(self, ctx: Any, **params: Any) -> None:
+        super().__init__(ctx, **params)
+        self.active = False
+
+    def apply(self) -> None:
+        self.ctx.server_agent.signal("supervisor", "USR1")
+        self.active = True
+        for server in ("threaded", "selectors"):
+            self.ctx.server_agent.wait_process(server, "gone", timeout=10)
+        self.ctx.prove("no server process is left", True, "supervisor holds both servers stopped")
+
+    def clear(self) -> None:
+        if self.active:
+            self.active = False
+            self.ctx.server_agent.signal("supervisor", "USR2")

@@ -1,0 +1,66 @@
+"""Container healthchecks: ``python3 -m lab.inlab.health [--isolated] [HOST:PORT ...]``.
+
+Exits 0 when every address accepts a TCP connection within two seconds and,
+with ``--isolated``, when this network namespace has no default route (IPv4
+or IPv6): the lab's containers may reach each other and nothing else. The
+agent beside each container removes the route at start (engines before
+Docker 26 still install one on ``internal`` networks and rely on firewall
+rules alone); the healthcheck keeps that promise checked for as long as the
+container lives. Exit 1 names what failed.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+
+def check(address: str, timeout: float = 2.0) -> str | None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return f"{address!r} is not HOST:PORT"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{address}: {exc}"
+
+
+def default_routes(proc: Path = Path("/proc/net")) -> list[str]:
+    """Default routes in this network namespace, read from the kernel's tables."""
+    found = []
+    route = proc / "route"
+    if route.exists():
+        for line in route.read_text().splitlines()[1:]:
+            fields = line.split()
+            # Destination 00000000 with mask 00000000 is 0.0.0.0/0.
+            if len(fields) > 7 and fields[1] == "00000000" and fields[7] == "00000000":
+                found.append(f"ipv4 default via {fields[0]}")
+    route6 = proc / "ipv6_route"
+    if route6.exists():
+        for line in route6.read_text().splitlines():
+            fields = line.split()
+            # ::/0 that is not the kernel's own unreachable placeholder on lo.
+            if len(fields) >= 10 and fields[0] == "0" * 32 and fields[1] == "00" and fields[9] != "lo":
+                found.append(f"ipv6 default via {fields[9]}")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    isolated = "--isolated" in argv
+    addresses = [a for a in argv if a != "--isolated"]
+    if not addresses and not isolated:
+        print("usage: python3 -m lab.inlab.health [--isolated] [HOST:PORT ...]", file=sys.stderr)
+        return 2
+    problems = [p for p in map(check, addresses) if p]
+    if isolated:
+        problems += [f"not isolated: {r}" for r in default_routes()]
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,556 @@
+"""Runs a scenario inside the lab: the subjects, the fault, the watchdog, the timeline, the verdict.
+
+This runs in the client container (``python3 -m lab.inlab.runner run NAME``), so the
+clock that times the fault and the clock that times the detection are one
+clock, and the fault is injected over the lab network in a millisecond instead
+of through ``docker exec``. The host's ``lab run`` and the pytest suite call it
+the same way and read its JSON report.
+
+A scenario's ``run(ctx)`` gets a :class:`Context`::
+
+    def run(ctx):
+        ctx.side_by_side(worker, fault=lambda: ctx.apply("freeze", target="threaded"))
+
+    def worker(ctx, subject, outcome):
+        subject.connect()
+        ctx.exchange(subject, outcome, b"before")   # intact round trip, recorded
+        ctx.ready()                                   # wait here until the fault is in place
+        ctx.exchange(subject, outcome, b"after")    # what happens now is what is judged
+
+Implementations run side by side, one thread each. A worker still inside a
+call ``watchdog`` seconds after the fault is *blocked*: the runner records
+that, then shuts its socket down from outside so the thread ends. Everything
+the lab was told to do (toxics, iptables rules, stopped processes, server
+behaviours) is undone before and after every run, also when the run fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lab.inlab import scenario as scn
+from lab.sockets.errors import LabError
+from lab.sockets.robust import RobustConfig
+from lab.inlab.scenario import Check, Outcome, Scenario
+from lab.inlab.subjects import Subject, expected_echo, make_subject
+
+SERVER_HOST = "server"
+TOXIPROXY_HOST = "toxiproxy"
+PORTS = {"threaded": 7000, "selectors": 7100}
+CONTROL_PORTS = {"threaded": 7001, "selectors": 7101}
+AGENT_PORT = 9009
+DEFAULT_WATCHDOG = 10.0
+READY_TIMEOUT = 15.0
+
+
+class ScenarioAbort(RuntimeError):
+    """The scenario could not be carried out (the lab did not do what was asked)."""
+
+
+class Context:
+    def __init__(self, scenario: Scenario, impls: list[str], *, config: RobustConfig | None = None,
+                 watchdog: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        from lab.inlab.agent.client import AgentClient
+        from lab.inlab.toxics import Toxiproxy
+
+        self.scenario = scenario
+        self.impls = impls
+        self.config = config or RobustConfig()
+        self.watchdog = watchdog or scenario.watchdog or DEFAULT_WATCHDOG
+        self.clock = clock
+        self.t0 = clock()
+        self.timeline: list[dict[str, Any]] = []
+        self.outcomes: dict[str, Outcome] = {impl: Outcome(impl) for impl in impls}
+        self.checks: dict[str, list[Check]] = {impl: [] for impl in impls}
+        self.fidelity: list[Check] = []
+        self.fault_at: float | None = None
+        self.unjudged: list[str] = []   # graded, not judged: see _unjudged_impls
+        self.toxiproxy = Toxiproxy(f"http://{TOXIPROXY_HOST}:8474")
+        self.server_agent = AgentClient(SERVER_HOST, AGENT_PORT)
+        self.client_agent = AgentClient("127.0.0.1", AGENT_PORT)
+        self.facts: dict[str, Any] = {}
+        self.pcaps: dict[str, bytes] = {}
+        self.host_faults: dict[str, str] = {}
+        self._cleanups: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._gate = threading.Event()
+        self._arrived: set[str] = set()
+        self._arrival = threading.Condition(self._lock)
+
+    # Time and record -------------------------------------------------------------------------
+    def now(self) -> float:
+        return round(self.clock() - self.t0, 4)
+
+    def mark(self, actor: str, what: str, **facts: Any) -> float:
+        t = self.now()
+        with self._lock:
+            self.timeline.append({"t": t, "actor": actor, "what": what, **facts})
+        return t
+
+    def check(self, impl: str, name: str, ok: bool, detail: str = "") -> None:
+        self.checks[impl].append(Check(name, bool(ok), detail))
+
+    def prove(self, name: str, ok: bool, detail: str = "") -> None:
+        """A fidelity check: evidence that the fault really happened."""
+        self.fidelity.append(Check(name, bool(ok), detail))
+
+    def on_cleanup(self, action: Callable[[], None]) -> None:
+        self._cleanups.append(action)
+
+    # Where to connect -------------------------------------------------------------------------
+    def target(self, server: str = "threaded", path: str | None = None) -> tuple[str, int]:
+        path = path or self.scenario.path
+        host = SERVER_HOST if path == "direct" else TOXIPROXY_HOST
+        return host, PORTS[server]
+
+    def subject(self, impl: str, server: str = "threaded", *, config: RobustConfig | None = None) -> Subject:
+        host, port = self.target(server)
+        return make_subject(impl, host, port, config=config or self.config)
+
+    # The server's own controls ----------------------------------------------------------------
+    def server_control(self, server: str = "threaded", **request: Any) -> dict[str, Any]:
+        from lab.server.control import control_request
+
+        reply = control_request(SERVER_HOST, CONTROL_PORTS[server], request, timeout=5.0)
+        if not reply.get("ok"):
+            raise ScenarioAbort(f"server {server} refused {request}: {reply.get('error')}")
+        return reply
+
+    def server_stats(self, server: str = "threaded") -> dict[str, Any]:
+        return self.server_control(server, cmd="stats")["stats"]
+
+    # Faults ------------------------------------------------------------------------------------
+    def apply(self, fault: str, **params: Any) -> Any:
+        """Inject a registered fault now; it is cleared at the end of the run whatever happens.
+
+        With ``host_faults`` (``--host-fault freeze=pause``), the named fault is replaced by
+        the same failure done at container level by the host (see lab/inlab/faults/host.py).
+        """
+        from lab.inlab import faults
+
+        if fault in self.host_faults:
+            params = {"action": self.host_faults[fault], "service": "server"}
+            fault = "host"
+        handle = faults.get(fault)(self, **params)
+        self.on_cleanup(handle.clear)
+        self.fault_at = self.mark("lab", f"fault: {fault}", **{k: v for k, v in params.items()
+                                                               if isinstance(v, (int, float, str, bool))})
+        handle.apply()
+        self.mark("lab", f"fault in place: {fault}")
+        return handle
+
+    # Packet evidence ---------------------------------------------------------------------------
+    def capture(self, where: str = "server", port: int = 7000) -> "CaptureHandle":
+        """Start tcpdump in the server's (or the client's) namespace; stopped at the latest at clean-up."""
+        agent = self.server_agent if where == "server" else self.client_agent
+        name = f"{self.scenario.name}-{where}"[:32].strip("-")
+        agent.capture_start(name, f"tcp and port {port}")
+        handle = CaptureHandle(self, agent, name, where, port)
+        self.on_cleanup(handle.discard)
+        self.mark("lab", f"capturing at the {where}", filter=f"tcp and port {port}")
+        return handle
+
+    # Running the subjects ----------------------------------------------------------------------
+    def ready(self) -> None:
+        """Called by a worker when its pre-fault part is done; returns once the fault is in place."""
+        impl = threading.current_thread().name
+        with self._arrival:
+            self._arrived.add(impl)
+            self._arrival.notify_all()
+        if not self._gate.wait(timeout=READY_TIMEOUT + self.watchdog):
+            raise ScenarioAbort("the fault was never released to the workers")
+
+    def exchange(self, subject: Subject, outcome: Outcome, body: bytes) -> bytes:
+        """One round trip, recorded; a reply that differs from what was sent counts as corrupt."""
+        reply = subject.exchange(body)
+        if reply == expected_echo(subject, body):
+            outcome.exchanges_ok += 1
+            self.mark(f"client[{subject.impl}]", "echo intact", seq=subject.seq, bytes=len(reply))
+        else:
+            outcome.corrupt += 1
+            self.mark(f"client[{subject.impl}]", "echo CORRUPT", seq=subject.seq, bytes=len(reply),
+                      expected=len(expected_echo(subject, body)))
+        return reply
+
+    def side_by_side(self, worker: Callable[["Context", Subject, Outcome], None], *,
+                     fault: Callable[[], Any] | None = None, server: str = "threaded",
+                     configs: dict[str, RobustConfig] | None = None, sequential: bool = False) -> None:
+        """Run ``worker`` once per implementation, in parallel, with the fault between their two halves.
+
+        ``sequential`` runs the implementations one after the other instead (for faults
+        whose measurement two parallel clients would distort, like a bandwidth limit);
+        it takes no ``fault``: put the fault in place before calling.
+        """
+        if sequential:
+            if fault is not None:
+                raise ValueError("sequential runs take no fault: apply it before side_by_side()")
+            for impl in self.impls:
+                self._run_group([impl], worker, None, server, configs)
+        else:
+            self._run_group(list(self.impls), worker, fault, server, configs)
+
+    def _run_group(self, impls: list[str], worker: Callable[["Context", Subject, Outcome], None],
+                   fault: Callable[[], Any] | None, server: str, configs: dict[str, RobustConfig] | None) -> None:
+        subjects = {impl: self.subject(impl, server, config=(configs or {}).get(impl)) for impl in impls}
+        threads: dict[str, threading.Thread] = {}
+        done: dict[str, threading.Event] = {impl: threading.Event() for impl in impls}
+        for impl in impls:
+            t = threading.Thread(target=self._work, name=impl, daemon=True,
+                                 args=(worker, subjects[impl], self.outcomes[impl], done[impl]))
+            threads[impl] = t
+            t.start()
+        if fault is not None:
+            deadline = time.monotonic() + READY_TIMEOUT
+            with self._arrival:
+                while not all(impl in self._arrived or done[impl].is_set() for impl in impls):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise ScenarioAbort("workers did not reach the fault point in "
+                                            f"{READY_TIMEOUT:g} s: {sorted(set(impls) - self._arrived)}")
+                    self._arrival.wait(timeout=min(left, 0.2))
+            fault()
+            if self.fault_at is None:
+                self.fault_at = self.mark("lab", "fault")
+        self._gate.set()
+        # The watchdog counts from the fault this group waited for, else from now.
+        start = self.fault_at if fault is not None and self.fault_at is not None else self.now()
+        for impl in impls:
+            left = start + self.watchdog - self.now()
+            done[impl].wait(timeout=max(left, 0.0))
+        for impl in impls:
+            if not done[impl].is_set():
+                outcome = self.outcomes[impl]
+                outcome.status = "blocked"
+                outcome.ended_at = None
+                outcome.message = f"still inside a call {self.watchdog:g} s after the fault (watchdog)"
+                self.mark(f"client[{impl}]", "BLOCKED at the watchdog", watchdog_s=self.watchdog)
+                subjects[impl].force_unblock()
+        for impl, t in threads.items():
+            t.join(timeout=10)
+            if t.is_alive():
+                self.mark("lab", f"worker {impl} did not end after its socket was shut down")
+        for impl, subject in subjects.items():
+            self.outcomes[impl].measurements.update(subject.socket_stats())
+            try:
+                subject.close()
+            except (OSError, LabError):
+                pass
+
+    def _work(self, worker: Callable[["Context", Subject, Outcome], None], subject: Subject, outcome: Outcome,
+              done: threading.Event) -> None:
+        actor = f"client[{subject.impl}]"
+        try:
+            worker(self, subject, outcome)
+            if outcome.status != "blocked":
+                outcome.status = "completed"
+                outcome.ended_at = self.now()
+                self.mark(actor, "completed", exchanges=outcome.exchanges_ok)
+        except BaseException as exc:  # noqa: BLE001 - every failure is the data we came for
+            self._record_error(actor, outcome, exc)
+        finally:
+            done.set()
+
+    def _record_error(self, actor: str, outcome: Outcome, exc: BaseException) -> None:
+        t = self.now()
+        if outcome.status == "blocked":
+            outcome.facts["after_unblock"] = type(exc).__name__
+            return
+        outcome.status = "error"
+        outcome.error = type(exc).__name__
+        outcome.message = str(exc)
+        outcome.ended_at = t
+        if isinstance(exc, LabError):
+            outcome.facts.update(exc.as_dict())
+        errno_value = getattr(exc, "errno", None)
+        if isinstance(errno_value, int):
+            import errno as errno_mod
+            outcome.errno_name = errno_mod.errorcode.get(errno_value)
+        self.mark(actor, f"ERROR {outcome.error}", message=str(exc)[:160], errno=outcome.errno_name)
+
+    # Clean-up ----------------------------------------------------------------------------------
+    def reset_lab(self) -> None:
+        reset_lab(self.toxiproxy, self.server_agent, self.client_agent)
+
+    def run_cleanups(self) -> None:
+        while self._cleanups:
+            action = self._cleanups.pop()
+            try:
+                action()
+            except Exception as exc:  # noqa: BLE001 - one failed clean-up must not skip the others
+                self.mark("lab", f"clean-up failed: {exc}")
+
+
+class CaptureHandle:
+    def __init__(self, ctx: Context, agent: Any, name: str, where: str, port: int) -> None:
+        self.ctx, self.agent, self.name, self.where, self.port = ctx, agent, name, where, port
+        self.summary: Any = None
+        self.stopped = False
+
+    def stop(self) -> Any:
+        """Stop the capture and summarise it (a lab.evidence.tcp.CaptureSummary); kept in the report's facts."""
+        from lab.evidence.tcp import render, summarize
+
+        if self.stopped:
+            return self.summary
+        self.stopped = True
+        data = self.agent.capture_stop(self.name)
+        self.summary = summarize(data, server_port=self.port)
+        self.ctx.facts.setdefault("captures", {})[self.where] = {
+            "bytes": len(data), "summary": self.summary.as_dict(), "text": render(self.summary)}
+        self.ctx.pcaps[self.where] = data
+        return self.summary
+
+    def discard(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.agent.capture_stop(self.name)
+
+
+def reset_lab(toxiproxy: Any = None, server_agent: Any = None, client_agent: Any = None) -> None:
+    """Everything back to normal: no toxics, no rules, no stopped process, default server behaviours."""
+    from lab.inlab.agent.client import AgentClient
+    from lab.server.control import control_request
+    from lab.inlab.toxics import Toxiproxy
+
+    (toxiproxy or Toxiproxy(f"http://{TOXIPROXY_HOST}:8474")).reset()
+    (server_agent or AgentClient(SERVER_HOST, AGENT_PORT)).reset()
+    (client_agent or AgentClient("127.0.0.1", AGENT_PORT)).reset()
+    for server, port in PORTS.items():
+        wait_listening(SERVER_HOST, port, timeout=15.0)
+        reply = control_request(SERVER_HOST, CONTROL_PORTS[server], {"cmd": "reset"}, timeout=5.0)
+        if not reply.get("ok"):
+            raise ScenarioAbort(f"server {server} refused to reset: {reply.get('error')}")
+
+
+def wait_listening(host: str, port: int, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise ScenarioAbort(f"{host}:{port} is not accepting connections after {timeout:g} s: {exc}") from exc
+            time.sleep(0.1)
+
+
+def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float | None = None,
+        pcaps: bool = False, host_faults: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one scenario; returns the report (JSON-able).
+
+    ``pcaps`` adds the raw captures as ``{"pcaps": {where: base64}}``, so the host can
+    save them: the container's file system is read-only and nothing is mounted.
+    """
+    impls = impls or list(scenario.expect)
+    unjudged = _unjudged_impls(scenario, impls)
+    unknown = [i for i in impls if i not in scenario.expect and i not in unjudged]
+    if unknown:
+        raise scn.ScenarioError(f"scenario {scenario.name} has no oracle for {', '.join(unknown)}; it judges: "
+                                f"{', '.join(scenario.expect)}")
+    ctx = Context(scenario, impls, watchdog=watchdog)
+    ctx.unjudged = unjudged
+    ctx.host_faults = dict(host_faults or {})
+    if _load_submissions(ctx):
+        return report(ctx, None)
+    aborted = None
+    try:
+        ctx.reset_lab()
+        ctx.mark("lab", "ready", scenario=scenario.name, impls=impls)
+        scenario.run(ctx)
+    except Exception as exc:  # noqa: BLE001 - the lab failed to do its part: report it, never a bare traceback
+        import traceback
+
+        aborted = str(exc) if isinstance(exc, ScenarioAbort) else f"{type(exc).__name__}: {exc}"
+        ctx.facts["traceback"] = traceback.format_exc()[-4000:]
+        ctx.mark("lab", f"ABORTED: {aborted}")
+    finally:
+        ctx.run_cleanups()
+        try:
+            ctx.reset_lab()
+        except Exception as exc:  # noqa: BLE001 - reported, and the host side sweeps anyway
+            ctx.mark("lab", f"reset after the run failed: {exc}")
+    rep = report(ctx, aborted)
+    if pcaps:
+        rep["pcaps"] = {where: base64.b64encode(data).decode("ascii") for where, data in ctx.pcaps.items()}
+    return rep
+
+
+# Graded implementations (lab.grading.card) ---------------------------------------------------------------
+# Code with no oracle of its own (a submitted file, or a built-in a scenario does not judge) runs
+# beside the judged implementations in scenarios whose workers drive any subject, i.e. those
+# that judge "naive". Its outcome is reported under "submissions", never judged here.
+def gradable_scenarios() -> list[str]:
+    return sorted(name for name, s in scn.discover().items() if "naive" in s.expect)
+
+
+def _unjudged_impls(scenario: Scenario, impls: list[str]) -> list[str]:
+    from lab.inlab import submission
+    from lab.inlab.subjects import IMPLS
+
+    unjudged = []
+    for impl in impls:
+        if impl in scenario.expect:
+            continue
+        if submission.is_submission(impl):
+            try:
+                submission.parse_impl(impl)
+            except submission.SubmissionError as exc:
+                raise scn.ScenarioError(str(exc)) from None
+        elif impl not in IMPLS:
+            continue  # unknown: refused by the caller with the list of what this scenario judges
+        unjudged.append(impl)
+    if unjudged and "naive" not in scenario.expect:
+        raise scn.ScenarioError(f"scenario {scenario.name} cannot grade {', '.join(unjudged)}: it judges only "
+                                f"{', '.join(scenario.expect)}, with workers that drive the robust connection "
+                                f"itself; scenarios that can grade any code: {', '.join(gradable_scenarios())}")
+    return unjudged
+
+
+def _load_submissions(ctx: Context) -> list[str]:
+    """Import every submitted file before the lab is touched; returns those that could not be loaded.
+
+    A file that raises, breaks the contract or never finishes importing gets that as
+    its outcome, and the scenario is not run at all: a stuck import keeps running in
+    a thread of this process and would distort the other implementations' timing.
+    """
+    from lab.inlab import submission
+
+    failed = []
+    for impl in ctx.unjudged:
+        if not submission.is_submission(impl):
+            continue
+        try:
+            submission.load(impl)
+        except submission.SubmissionLoadFailed as exc:
+            outcome = ctx.outcomes[impl]
+            outcome.status, outcome.error, outcome.message = exc.status, exc.error, exc.message
+            outcome.facts["phase"] = "import"
+            ctx.mark(f"client[{impl}]", f"could not be loaded: {exc.error}", message=exc.message[:200])
+            failed.append(impl)
+    if failed:
+        ctx.facts["not_run"] = f"not run: {', '.join(failed)} could not be loaded"
+        ctx.impls = []
+    return failed
+
+
+def _submission_reports(ctx: Context, aborted: str | None) -> dict[str, Any]:
+    out = {}
+    for impl in ctx.unjudged:
+        outcome = ctx.outcomes[impl]
+        if aborted and outcome.status == "completed" and outcome.ended_at is None:
+            # Never finished: the run was aborted while this code was still inside a call.
+            outcome.status = "blocked"
+            outcome.message = "still inside a call when the run was aborted"
+        out[impl] = {"judged": False, "checks": [c.as_dict() for c in ctx.checks.get(impl, [])],
+                     "outcome": outcome.as_dict()}
+    return out
+
+
+def report(ctx: Context, aborted: str | None) -> dict[str, Any]:
+    verdicts = {}
+    for impl in ctx.impls:
+        if impl in ctx.unjudged:
+            continue
+        checks = scn.judge(ctx.scenario.expect[impl], ctx.outcomes[impl], fault_at=ctx.fault_at) + ctx.checks[impl]
+        verdicts[impl] = {"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks],
+                          "outcome": ctx.outcomes[impl].as_dict()}
+    fidelity_ok = bool(ctx.fidelity) and all(c.ok for c in ctx.fidelity)
+    ok = aborted is None and fidelity_ok and all(v["ok"] for v in verdicts.values())
+    return {"scenario": ctx.scenario.summary(), "ok": ok, "aborted": aborted, "fault_at": ctx.fault_at,
+            "watchdog_s": ctx.watchdog, "fidelity": [c.as_dict() for c in ctx.fidelity],
+            "fidelity_ok": fidelity_ok, "verdicts": verdicts, "timeline": ctx.timeline, "facts": ctx.facts,
+            "bounds": ctx.config.bounds(), "submissions": _submission_reports(ctx, aborted)}
+
+
+def render(rep: dict[str, Any]) -> str:
+    s = rep["scenario"]
+    lines = [f"== {s['title']} ({s['name']}) — HOWTO: {s['howto']} — path: {s['path']}",
+             f"   wire: {' '.join(s['wire'].split())}", f"   injection: {' '.join(s['injection'].split())}", "",
+             "timeline:"]
+    for e in rep["timeline"]:
+        extra = {k: v for k, v in e.items() if k not in ("t", "actor", "what")}
+        facts = " ".join(f"{k}={v}" for k, v in extra.items() if v is not None)
+        lines.append(f"  +{e['t']:7.3f}s  {e['actor']:<26} {e['what']}" + (f"  ({facts})" if facts else ""))
+    lines.append("")
+    lines.append("fault really happened:" if rep["fidelity_ok"] else "FAULT NOT PROVEN:")
+    for c in rep["fidelity"] or [{"ok": False, "name": "no evidence recorded", "detail": ""}]:
+        lines.append(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {c['detail']}")
+    for impl, v in rep["verdicts"].items():
+        lines.append(f"{impl}: {'PASS' if v['ok'] else 'FAIL'}")
+        for c in v["checks"]:
+            lines.append(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {c['detail']}")
+    for impl, sub in rep.get("submissions", {}).items():
+        o = sub["outcome"]
+        lines.append(f"{impl}: not judged (graded by lab.grading.card): {o['status']}"
+                     + (f" {o['error']}" if o["error"] else "") + (f" ({o['message']})" if o["message"] else ""))
+    if rep["aborted"]:
+        lines.append(f"ABORTED: {rep['aborted']}")
+    lines.append(f"verdict: {'PASS' if rep['ok'] else 'FAIL'}")
+    lines.append(f"remember: {s['remember']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m lab.inlab.runner", description="Run lab scenarios inside the lab.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_list = sub.add_parser("list", help="the scenarios, one line each")
+    p_list.add_argument("--json", action="store_true")
+    p_run = sub.add_parser("run", help="run one scenario and judge it")
+    p_run.add_argument("name")
+    p_run.add_argument("--impl", action="append",
+                       help="implementation(s) to run (default: all it judges); also file:/tmp/submissions/NAME.py")
+    p_run.add_argument("--watchdog", type=float, default=None, help="seconds before a call counts as blocked")
+    p_run.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p_run.add_argument("--pcaps", action="store_true", help="add the captures to the report, base64 (with --json)")
+    p_run.add_argument("--host-fault", action="append", default=[], metavar="FAULT=ACTION",
+                       help="let the host do FAULT at container level instead (freeze=pause, vanish=disconnect, "
+                            "crash=kill); only under a harness that answers (tests/lab/host_faults.py)")
+    sub.add_parser("reset", help="undo every fault: toxics, iptables rules, stopped servers, behaviours")
+    opts = parser.parse_args(argv)
+    try:
+        if opts.command == "list":
+            found = scn.discover()
+            if opts.json:
+                print(json.dumps([s.summary() for s in found.values()]))
+            else:
+                for s in found.values():
+                    print(f"{s.name:<24} {s.howto:<22} {s.title}")
+            return 0
+        if opts.command == "reset":
+            reset_lab()
+            print("lab reset: no toxics, no rules, servers running with default behaviour")
+            return 0
+        chosen = scn.get(opts.name)
+        if opts.watchdog is not None and opts.watchdog <= 0:
+            parser.error(f"--watchdog must be a number of seconds > 0; got {opts.watchdog}")
+        host_faults = {}
+        for item in opts.host_fault:
+            fault, sep, action = item.partition("=")
+            if not sep or not fault or not action:
+                parser.error(f"--host-fault takes FAULT=ACTION (e.g. freeze=pause); got {item!r}")
+            host_faults[fault] = action
+        rep = run(chosen, opts.impl, watchdog=opts.watchdog, pcaps=opts.pcaps, host_faults=host_faults)
+    except (scn.UnknownScenario, scn.ScenarioError) as exc:
+        print(f"lab.inlab.runner: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(rep) if opts.json else render(rep), flush=True)
+    code = 0 if rep["ok"] else 1
+    if any(i.startswith("file:") for i in opts.impl or []):
+        # Submitted code may have left threads running (non-daemon ones would keep this process
+        # alive for ever): the report is out, so end the process without waiting for them.
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""The implementations under test, behind one small interface so a scenario can drive any of them.
+
+A scenario says "connect, exchange two messages, then try a third"; a
+:class:`Subject` turns that into the calls each implementation really makes:
+:class:`~lab.sockets.robust.RobustConnection` for "robust", the HOWTO-style classes of
+:mod:`lab.sockets.naive` for the naive ones, a submitted file's MySocket for a graded
+submission (:mod:`lab.inlab.submission`). Nothing here catches an error: whatever
+the implementation raises is what the scenario's oracle judges.
+
+Every subject remembers its socket, so the runner's watchdog can unblock a
+naive call that is (by design) blocked forever, by shutting the socket down
+from another thread once the watchdog has seen it blocked::
+
+    subject = make_subject("naive", "server", 7000)
+    subject.connect()
+    reply = subject.exchange(b"hello")   # DATA out, ECHO body back
+    subject.force_unblock()              # from the watchdog thread
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from lab.sockets import framing
+
+from lab.sockets import naive
+
+from lab.inlab import submission
+from lab.sockets.robust import RobustConfig, RobustConnection
+
+IMPLS = ("robust", *naive.REGISTRY)
+FIXED_MSGLEN = 1024
+
+
+def _body_of(frame_bytes: bytes) -> bytes:
+    """The message body inside a whole DATA/ECHO frame (header and sequence number stripped)."""
+    return frame_bytes[framing.HEADER_SIZE + framing.SEQ.size:]
+
+
+class Subject:
+    impl: str
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.seq = 0
+        self._sock: socket.socket | None = None
+
+    def connect(self) -> None:
+        raise NotImplementedError
+
+    def send(self, body: bytes) -> int:
+        raise NotImplementedError
+
+    def receive(self) -> bytes:
+        raise NotImplementedError
+
+    def exchange(self, body: bytes) -> bytes:
+        self.send(body)
+        return self.receive()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def force_unblock(self) -> None:
+        """Shut the socket down from outside: a call blocked in it returns (b'' or an error)."""
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def socket_stats(self) -> dict[str, Any]:
+        return {}
+
+
+class RobustSubject(Subject):
+    impl = "robust"
+
+    def __init__(self, host: str, port: int, config: RobustConfig | None = None) -> None:
+        super().__init__(host, port)
+        self.config = config or RobustConfig()
+        self.conn: RobustConnection | None = None
+
+    def connect(self) -> None:
+        self.conn = RobustConnection.connect(self.host, self.port, self.config)
+        self._sock = self.conn.socket
+
+    def send(self, body: bytes) -> int:
+        assert self.conn is not None, "connect() first"
+        self.seq = self.conn.send_message(body)
+        return self.seq
+
+    def receive(self) -> bytes:
+        assert self.conn is not None, "connect() first"
+        return self.conn.recv_frame().body
+
+    def exchange(self, body: bytes) -> bytes:
+        assert self.conn is not None, "connect() first"
+        self.seq = self.conn.send_message(body)
+        return self.conn.await_echo(self.seq, body)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+    def socket_stats(self) -> dict[str, Any]:
+        if self.conn is None:
+            return {}
+        s = self.conn.stats
+        return {"bytes_sent": s.bytes_sent, "bytes_received": s.bytes_received, "send_calls": s.send_calls,
+                "partial_sends": s.partial_sends, "recv_calls": s.recv_calls, "pings_sent": s.pings_sent,
+                "last_send_progress": s.last_send_progress}
+
+
+class NaiveSubject(Subject):
+    def __init__(self, impl: str, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.impl = impl
+        cls = naive.REGISTRY[impl]
+        self.sock_obj = cls(FIXED_MSGLEN) if cls is naive.MySocket else cls()
+        self._sock = self.sock_obj.sock
+
+    def connect(self) -> None:
+        self.sock_obj.connect(self.host, self.port)
+
+    def _message(self, body: bytes) -> bytes:
+        self.seq += 1
+        if isinstance(self.sock_obj, naive.MySocket):
+            # Fixed-length messages: the body is padded or cut to fill exactly msglen bytes.
+            room = FIXED_MSGLEN - framing.HEADER_SIZE - framing.SEQ.size
+            body = body[:room].ljust(room, b".")
+        return naive.make_message(self.seq, body)
+
+    def send(self, body: bytes) -> int:
+        self.sock_obj.mysend(self._message(body))
+        return self.seq
+
+    def receive(self) -> bytes:
+        return _body_of(self.sock_obj.myreceive())
+
+    def exchange(self, body: bytes) -> bytes:
+        message = self._message(body)
+        self.sock_obj.mysend(message)
+        reply = self.sock_obj.myreceive()
+        return _body_of(reply)
+
+    def expected_echo(self, body: bytes) -> bytes:
+        """What an intact echo of ``body`` looks like for this implementation (fixed length pads)."""
+        if isinstance(self.sock_obj, naive.MySocket):
+            room = FIXED_MSGLEN - framing.HEADER_SIZE - framing.SEQ.size
+            return body[:room].ljust(room, b".")
+        return body
+
+    def close(self) -> None:
+        self.sock_obj.close()
+
+
+# Graded submissions (lab.grading.card) -------------------------------------------------------------------
+class SubmissionSubject(Subject):
+    """Someone's own MySocket (``file:/tmp/submissions/NAME.py``), driven exactly like NaiveSubject.
+
+    The file was imported by :func:`lab.inlab.submission.load` (bounded); the MySocket is
+    built in :meth:`connect`, i.e. in the worker's thread, so an ``__init__`` that
+    never returns is caught by the watchdog like any other blocked call. Its socket
+    is looked up again whenever it is needed, because careful code often makes a
+    new one in ``connect()``.
+    """
+
+    def __init__(self, impl: str, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.impl = impl
+        self.loaded = submission.load(impl)
+        self.sock_obj: Any = None
+
+    def connect(self) -> None:
+        self.sock_obj = self.loaded.cls()
+        self._sock = submission.find_socket(self.sock_obj)
+        self.sock_obj.connect(self.host, self.port)
+        self._sock = submission.find_socket(self.sock_obj) or self._sock
+
+    def _fit(self, body: bytes) -> bytes:
+        # Fixed-length framing: the body is padded or cut so that the whole frame is MSGLEN bytes.
+        if self.loaded.msglen is None:
+            return body
+        room = self.loaded.msglen - framing.HEADER_SIZE - framing.SEQ.size
+        return body[:room].ljust(room, b".")
+
+    def _send_one(self, body: bytes) -> int:
+        self.seq += 1
+        self.sock_obj.mysend(naive.make_message(self.seq, body))
+        return self.seq
+
+    def send(self, body: bytes) -> int:
+        # A send without a reply pushes every byte of the body (backpressure sends 15 MiB):
+        # with fixed framing, as consecutive MSGLEN messages rather than one cut to size.
+        room = (self.loaded.msglen or 0) - framing.HEADER_SIZE - framing.SEQ.size
+        if self.loaded.msglen is None or room <= 0:
+            return self._send_one(self._fit(body))
+        for start in range(0, max(len(body), 1), room):
+            self._send_one(self._fit(body[start:start + room]))
+        return self.seq
+
+    def receive(self) -> bytes:
+        reply = self.sock_obj.myreceive()
+        if not isinstance(reply, (bytes, bytearray)):
+            raise TypeError(f"myreceive() must return bytes (one whole frame); it returned {type(reply).__name__}")
+        return _body_of(bytes(reply))
+
+    def exchange(self, body: bytes) -> bytes:
+        self._send_one(self._fit(body))
+        return self.receive()
+
+    def expected_echo(self, body: bytes) -> bytes:
+        return self._fit(body)
+
+    def force_unblock(self) -> None:
+        self._sock = submission.find_socket(self.sock_obj) or self._sock
+        super().force_unblock()
+
+    def close(self) -> None:
+        # Called by the runner's own thread: the submission's close() must not hang or raise into it.
+        submission.close_bounded(self.sock_obj)
+        sock = submission.find_socket(self.sock_obj) or self._sock
+        if sock is not None:
+            sock.close()
+
+
+def make_subject(impl: str, host: str, port: int, *, config: RobustConfig | None = None) -> Subject:
+    if impl == "robust":
+        return RobustSubject(host, port, config)
+    if impl in naive.REGISTRY:
+        return NaiveSubject(impl, host, port)
+    if submission.is_submission(impl):
+        return SubmissionSubject(impl, host, port)
+    raise ValueError(f"unknown implementation {impl!r}; accepted: {', '.join(IMPLS)}, or a submission "
+                     f"{submission.IMPL_PREFIX}{submission.SUBMISSIONS_DIR}/NAME.py")
+
+
+def expected_echo(subject: Subject, body: bytes) -> bytes:
+    return subject.expected_echo(body) if isinstance(subject, (NaiveSubject, SubmissionSubject)) else body

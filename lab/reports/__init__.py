@@ -1,0 +1,1 @@
+"""What a run is turned into for people (host side): evidence folders, documents, pictures, views, narration."""

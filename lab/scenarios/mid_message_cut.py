@@ -1,0 +1,47 @@
+"""The stream is cut in the middle of a reply (Toxiproxy limit_data)."""
+
+from lab.sockets import framing
+from lab.inlab.scenario import Expect
+from lab.inlab.workloads import converse
+
+NAME = "mid-message-cut"
+TITLE = "Mid-message cut"
+HOWTO = "Using a Socket"
+WIRE = """
+Toxiproxy passes exactly two and a half replies' worth of bytes from the server, then
+closes the connection. The client's kernel sees an ordinary FIN, but it arrives in the
+middle of a message: 500 bytes of a 1013-byte frame are all there will ever be. Careful
+code says how much of what arrived; it never hands back the half message as if it were whole.
+"""
+SIZE = 1000
+FRAME = framing.HEADER_SIZE + framing.SEQ.size + SIZE  # 1013 bytes on the wire per echo
+CUT = 2 * FRAME + 500
+INJECTION = (f"A Toxiproxy limit_data toxic (downstream, bytes {CUT}) on the threaded proxy, in place "
+             "before the client connects.")
+PATH = "proxied"
+EXPECT = {
+    "robust": Expect("error", ("IncompleteMessage",), within=1.0, detail={"received": 500, "expected": FRAME},
+                     note="EOF inside a frame is reported with its byte counts"),
+    "naive": Expect("error", ("RuntimeError",), within=1.0, note="'socket connection broken'"),
+}
+REMEMBER = "A FIN in the middle of a message is a broken message: report it, never return half."
+LOOK_FOR = "Exactly 2526 bytes reach the client, then the proxy's FIN: two whole 1013-byte replies and 500 bytes of the third."
+
+
+def run(ctx):
+    capture = ctx.capture("client")
+    ctx.apply("limit-data", bytes=CUT)
+    ctx.side_by_side(converse(before=0, after=3, size=SIZE))
+    conns = capture.stop().connections_to(7000)
+    ctx.prove(f"on the wire, each connection carried exactly {CUT} bytes from the proxy, then its FIN",
+              len(conns) == len(ctx.impls) and all(c.server_to_client.payload_bytes == CUT
+                                                   and c.server_to_client.fin.count >= 1 for c in conns),
+              ", ".join(f"{c.client}: {c.server_to_client.payload_bytes} bytes, FIN {c.server_to_client.fin.count}"
+                        for c in conns))
+    if "robust" in ctx.impls:
+        got = ctx.outcomes["robust"].measurements.get("bytes_received")
+        ctx.prove("exactly the configured number of bytes reached the client before the cut", got == CUT,
+                  f"robust received {got} bytes; limit {CUT}")
+    for impl in ctx.impls:
+        ctx.check(impl, "the two whole replies before the cut were intact", ctx.outcomes[impl].exchanges_ok == 2,
+                  f"{ctx.outcomes[impl].exchanges_ok} intact replies")

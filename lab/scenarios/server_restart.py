@@ -1,0 +1,88 @@
+"""The server restarts while 1000 messages are flowing."""
+
+import zlib
+
+from lab.sockets.robust import ReliableSender
+from lab.inlab.scenario import Expect
+from lab.inlab.workloads import body
+
+NAME = "server-restart"
+TITLE = "Server restart mid-stream"
+HOWTO = "When Sockets Die"
+WIRE = """
+While the client streams 1000 numbered messages, the server process is killed; its kernel
+closes the connection, and the supervisor starts a new server half a second later, which
+reloads its record of what it already delivered. A client that remembers what was not yet
+acknowledged can reconnect, learn where the server stands, and resend the rest, so every
+message is delivered exactly once. A client that just writes to its socket loses whatever
+was in flight and stops at the first error.
+"""
+INJECTION = "The server-agent SIGKILLs the threaded server after about 300 messages; the supervisor restarts it."
+PATH = "direct"
+COUNT = 1000
+SIZE = 200
+KILL_AT = 300
+EXPECT = {
+    "robust": Expect("completed", within=15.0, note="reconnect with backoff, resend the unacknowledged"),
+    "naive": Expect("error", ("RuntimeError", "ConnectionResetError", "BrokenPipeError"),
+                    note="the stream breaks at the crash"),
+}
+REMEMBER = "Surviving a restart takes sequence numbers, acknowledgements and resending, not just reconnecting."
+LOOK_FOR = "The old connection ends with the kernel's FIN or RST; a new handshake follows within a second, then a HELLO, then the resent messages."
+
+
+def reliable(ctx, subject, outcome):
+    events = outcome.measurements.setdefault("events", [])
+
+    def on_event(name, facts):
+        if name in ("connected", "reconnecting", "resent"):
+            events.append({"event": name, **{k: v for k, v in facts.items() if isinstance(v, (int, float, str))}})
+            ctx.mark("client[robust]", name, **{k: v for k, v in facts.items() if isinstance(v, (int, float, str))})
+
+    with ReliableSender(subject.host, subject.port, ctx.config, on_event=on_event) as sender:
+        ctx.facts["robust_session"] = sender.session_id.hex()
+        for seq in range(1, COUNT + 1):
+            if seq == KILL_AT:
+                ctx.ready()
+            sender.send(body(seq, SIZE))
+        sender.flush()
+        outcome.exchanges_ok = sender.acked
+        outcome.measurements.update(reconnects=sender.reconnects, resent=sender.resent)
+
+
+def naive_stream(ctx, subject, outcome):
+    subject.connect()
+    for seq in range(1, COUNT + 1):
+        if seq == KILL_AT:
+            ctx.ready()
+        ctx.exchange(subject, outcome, body(seq, SIZE))
+
+
+def worker(ctx, subject, outcome):
+    (reliable if subject.impl == "robust" else naive_stream)(ctx, subject, outcome)
+
+
+def run(ctx):
+    crash = {}
+
+    def fault():
+        crash["handle"] = ctx.apply("crash", server="threaded")
+
+    ctx.side_by_side(worker, fault=fault)
+    new_pid = crash["handle"].wait_restarted() if "handle" in crash else None
+    ctx.prove("the server process was killed and restarted", bool(new_pid), f"new pid {new_pid}")
+    stats = ctx.server_stats("threaded")
+    if "robust" in ctx.impls:
+        session = stats.get("sessions", {}).get(ctx.facts.get("robust_session"), {})
+        expected = sum(zlib.crc32(body(seq, SIZE)) for seq in range(1, COUNT + 1)) % 2**32
+        ctx.check("robust", f"the server delivered each of the {COUNT} messages exactly once",
+                  session.get("count") == COUNT and session.get("last_seq") == COUNT,
+                  f"server count {session.get('count')}, last seq {session.get('last_seq')}")
+        ctx.check("robust", "the server's checksum equals the checksum of what was sent",
+                  session.get("checksum") == expected, f"{session.get('checksum')} vs {expected}")
+        m = ctx.outcomes["robust"].measurements
+        ctx.check("robust", "it reconnected and resent", m.get("reconnects", 0) >= 1,
+                  f"reconnects {m.get('reconnects')}, resent {m.get('resent')}")
+    if "naive" in ctx.impls:
+        ok = ctx.outcomes["naive"].exchanges_ok
+        ctx.check("naive", "messages were lost", ok < COUNT, f"{ok} of {COUNT} echoed before the stream broke")
