@@ -14,9 +14,11 @@ The folders say where their code runs:
 ``testing/``       in-memory streams, scripted sockets, loopback servers       tests
 =================  ==========================================================  ===============
 
-Everything that runs in a container (the first five, and this file) uses the standard
-library only; images/app/Dockerfile copies just those, and tests/unit/test_boundary.py fails
-on any import of click, rich, docker, toxiproxy or a host-only module among them.
+Everything that runs in a container (the first five folders, and the modules beside this
+file but ``__main__.py``: ``addresses``, ``toolerrors``) uses the standard library only;
+images/app/Dockerfile copies just those, and tests/unit/test_boundary.py fails when that copy
+list drifts from this split, or on any import of click, rich, docker, toxiproxy, another
+third-party module or a host-only module among them.
 """
 
 from lab.sockets.errors import (

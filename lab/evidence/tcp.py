@@ -9,7 +9,7 @@ lab's agents capture with::
 
 and the scenario (or a student) reads the file back::
 
-    from lab.evidence.tcp import summarize, render
+    from lab.evidence import summarize, render
 
     summary = summarize(Path("server.pcap").read_bytes(), server_port=7000)
     conn = summary.connections_to(7000)[0]
@@ -17,16 +17,11 @@ and the scenario (or a student) reads the file back::
     assert conn.client_to_server.payload_bytes == 3000   # exactly 3000 bytes before the cut
     print(render(summary))                               # readable without Wireshark
 
-or from a shell: ``python -m lab.evidence.tcp server.pcap --server-port 7000 [--json]``.
+or from a shell: ``python -m lab.evidence server.pcap --server-port 7000 [--json]``.
 
-What is read: classic libpcap files (not pcapng; ``tcpdump -w`` writes classic
-pcap), either byte order, microsecond or nanosecond timestamps, link types
-EN10MB (Ethernet, with VLAN tags), RAW, LINUX_SLL and LINUX_SLL2 (``-i any``),
-plus BSD NULL/LOOP; IPv4 and IPv6; TCP only. Frames that are not TCP, IP
-fragments and frames cut short by the snap length are counted in
-``skipped`` and otherwise ignored. A file whose *structure* is broken (bad
-magic, a truncated record, an unknown link type) raises :class:`CaptureError`,
-whose message names the byte offset and the problem.
+Reading the file is :mod:`lab.evidence.pcap` (which formats and link types,
+and :class:`~lab.evidence.pcap.CaptureError` for a broken one); the text form
+is :mod:`lab.evidence.text`; this module is the analysis and its result types.
 
 What is reported, per connection (a 4-tuple; a new SYN with a new ISN on a
 finished 4-tuple starts a new connection) and per direction, client→server
@@ -48,308 +43,23 @@ Standard library only: this runs inside the lab's minimal containers.
 
 from __future__ import annotations
 
-import argparse
 import bisect
-import json
-import socket
-import struct
-import sys
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
+
+from lab.evidence.pcap import ACK, FIN, LINK_NAMES, RST, SYN, Endpoint, Segment, read_capture
 
 __all__ = [
-    "CaptureError", "Endpoint", "Segment", "Capture", "read_capture",
     "FlagStat", "DirectionSummary", "Event", "ConnectionSummary", "CaptureSummary",
-    "summarize", "summarize_file", "render", "TcpdumpStats", "tcpdump_stats", "main",
+    "summarize", "summarize_file", "TcpdumpStats", "tcpdump_stats",
 ]
-
-
-class CaptureError(ValueError):
-    """The file is not a readable classic pcap. ``offset`` is where reading failed."""
-
-    def __init__(self, problem: str, offset: int) -> None:
-        super().__init__(f"offset {offset}: {problem}")
-        self.problem = problem
-        self.offset = offset
-
-
-# --------------------------------------------------------------------------- file format
-
-_GLOBAL_HEADER_SIZE = 24
-_RECORD_HEADER_SIZE = 16
-_MAGIC_MICRO = 0xA1B2C3D4
-_MAGIC_NANO = 0xA1B23C4D
-_MAGIC_PCAPNG = 0x0A0D0D0A
-
-LINK_NULL, LINK_EN10MB, LINK_RAW, LINK_LOOP = 0, 1, 101, 108
-LINK_LINUX_SLL, LINK_IPV4, LINK_IPV6, LINK_LINUX_SLL2 = 113, 228, 229, 276
-LINK_NAMES = {
-    LINK_NULL: "NULL", LINK_EN10MB: "EN10MB", LINK_RAW: "RAW", LINK_LOOP: "LOOP",
-    LINK_LINUX_SLL: "LINUX_SLL", LINK_IPV4: "IPV4", LINK_IPV6: "IPV6", LINK_LINUX_SLL2: "LINUX_SLL2",
-}
-
-_ETHERTYPE_IPV4, _ETHERTYPE_IPV6 = 0x0800, 0x86DD
-_ETHERTYPE_VLAN = (0x8100, 0x88A8, 0x9100)
-_ARPHRD_LOOPBACK = 772
-_PACKET_OUTGOING = 4
-
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
-
-
-class Endpoint(NamedTuple):
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One captured TCP segment; ``payload_len`` is what was on the wire, captured or not."""
-
-    frame: int          # 0-based index of the frame in the file
-    time_ns: int        # absolute capture time, nanoseconds since the epoch
-    src: Endpoint
-    dst: Endpoint
-    seq: int
-    ack: int
-    flags: int
-    window: int         # the raw 16-bit field, unscaled
-    payload_len: int
-
-    def has(self, flag: int) -> bool:
-        return bool(self.flags & flag)
-
-
-@dataclass
-class Capture:
-    """A parsed file: its format facts, its TCP segments, and what was skipped and why."""
-
-    link_type: int
-    nanosecond: bool
-    byte_order: Literal["little", "big"]
-    snaplen: int
-    frames: int = 0
-    first_ns: int | None = None     # time of the first and last frame, TCP or not
-    last_ns: int | None = None
-    segments: list[Segment] = field(default_factory=list)
-    skipped: Counter[str] = field(default_factory=Counter)
-
-
-class _Skip(Exception):
-    """A frame we do not analyse (not TCP, fragment, cut by snaplen); the reason is the message."""
-
-
-def read_capture(data: bytes) -> Capture:
-    """Parse a whole classic pcap file held in memory. Raises :class:`CaptureError`."""
-    order, nanosecond, link_type, snaplen = _read_global_header(data)
-    capture = Capture(link_type, nanosecond, "little" if order == "<" else "big", snaplen)
-    record = struct.Struct(order + "IIII")
-    for time_ns, frame, wire_len in _records(data, record, nanosecond):
-        if capture.first_ns is None:
-            capture.first_ns = time_ns
-        capture.last_ns = time_ns
-        try:
-            segment = _decode_frame(link_type, order, frame, wire_len, capture.frames, time_ns)
-        except _Skip as why:
-            capture.skipped[str(why)] += 1
-        else:
-            capture.segments.append(segment)
-        capture.frames += 1
-    return capture
-
-
-def _read_global_header(data: bytes) -> tuple[str, bool, int, int]:
-    if len(data) < _GLOBAL_HEADER_SIZE:
-        raise CaptureError(f"file is {len(data)} bytes, shorter than the 24-byte pcap header", 0)
-    (magic_le,) = struct.unpack_from("<I", data, 0)
-    (magic_be,) = struct.unpack_from(">I", data, 0)
-    if magic_le in (_MAGIC_MICRO, _MAGIC_NANO):
-        order, magic = "<", magic_le
-    elif magic_be in (_MAGIC_MICRO, _MAGIC_NANO):
-        order, magic = ">", magic_be
-    elif magic_be == _MAGIC_PCAPNG:
-        raise CaptureError("this is a pcapng file; write classic pcap (tcpdump -w does) "
-                           "or convert it: editcap -F pcap in.pcapng out.pcap", 0)
-    else:
-        raise CaptureError(f"bad magic 0x{magic_be:08x}: not a pcap file", 0)
-    major, minor, _zone, _sigfigs, snaplen, network = struct.unpack_from(order + "HHiIII", data, 4)
-    if major != 2:
-        raise CaptureError(f"unsupported pcap version {major}.{minor} (expected 2.x)", 4)
-    link_type = network & 0xFFFF   # the upper bits may carry FCS information
-    if link_type not in LINK_NAMES:
-        raise CaptureError(f"unsupported link type {link_type}; readable: "
-                           + ", ".join(f"{name}={code}" for code, name in sorted(LINK_NAMES.items())), 20)
-    return order, magic == _MAGIC_NANO, link_type, snaplen
-
-
-def _records(data: bytes, record: struct.Struct, nanosecond: bool) -> Iterator[tuple[int, bytes, int]]:
-    """Yield (time_ns, captured bytes, original length) for each record."""
-    offset, end = _GLOBAL_HEADER_SIZE, len(data)
-    frac_ns = 1 if nanosecond else 1000
-    while offset < end:
-        if end - offset < _RECORD_HEADER_SIZE:
-            raise CaptureError(f"truncated record header: {end - offset} of 16 bytes", offset)
-        sec, frac, incl_len, orig_len = record.unpack_from(data, offset)
-        if frac >= 1_000_000_000 // frac_ns:
-            raise CaptureError(f"bad timestamp: fraction {frac} is not below one second", offset + 4)
-        body = offset + _RECORD_HEADER_SIZE
-        if incl_len > end - body:
-            raise CaptureError(f"truncated record: header says {incl_len} captured bytes, "
-                               f"{end - body} remain in the file", offset)
-        yield sec * 1_000_000_000 + frac * frac_ns, data[body:body + incl_len], max(orig_len, incl_len)
-        offset = body + incl_len
-
-
-# --------------------------------------------------------------------------- frame decoding
-
-def _decode_frame(link_type: int, order: str, frame: bytes, wire_len: int, index: int, time_ns: int) -> Segment:
-    """Strip the link layer, then IP, then read the TCP header."""
-    version, ip_start = _link_layer(link_type, order, frame)
-    ip_wire_len = wire_len - ip_start   # the IP packet's size on the wire (for TSO-sized length fields)
-    packet = frame[ip_start:]
-    if version == 4:
-        src, dst, tcp_start, tcp_len = _ipv4(packet, ip_wire_len)
-    else:
-        src, dst, tcp_start, tcp_len = _ipv6(packet, ip_wire_len)
-    return _tcp(packet, tcp_start, tcp_len, src, dst, index, time_ns)
-
-
-def _link_layer(link_type: int, order: str, frame: bytes) -> tuple[int, int]:
-    """Return (IP version, offset of the IP header) or raise _Skip."""
-    if link_type == LINK_EN10MB:
-        offset = 12
-        while True:
-            ethertype = _u16(frame, offset)
-            if ethertype not in _ETHERTYPE_VLAN:
-                return _by_ethertype(ethertype), offset + 2
-            offset += 4   # an 802.1Q / 802.1ad tag: skip it, the real ethertype follows
-    if link_type in (LINK_RAW, LINK_IPV4, LINK_IPV6):
-        return _by_version(frame, 0), 0
-    if link_type == LINK_LINUX_SLL:
-        _drop_loopback_duplicate(pkttype=_u16(frame, 0), hatype=_u16(frame, 2))
-        return _by_ethertype(_u16(frame, 14)), 16
-    if link_type == LINK_LINUX_SLL2:
-        _need(frame, 11)
-        _drop_loopback_duplicate(pkttype=frame[10], hatype=_u16(frame, 8))
-        return _by_ethertype(_u16(frame, 0)), 20
-    # NULL (writer's byte order) and LOOP (network order): a 4-byte address family.
-    _need(frame, 4)
-    family = int.from_bytes(frame[:4], "big" if link_type == LINK_LOOP or order == ">" else "little")
-    if family == socket.AF_INET:
-        return 4, 4
-    if family in (24, 28, 30):   # AF_INET6 on NetBSD/OpenBSD, FreeBSD, macOS
-        return 6, 4
-    raise _Skip("not IP")
-
-
-def _drop_loopback_duplicate(*, pkttype: int, hatype: int) -> None:
-    # With "-i any" a loopback packet could be seen leaving and arriving. Linux
-    # delivers only the arriving copy today; drop the leaving one if a capture
-    # has it, or every segment on lo would count as its own retransmission.
-    if hatype == _ARPHRD_LOOPBACK and pkttype == _PACKET_OUTGOING:
-        raise _Skip("loopback duplicate")
-
-
-def _by_ethertype(ethertype: int) -> int:
-    if ethertype == _ETHERTYPE_IPV4:
-        return 4
-    if ethertype == _ETHERTYPE_IPV6:
-        return 6
-    raise _Skip("not IP")
-
-
-def _by_version(frame: bytes, offset: int) -> int:
-    _need(frame, offset + 1)
-    version = frame[offset] >> 4
-    if version not in (4, 6):
-        raise _Skip("not IP")
-    return version
-
-
-def _ipv4(packet: bytes, wire_len: int) -> tuple[str, str, int, int]:
-    """Return (src, dst, TCP header offset, TCP segment length on the wire)."""
-    _need(packet, 20)
-    if packet[0] >> 4 != 4:
-        raise _Skip("malformed")
-    header_len = (packet[0] & 0x0F) * 4
-    total_len, frag, proto = _u16(packet, 2), _u16(packet, 6), packet[9]
-    if header_len < 20:
-        raise _Skip("malformed")
-    if total_len == 0:      # TCP segmentation offload: the kernel left the length for the NIC
-        total_len = wire_len
-    if total_len < header_len:
-        raise _Skip("malformed")
-    if frag & 0x3FFF:       # more-fragments or a fragment offset: no whole TCP header to trust
-        raise _Skip("IP fragment")
-    if proto != 6:
-        raise _Skip("not TCP")
-    src = socket.inet_ntop(socket.AF_INET, packet[12:16])
-    dst = socket.inet_ntop(socket.AF_INET, packet[16:20])
-    return src, dst, header_len, total_len - header_len
-
-
-_IPV6_EXTENSIONS = {0, 43, 60}   # hop-by-hop, routing, destination options: (len + 1) * 8 bytes
-
-
-def _ipv6(packet: bytes, wire_len: int) -> tuple[str, str, int, int]:
-    _need(packet, 40)
-    if packet[0] >> 4 != 6:
-        raise _Skip("malformed")
-    payload_len = _u16(packet, 4) or (wire_len - 40)   # 0: jumbogram or offload
-    next_header, offset = packet[6], 40
-    while next_header != 6:
-        _need(packet, offset + 8)
-        if next_header in _IPV6_EXTENSIONS:
-            length = (packet[offset + 1] + 1) * 8
-        elif next_header == 51:    # authentication header counts in 4-byte units
-            length = (packet[offset + 1] + 2) * 4
-        elif next_header == 44:    # fragment header
-            if _u16(packet, offset + 2) & 0xFFF9:
-                raise _Skip("IP fragment")
-            length = 8
-        else:
-            raise _Skip("not TCP")
-        next_header, offset = packet[offset], offset + length
-    tcp_len = payload_len - (offset - 40)
-    if tcp_len < 0:
-        raise _Skip("malformed")
-    src = socket.inet_ntop(socket.AF_INET6, packet[8:24])
-    dst = socket.inet_ntop(socket.AF_INET6, packet[24:40])
-    return src, dst, offset, tcp_len
-
-
-_TCP_HEADER = struct.Struct(">HHIIBBH")
-
-
-def _tcp(packet: bytes, start: int, tcp_len: int, src: str, dst: str, index: int, time_ns: int) -> Segment:
-    _need(packet, start + 20)
-    sport, dport, seq, ack, offset_byte, flags, window = _TCP_HEADER.unpack_from(packet, start)
-    header_len = (offset_byte >> 4) * 4
-    if header_len < 20 or header_len > tcp_len:
-        raise _Skip("malformed")
-    return Segment(index, time_ns, Endpoint(src, sport), Endpoint(dst, dport), seq, ack, flags, window,
-                   tcp_len - header_len)
-
-
-def _need(buf: bytes, size: int) -> None:
-    if len(buf) < size:
-        raise _Skip("truncated by snaplen")
-
-
-def _u16(buf: bytes, offset: int) -> int:
-    _need(buf, offset + 2)
-    return (buf[offset] << 8) | buf[offset + 1]
 
 
 # --------------------------------------------------------------------------- summary types
 
 Direction = Literal["c2s", "s2c"]
-ARROWS: dict[str, str] = {"c2s": "client → server", "s2c": "server → client"}
 
 
 @dataclass
@@ -785,100 +495,3 @@ def tcpdump_stats(stderr: str) -> TcpdumpStats:
             if words[2] in ("captured", "received", "dropped"):   # "1 packet captured": singular too
                 found[words[2]] = int(words[0])
     return TcpdumpStats(**found)
-
-
-# --------------------------------------------------------------------------- text
-
-_ROLES_NOTE = {"syn": "", "syn-ack": " (client's SYN not captured)",
-               "server-port": " (handshake not captured: server by port)",
-               "guess": " (handshake not captured: roles guessed, lower port as server)"}
-_TIMELINE_LINES = 60
-
-
-def render(summary: CaptureSummary) -> str:
-    """A short text for people: one block per connection, then its timeline."""
-    skipped = ", ".join(f"{n} {why}" for why, n in sorted(summary.skipped.items()))
-    lines = [f"capture: {summary.frames} frames ({summary.link_type}), {summary.tcp_segments} TCP segments, "
-             f"{summary.duration:.6f} s, {_plural(len(summary.connections), 'connection')}"
-             + (f"; skipped {skipped}" if skipped else "")]
-    for conn in summary.connections:
-        lines.append("")
-        lines.append(f"connection {conn.index}: {conn.client} → {conn.server}: {conn.outcome}"
-                     f"{_ROLES_NOTE[conn.roles_from]}")
-        lines.append(f"  client → server: {_direction_line(conn.client_to_server, 'SYN')}")
-        lines.append(f"  server → client: {_direction_line(conn.server_to_client, 'SYN-ACK')}")
-        lines.append("  timeline:")
-        lines.extend(_timeline_lines(conn.timeline))
-    return "\n".join(lines) + "\n"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _direction_line(d: DirectionSummary, opener: str) -> str:
-    flags = [(opener, d.syn if opener == "SYN" else d.syn_ack)]
-    other = ("SYN-ACK", d.syn_ack) if opener == "SYN" else ("SYN", d.syn)
-    if other[1].count:
-        flags.append(other)
-    flags += [("FIN", d.fin), ("RST", d.rst)]
-    text = ", ".join(f"{stat.count} {name}" for name, stat in flags)
-    text += f"; {d.payload_bytes} bytes, {_plural(d.retransmissions, 'retransmission')}"
-    if d.acked_bytes is not None and d.acked_bytes != d.payload_bytes:
-        text += f"; {d.acked_bytes} bytes acknowledged"
-    extras = []
-    if d.keepalive_probes:
-        extras.append(f"{_plural(d.keepalive_probes, 'keepalive probe')} ({d.keepalive_answered} answered)")
-    for count, word in ((d.zero_windows, "zero window"), (d.window_probes, "window probe"),
-                        (d.duplicate_acks, "duplicate ACK")):
-        if count:
-            extras.append(_plural(count, word))
-    return text + ("; " + ", ".join(extras) if extras else "")
-
-
-def _timeline_lines(timeline: Sequence[Event]) -> list[str]:
-    # Runs of the same event (a burst of retransmissions) are folded into one line.
-    runs: list[list[Event]] = []
-    for event in timeline:
-        if runs and (runs[-1][0].direction, runs[-1][0].what) == (event.direction, event.what):
-            runs[-1].append(event)
-        else:
-            runs.append([event])
-    lines = []
-    for run in runs[:_TIMELINE_LINES]:
-        first = run[0]
-        text = f"    +{first.t:.6f} s  {ARROWS[first.direction]}  {first.what}"
-        if first.what in ("first data", "last data", "retransmission") and first.seq is not None:
-            text += f" (seq {first.seq}, {first.length} bytes)"
-        if len(run) > 1:
-            text += f" ×{len(run)} until +{run[-1].t:.6f} s"
-        lines.append(text)
-    if len(runs) > _TIMELINE_LINES:
-        lines.append(f"    … {len(runs) - _TIMELINE_LINES} more (--json lists every event)")
-    return lines
-
-
-# --------------------------------------------------------------------------- command line
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.evidence.tcp",
-                                     description="Summarize the TCP connections in a classic pcap file.")
-    parser.add_argument("file", help="a pcap written by tcpdump -w")
-    parser.add_argument("--server-port", type=int, default=None,
-                        help="the service's port, to tell client from server when the handshake was not captured")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    opts = parser.parse_args(argv)
-    try:
-        summary = summarize_file(opts.file, server_port=opts.server_port)
-    except (OSError, CaptureError) as exc:
-        print(f"capture: {opts.file}: {exc}", file=sys.stderr)
-        return 2
-    if opts.json:
-        print(json.dumps(summary.as_dict(), indent=2, ensure_ascii=False))
-    else:
-        sys.stdout.write(render(summary))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,6 +38,8 @@ from lab.host.engine import EngineError
 from lab.grading.static import InvalidSubmission, check_file
 from lab.host.runner_handle import ScenarioInputError, run_scenario
 from lab.host.topology import Lab
+from lab.toolerrors import UsageError
+from lab.inlab.runreport import RunReport
 
 BUILTINS = ("robust", "naive", "naive-fixed", "naive-single-recv", "naive-ignore-send")
 REFERENCE = "robust"
@@ -45,7 +47,7 @@ RUN_MARGIN_S = 60.0
 """Host-side limit per scenario beyond its watchdog; the in-lab runner bounds itself well inside it."""
 
 
-class GradeError(ValueError):
+class GradeError(UsageError):
     """The request cannot be graded as asked (unknown or ungradable scenario); the message says what is accepted."""
 
 
@@ -122,7 +124,7 @@ def choose(names: Sequence[str] | None, found: dict[str, scn.Scenario] | None = 
 
 
 # One report → one result ------------------------------------------------------------------------------
-def result_from_report(scenario: scn.Scenario, impl: str, report: dict[str, Any]) -> ScenarioResult:
+def result_from_report(scenario: scn.Scenario, impl: str, report: RunReport) -> ScenarioResult:
     """Read ``impl``'s outcome from a runner report and grade it."""
     yardstick = gv.careful(scenario.expect[REFERENCE])
     entry = (report.get("submissions") or {}).get(impl) or report.get("verdicts", {}).get(impl)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.inlab import submission
+from lab.toolerrors import UsageError
 
 MAX_BYTES = 256 * 1024
 _FOLD: dict[type, Callable[[Any, Any], Any]] = {ast.Add: operator.add, ast.Sub: operator.sub,
@@ -41,7 +42,7 @@ _FOLD: dict[type, Callable[[Any, Any], Any]] = {ast.Add: operator.add, ast.Sub: 
 _REQUIRED_SHOWN = ", ".join(f"{name}({', '.join(params)})" for name, params in submission.REQUIRED_METHODS.items())
 
 
-class InvalidSubmission(ValueError):
+class InvalidSubmission(UsageError):
     """The file breaks the contract; the message says where, what, and what is accepted."""
 
 

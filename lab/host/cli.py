@@ -14,7 +14,9 @@
     lab smoke                  up, check the wiring (echo through Toxiproxy, latency proves the path)
     lab sweep                  remove anything labelled as the lab's, from any project
 
-Exit codes: 0 success, 1 an oracle did not hold, 2 bad input, 3 the Docker set-up failed.
+Exit codes: 0 success, 1 an oracle did not hold, 2 bad input, 3 the Docker set-up failed,
+70 an internal error (a bug: its traceback is shown), 130 interrupted. They come from the
+error classes of lab.toolerrors only: any other exception is an internal error.
 
 Spinners and colours appear only when stdout and stderr are terminals and
 --json was not given; anywhere else (CI, pipes) the output is plain text.
@@ -30,6 +32,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,15 +41,20 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from lab import toolerrors
 from lab.host import engine
 from lab.host.topology import DEFAULT_PROJECT, Lab, check_project_name, repo_root, sweep
+from lab.toolerrors import ToolError, UsageError
+from lab.inlab.runreport import RunReport
 
-EXIT_OK, EXIT_ORACLE, EXIT_USAGE, EXIT_ENGINE = 0, 1, 2, 3
+EXIT_OK, EXIT_ORACLE, EXIT_USAGE, EXIT_ENGINE = (toolerrors.EXIT_OK, toolerrors.EXIT_CHECK_FAILED,
+                                                 toolerrors.EXIT_USAGE, toolerrors.EXIT_SETUP)
+EXIT_INTERNAL, EXIT_INTERRUPTED = toolerrors.EXIT_INTERNAL, toolerrors.EXIT_INTERRUPTED
 DEFAULT_SCENARIO = "frozen-process"
 T = TypeVar("T")
 
 
-class UsageProblem(ValueError):
+class UsageProblem(UsageError):
     """Bad input found after parsing (unknown scenario, implementation, file); exit 2."""
 
 
@@ -104,22 +112,36 @@ class Opts:
         return self.repo_override or repo_root()
 
 
+def _failed(exc: BaseException) -> int:
+    """Say on stderr why a command ended; its exit code.
+
+    A ToolError is expected (bad input, a set-up that failed): its message and its class's
+    exit code. Ctrl-C or SIGTERM: 130. Anything else is a bug of the lab's own, never bad
+    input: its traceback, one line saying so, and EXIT_INTERNAL.
+    """
+    if isinstance(exc, ToolError):
+        click.echo(f"lab: error: {exc}", err=True)
+        return exc.exit_code
+    if isinstance(exc, (KeyboardInterrupt, click.exceptions.Abort)):
+        click.echo("lab: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    click.echo("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip(), err=True)
+    click.echo(f"lab: internal error: {type(exc).__name__}: {exc} (a bug in the lab itself; please report it "
+               f"with the traceback above; exit {EXIT_INTERNAL})", err=True)
+    return EXIT_INTERNAL
+
+
 def _command(fn: Callable[..., int]) -> Callable[..., None]:
-    """Turn a command's return code and known failures into the lab's exit codes (also under CliRunner)."""
+    """Turn a command's return code and its failures into the lab's exit codes (also under CliRunner)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             code = fn(*args, **kwargs)
-        except engine.EngineError as exc:
-            click.echo(f"lab: error: {exc}", err=True)
-            code = EXIT_ENGINE
-        except (UsageProblem, ValueError, LookupError) as exc:  # unknown scenario, refused input
-            click.echo(f"lab: error: {exc}", err=True)
-            code = EXIT_USAGE
-        except KeyboardInterrupt:
-            click.echo("lab: interrupted", err=True)
-            code = 130
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise   # click's own (its usage errors exit 2 with click's message)
+        except (Exception, KeyboardInterrupt) as exc:   # a ToolError's exit code; anything else is internal
+            code = _failed(exc)
         raise click.exceptions.Exit(code)
 
     return wrapper
@@ -140,7 +162,8 @@ def _project(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 def cli(ctx: click.Context, project: str, repo: Path | None) -> None:
     """The socket failure lab: how TCP conversations die, and what socket code should do about it.
 
-    Exit codes: 0 ok, 1 an oracle failed, 2 bad input, 3 the Docker set-up failed.
+    Exit codes: 0 ok, 1 an oracle failed, 2 bad input, 3 the Docker set-up failed, 70 an internal
+    error (a bug; its traceback is shown), 130 interrupted.
     """
     ctx.obj = Opts(project, repo)
 
@@ -328,7 +351,7 @@ def _run_one(lab: Lab, name: str, impls: list[str] | None, folder: Path) -> dict
     return clean
 
 
-def _print_report(ui: Ui, report: dict[str, Any], json_output: bool) -> None:
+def _print_report(ui: Ui, report: RunReport, json_output: bool) -> None:
     from lab.inlab import runner
     from lab.reports import views
 
@@ -392,7 +415,7 @@ def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], names: list[str], json_o
     base = _results_dir(opts, results, "all")
 
     def job(lab: Lab) -> dict[str, dict[str, Any]]:
-        reports: dict[str, dict[str, Any]] = {}
+        reports: dict[str, RunReport] = {}
         for i, (scenario_name, chosen) in enumerate(found.items(), start=1):
             judged = [impl for impl in names if impl in chosen.expect]
             if names and not judged:
@@ -431,10 +454,7 @@ def _card_exit(card: Any) -> int:
 
 def _grade_files(opts: Opts, ui: Ui, paths: list[Path], scenarios: list[str] | None, json_output: bool,
                  results: Path | None, keep: bool) -> int:
-    try:
-        from lab.grading import card as grading   # written separately; imported only when grading is asked for
-    except ImportError as exc:
-        raise UsageProblem(f"grading is not available in this checkout (lab.grading.card: {exc})") from None
+    from lab.grading import card as grading   # imported only when grading is asked for
 
     def job(lab: Lab) -> list[Any]:
         cards = []
@@ -563,7 +583,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("lab: interrupted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:   # raised outside a command (the group, a callback): the same rules
+        return _failed(exc)
     return result if isinstance(result, int) else EXIT_OK
 
 

@@ -36,6 +36,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from lab.toolerrors import SetupError
+
 # Pinned versions. The local substitutes are built to match the official images.
 PYTHON_IMAGE = "python:3.11.14-slim-bookworm"
 TOXIPROXY_VERSION = "2.12.0"
@@ -55,7 +57,7 @@ HOST_TOOLS = {"tcpdump": "tcpdump"}
 LABEL = "org.socket-lab.lab"
 
 
-class EngineError(RuntimeError):
+class EngineError(SetupError):
     """The lab cannot get a working Docker set-up; the message says what to do."""
 
 

@@ -2,23 +2,26 @@
 
 The runner itself (:mod:`lab.inlab.runner`) lives in the client container; the host
 asks it to run a scenario through ``docker compose exec`` and reads back its
-JSON report. Exit code 2 from the runner means bad input (an unknown
-scenario, a malformed scenario file) and becomes :class:`ScenarioInputError`
-carrying the runner's own message.
+JSON report. The runner exits with the codes of :mod:`lab.toolerrors`: its
+usage exit (2: an unknown scenario, a malformed scenario file) means bad input
+and becomes :class:`ScenarioInputError`, a ``UsageError`` carrying the runner's
+own message.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from lab.host.engine import EngineError
 from lab.host.topology import Lab
+from lab.inlab import runreport
+from lab.inlab.runreport import RunReport
+from lab.toolerrors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 
 MARGIN_S = 90.0
 
 
-class ScenarioInputError(ValueError):
+class ScenarioInputError(UsageError):
     """The runner refused the request; the message is the runner's."""
 
 
@@ -36,15 +39,15 @@ def run_scenario(lab: Lab, name: str, *, impls: list[str] | None = None, watchdo
     if watchdog is not None:
         argv += ["--watchdog", str(watchdog)]
     res = lab.exec("client", argv, timeout=timeout or (watchdog or 30.0) + MARGIN_S)
-    if res.returncode == 2:
+    if res.returncode == UsageError.exit_code:
         raise ScenarioInputError(res.stderr.strip().removeprefix("lab.inlab.runner: "))
     lines = [line for line in res.stdout.splitlines() if line.startswith("{")]
-    if res.returncode not in (0, 1) or not lines:
+    if res.returncode not in (EXIT_OK, EXIT_CHECK_FAILED) or not lines:
         raise EngineError(f"the scenario runner failed (exit {res.returncode}):\n{res.stderr.strip()[-3000:]}")
-    return json.loads(lines[-1])
+    return runreport.loads(lines[-1])
 
 
-def failed_checks(report: dict[str, Any]) -> list[str]:
+def failed_checks(report: RunReport) -> list[str]:
     """Every check that did not hold, as readable lines (empty when the scenario passed)."""
     bad = [f"fidelity: {c['name']}: {c['detail']}" for c in report["fidelity"] if not c["ok"]]
     if not report["fidelity"]:

@@ -17,17 +17,19 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from lab.addresses import SERVER_PORTS, TOXIPROXY_HOST
 from lab.inlab.toxics import Toxiproxy
+from lab.host.engine import EngineError
 from lab.host.topology import Lab
 
 PROXY = "threaded"
-PROXY_PORT = 7000
+PROXY_PORT = SERVER_PORTS[PROXY]
 LATENCY_MS = 200
 
 
 def client_events(lab: Lab, *args: str, timeout: float = 60.0) -> tuple[int, list[dict[str, Any]]]:
     """Run the client driver in the client container; its exit code and its JSON events."""
-    res = lab.exec("client", ["python3", "-m", "lab.inlab.driver", "--host", "toxiproxy", "--port", str(PROXY_PORT),
+    res = lab.exec("client", ["python3", "-m", "lab.inlab.driver", "--host", TOXIPROXY_HOST, "--port", str(PROXY_PORT),
                               *args], timeout=timeout)
     events = []
     for line in res.stdout.splitlines():
@@ -35,7 +37,7 @@ def client_events(lab: Lab, *args: str, timeout: float = 60.0) -> tuple[int, lis
         if line.startswith("{"):
             events.append(json.loads(line))
     if res.returncode not in (0, 1) or not events:
-        raise RuntimeError(f"client driver failed (exit {res.returncode}): {res.stderr.strip()[-1500:]}")
+        raise EngineError(f"client driver failed (exit {res.returncode}): {res.stderr.strip()[-1500:]}")
     return res.returncode, events
 
 

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from lab.addresses import LOOPBACK, TOXIPROXY_API_PORT, TOXIPROXY_HOST
 from lab.host.engine import LABEL, EngineError, Result, Runner
 
 DEFAULT_PROJECT = "socket-lab"
@@ -106,7 +107,7 @@ class Lab:
         return int(host_port)
 
     def toxiproxy_url(self) -> str:
-        return f"http://127.0.0.1:{self.port('toxiproxy', 8474)}"
+        return f"http://{LOOPBACK}:{self.port(TOXIPROXY_HOST, TOXIPROXY_API_PORT)}"
 
     def sick(self, expected: int = 5) -> tuple[list[str], bool]:
         """What is wrong with the lab (empty when all is fine), and whether something is not running at all."""

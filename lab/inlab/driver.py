@@ -37,7 +37,8 @@ from typing import IO, Any
 from lab.sockets.backoff import Backoff
 from lab.sockets.errors import LabError, ProtocolError
 from lab.sockets.framing import Decoder, Frame, FrameType
-from lab.sockets.robust import ReliableSender, RobustConfig, RobustConnection
+from lab.sockets.reliable import ReliableSender
+from lab.sockets.robust import RobustConfig, RobustConnection
 from lab.sockets.timeouts import Timeouts
 
 IMPLS = ("robust", "naive", "naive-fixed", "naive-single-recv", "naive-ignore-send")

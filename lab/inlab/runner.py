@@ -9,7 +9,7 @@ the same way and read its JSON report.
 A scenario's ``run(ctx)`` gets a :class:`Context`::
 
     def run(ctx):
-        ctx.side_by_side(worker, fault=lambda: ctx.apply("freeze", target="threaded"))
+        ctx.side_by_side(worker, fault=lambda: ctx.apply("freeze", server="threaded"))
 
     def worker(ctx, subject, outcome):
         subject.connect()
@@ -37,26 +37,30 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from lab.addresses import AGENT_PORT, CONTROL_PORTS, DEFAULT_PORT, LOOPBACK, SERVER_HOST, SERVER_PORTS, \
+    TOXIPROXY_API, TOXIPROXY_HOST
+from lab.inlab import runreport
 from lab.inlab import scenario as scn
+from lab.inlab.runreport import RunReport
+from lab.inlab.context import Worker
 from lab.sockets.errors import LabError
 from lab.sockets.robust import RobustConfig
+from lab.toolerrors import SetupError, UsageError
 from lab.inlab.scenario import Check, Outcome, Scenario
 from lab.inlab.subjects import Subject, expected_echo, make_subject
 
-SERVER_HOST = "server"
-TOXIPROXY_HOST = "toxiproxy"
-PORTS = {"threaded": 7000, "selectors": 7100}
-CONTROL_PORTS = {"threaded": 7001, "selectors": 7101}
-AGENT_PORT = 9009
 DEFAULT_WATCHDOG = 10.0
 READY_TIMEOUT = 15.0
 
 
-class ScenarioAbort(RuntimeError):
+class ScenarioAbort(SetupError):
     """The scenario could not be carried out (the lab did not do what was asked)."""
 
 
 class Context:
+    """One run's context. What a scenario may use of it is lab.inlab.context.ScenarioContext,
+    what a fault may use is lab.inlab.context.FaultContext (tests/unit/test_context.py checks both)."""
+
     def __init__(self, scenario: Scenario, impls: list[str], *, config: RobustConfig | None = None,
                  watchdog: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         from lab.inlab.agent.client import AgentClient
@@ -74,9 +78,9 @@ class Context:
         self.fidelity: list[Check] = []
         self.fault_at: float | None = None
         self.unjudged: list[str] = []   # graded, not judged: see _unjudged_impls
-        self.toxiproxy = Toxiproxy(f"http://{TOXIPROXY_HOST}:8474")
+        self.toxiproxy = Toxiproxy(TOXIPROXY_API)
         self.server_agent = AgentClient(SERVER_HOST, AGENT_PORT)
-        self.client_agent = AgentClient("127.0.0.1", AGENT_PORT)
+        self.client_agent = AgentClient(LOOPBACK, AGENT_PORT)
         self.facts: dict[str, Any] = {}
         self.pcaps: dict[str, bytes] = {}
         self.host_faults: dict[str, str] = {}
@@ -110,7 +114,7 @@ class Context:
     def target(self, server: str = "threaded", path: str | None = None) -> tuple[str, int]:
         path = path or self.scenario.path
         host = SERVER_HOST if path == "direct" else TOXIPROXY_HOST
-        return host, PORTS[server]
+        return host, SERVER_PORTS[server]
 
     def subject(self, impl: str, server: str = "threaded", *, config: RobustConfig | None = None) -> Subject:
         host, port = self.target(server)
@@ -140,7 +144,7 @@ class Context:
         if fault in self.host_faults:
             params = {"action": self.host_faults[fault], "service": "server"}
             fault = "host"
-        handle = faults.get(fault)(self, **params)
+        handle = faults.create(fault, self, params)   # decodes and checks the parameters first
         self.on_cleanup(handle.clear)
         self.fault_at = self.mark("lab", f"fault: {fault}", **{k: v for k, v in params.items()
                                                                if isinstance(v, (int, float, str, bool))})
@@ -149,7 +153,7 @@ class Context:
         return handle
 
     # Packet evidence ---------------------------------------------------------------------------
-    def capture(self, where: str = "server", port: int = 7000) -> "CaptureHandle":
+    def capture(self, where: str = "server", port: int = DEFAULT_PORT) -> "CaptureHandle":
         """Start tcpdump in the server's (or the client's) namespace; stopped at the latest at clean-up."""
         agent = self.server_agent if where == "server" else self.client_agent
         name = f"{self.scenario.name}-{where}"[:32].strip("-")
@@ -181,7 +185,7 @@ class Context:
                       expected=len(expected_echo(subject, body)))
         return reply
 
-    def side_by_side(self, worker: Callable[["Context", Subject, Outcome], None], *,
+    def side_by_side(self, worker: Worker, *,
                      fault: Callable[[], Any] | None = None, server: str = "threaded",
                      configs: dict[str, RobustConfig] | None = None, sequential: bool = False) -> None:
         """Run ``worker`` once per implementation, in parallel, with the fault between their two halves.
@@ -198,7 +202,7 @@ class Context:
         else:
             self._run_group(list(self.impls), worker, fault, server, configs)
 
-    def _run_group(self, impls: list[str], worker: Callable[["Context", Subject, Outcome], None],
+    def _run_group(self, impls: list[str], worker: Worker,
                    fault: Callable[[], Any] | None, server: str, configs: dict[str, RobustConfig] | None) -> None:
         subjects = {impl: self.subject(impl, server, config=(configs or {}).get(impl)) for impl in impls}
         threads: dict[str, threading.Thread] = {}
@@ -245,7 +249,7 @@ class Context:
             except (OSError, LabError):
                 pass
 
-    def _work(self, worker: Callable[["Context", Subject, Outcome], None], subject: Subject, outcome: Outcome,
+    def _work(self, worker: Worker, subject: Subject, outcome: Outcome,
               done: threading.Event) -> None:
         actor = f"client[{subject.impl}]"
         try:
@@ -296,8 +300,8 @@ class CaptureHandle:
         self.stopped = False
 
     def stop(self) -> Any:
-        """Stop the capture and summarise it (a lab.evidence.tcp.CaptureSummary); kept in the report's facts."""
-        from lab.evidence.tcp import render, summarize
+        """Stop the capture and summarise it (a lab.evidence.CaptureSummary); kept in the report's facts."""
+        from lab.evidence import render, summarize
 
         if self.stopped:
             return self.summary
@@ -321,10 +325,10 @@ def reset_lab(toxiproxy: Any = None, server_agent: Any = None, client_agent: Any
     from lab.server.control import control_request
     from lab.inlab.toxics import Toxiproxy
 
-    (toxiproxy or Toxiproxy(f"http://{TOXIPROXY_HOST}:8474")).reset()
+    (toxiproxy or Toxiproxy(TOXIPROXY_API)).reset()
     (server_agent or AgentClient(SERVER_HOST, AGENT_PORT)).reset()
-    (client_agent or AgentClient("127.0.0.1", AGENT_PORT)).reset()
-    for server, port in PORTS.items():
+    (client_agent or AgentClient(LOOPBACK, AGENT_PORT)).reset()
+    for server, port in SERVER_PORTS.items():
         wait_listening(SERVER_HOST, port, timeout=15.0)
         reply = control_request(SERVER_HOST, CONTROL_PORTS[server], {"cmd": "reset"}, timeout=5.0)
         if not reply.get("ok"):
@@ -455,7 +459,7 @@ def _submission_reports(ctx: Context, aborted: str | None) -> dict[str, Any]:
     return out
 
 
-def report(ctx: Context, aborted: str | None) -> dict[str, Any]:
+def report(ctx: Context, aborted: str | None) -> RunReport:
     verdicts = {}
     for impl in ctx.impls:
         if impl in ctx.unjudged:
@@ -465,13 +469,13 @@ def report(ctx: Context, aborted: str | None) -> dict[str, Any]:
                           "outcome": ctx.outcomes[impl].as_dict()}
     fidelity_ok = bool(ctx.fidelity) and all(c.ok for c in ctx.fidelity)
     ok = aborted is None and fidelity_ok and all(v["ok"] for v in verdicts.values())
-    return {"scenario": ctx.scenario.summary(), "ok": ok, "aborted": aborted, "fault_at": ctx.fault_at,
+    return {"schema_version": runreport.SCHEMA_VERSION, "scenario": ctx.scenario.summary(), "ok": ok, "aborted": aborted, "fault_at": ctx.fault_at,
             "watchdog_s": ctx.watchdog, "fidelity": [c.as_dict() for c in ctx.fidelity],
             "fidelity_ok": fidelity_ok, "verdicts": verdicts, "timeline": ctx.timeline, "facts": ctx.facts,
             "bounds": ctx.config.bounds(), "submissions": _submission_reports(ctx, aborted)}
 
 
-def render(rep: dict[str, Any]) -> str:
+def render(rep: RunReport) -> str:
     s = rep["scenario"]
     lines = [f"== {s['title']} ({s['name']}) — HOWTO: {s['howto']} — path: {s['path']}",
              f"   wire: {' '.join(s['wire'].split())}", f"   injection: {' '.join(s['injection'].split())}", "",
@@ -539,10 +543,10 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--host-fault takes FAULT=ACTION (e.g. freeze=pause); got {item!r}")
             host_faults[fault] = action
         rep = run(chosen, opts.impl, watchdog=opts.watchdog, pcaps=opts.pcaps, host_faults=host_faults)
-    except (scn.UnknownScenario, scn.ScenarioError) as exc:
+    except UsageError as exc:   # an unknown scenario, a malformed scenario file, an impl it cannot run
         print(f"lab.inlab.runner: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(rep) if opts.json else render(rep), flush=True)
+        return exc.exit_code
+    print(runreport.dumps(rep) if opts.json else render(rep), flush=True)
     code = 0 if rep["ok"] else 1
     if any(i.startswith("file:") for i in opts.impl or []):
         # Submitted code may have left threads running (non-daemon ones would keep this process

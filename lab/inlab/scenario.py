@@ -1,7 +1,7 @@
 """What a scenario is, how scenario files are found and checked, and how an outcome is judged.
 
 A scenario is one way a TCP conversation dies, told as a Python file under
-``scenarios/`` with these module-level names::
+``lab/scenarios/`` with these module-level names::
 
     NAME       "frozen-process"               the file's own name, with '-' for '_'
     TITLE      "Frozen process"
@@ -12,7 +12,8 @@ A scenario is one way a TCP conversation dies, told as a Python file under
     EXPECT     {"robust": Expect(...), "naive": Expect(...)}   the oracle per implementation
     REMEMBER   "..."                          one line for the class to take home
     LOOK_FOR   "..."                          (optional) what to look for in the packet capture
-    def run(ctx): ...                         drives the subjects and the fault (see lab.inlab.runner)
+    def run(ctx): ...                         drives the subjects and the fault (see lab.inlab.runner;
+                                              what ctx offers: lab.inlab.context.ScenarioContext)
 
 :func:`load` imports one file and checks every field, naming the field and
 the problem (``scenarios/x.py: EXPECT['robust'].within must be a number of
@@ -35,22 +36,68 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from lab.toolerrors import UsageError
+
+if TYPE_CHECKING:
+    from lab.inlab.context import ScenarioContext
 
 HOWTO_SECTIONS = ("Creating a Socket", "Using a Socket", "Binary Data", "Disconnecting", "When Sockets Die",
                   "Non-blocking Sockets", "Performance")
 PATHS = ("direct", "proxied")
-STATUSES = ("completed", "error", "blocked")
+Status = Literal["completed", "error", "blocked"]
+"""What one implementation did: "completed" (every exchange returned), "error" (it raised),
+"blocked" (still inside a call when the watchdog fired). Expect says which one it must be."""
+STATUSES: tuple[Status, ...] = get_args(Status)
+BoundName = Literal["connect", "frozen_peer", "stuck_reply", "send_stall", "idle_peer_gone", "unacked_data"]
+"""The keys of lab.sockets.robust.RobustConfig.bounds(): the detection bounds its settings imply."""
 REQUIRED = ("NAME", "TITLE", "HOWTO", "WIRE", "INJECTION", "PATH", "EXPECT", "REMEMBER", "run")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(UsageError):
     """A scenario file is malformed; the message names the file, the field and the problem."""
 
 
-class UnknownScenario(LookupError):
+class UnknownScenario(UsageError):
     """No scenario has that name; the message lists the known ones."""
+
+
+class Bound(float):
+    """Seconds that say where they come from: a float wherever the number is read.
+
+    ``key`` names the RobustConfig().bounds() entry it derives from (None: no setting
+    implies it, see :func:`fixed`), ``margin`` the seconds added to that bound.
+    tests/unit/test_scenario_bounds.py checks every robust ``within`` against both.
+    """
+
+    key: BoundName | None
+    margin: float
+
+    def __new__(cls, seconds: float, key: BoundName | None = None, margin: float = 0.0) -> "Bound":
+        self = super().__new__(cls, seconds)
+        self.key, self.margin = key, margin
+        return self
+
+
+def bound(key: BoundName, margin: float = 0.0) -> Bound:
+    """A robust ``within`` derived from the default RobustConfig: ``bounds()[key]`` plus ``margin`` seconds.
+
+    ``Expect("error", ("ConnectTimeout",), within=bound("connect", 0.5))`` is 3.5 s with the
+    defaults and moves with them; the margin is what the scenario adds on top (and says why in ``note``).
+    """
+    from lab.sockets.robust import RobustConfig
+
+    value = RobustConfig().bounds()[key]
+    if value is None:
+        raise ScenarioError(f"RobustConfig().bounds()[{key!r}] is off (None): no time bound to derive from it")
+    return Bound(value + margin, key, margin)
+
+
+def fixed(seconds: float) -> Bound:
+    """A robust ``within`` that no RobustConfig setting implies (a FIN or RST the kernel delivers at once)."""
+    return Bound(seconds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +107,9 @@ class Expect:
     status   "completed" (every exchange returned intact), "error" (it raised one of
              ``errors``), or "blocked" (still inside a call when the watchdog fired).
     errors   accepted exception class names, e.g. ("PeerUnresponsive",) or ("RuntimeError",).
-    within   seconds from the fault to the error (or to completion), when bounded.
+    within   seconds from the fault to the error (or to completion), when bounded. A robust
+             one is written ``bound("connect", 0.5)`` (derived from RobustConfig().bounds())
+             or ``fixed(0.5)`` (no setting implies it), so the number is written once.
     detail   facts the error must carry, e.g. {"detected_by": "heartbeat"}; a tuple value
              lists the accepted ones.
     corrupt  True when the implementation is expected to return wrong data without
@@ -68,7 +117,7 @@ class Expect:
     note     the bound's origin in words ("dead_after 3 s + heartbeat 1 s").
     """
 
-    status: str
+    status: Status
     errors: tuple[str, ...] = ()
     within: float | None = None
     detail: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -96,7 +145,7 @@ class Outcome:
     """What one implementation actually did."""
 
     impl: str
-    status: str = "completed"
+    status: Status = "completed"
     error: str | None = None
     errno_name: str | None = None
     message: str = ""
@@ -130,7 +179,7 @@ class Scenario:
     path: str
     expect: dict[str, Expect]
     remember: str
-    run: Callable[[Any], None]
+    run: Callable[[ScenarioContext], None]
     source: Path
     watchdog: float | None = None
     look_for: str = ""

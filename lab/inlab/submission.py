@@ -31,9 +31,13 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab.sockets.framing import HEADER_SIZE, SEQ
+from lab.toolerrors import CheckFailed, UsageError
+
+if TYPE_CHECKING:
+    from lab.inlab.scenario import Status
 
 SUBMISSIONS_DIR = "/tmp/submissions"
 IMPL_PREFIX = "file:"
@@ -50,20 +54,21 @@ IMPORT_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 2.0
 
 
-class SubmissionError(ValueError):
+class SubmissionError(UsageError):
     """An implementation name that is not an accepted submission path; the message says what is accepted."""
 
 
-class SubmissionLoadFailed(Exception):
+class SubmissionLoadFailed(CheckFailed):
     """The submission could not be made ready in the lab; its fields are the outcome to record.
 
     status   "error" (it raised, or broke the contract) or "blocked" (the import never finished)
     error    the exception's class name, or "ContractError" / "ImportTimeout"
     """
 
-    def __init__(self, status: str, error: str, message: str) -> None:
+    def __init__(self, status: Status, error: str, message: str) -> None:
         super().__init__(message)
-        self.status, self.error, self.message = status, error, message
+        self.status: Status = status
+        self.error, self.message = error, message
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,9 +14,9 @@ exactly that part:
 
 What this adds: updating a toxic in place, a context manager that always
 removes its toxic, and errors that carry the server's own message
-(:class:`ToxicRejected`). On the host, :func:`python_client` hands out
-toxiproxy-python's own ``Toxiproxy`` aimed at one lab (the test fixtures use it
-to reset the proxies after every test).
+(:class:`ToxicRejected`). On the host, :func:`lab.host.toxiproxy_client.python_client`
+hands out toxiproxy-python's own ``Toxiproxy`` aimed at one lab (the test fixtures
+use it to reset the proxies after every test).
 
 Usage::
 
@@ -39,13 +39,17 @@ import http.client
 import json
 import urllib.parse
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, get_args
+
+from lab.addresses import TOXIPROXY_API_PORT
+from lab.toolerrors import SetupError
 
 TOXIC_TYPES = ("latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data")
-STREAMS = ("upstream", "downstream")
+Stream = Literal["upstream", "downstream"]   # upstream: client → server; downstream: server → client
+STREAMS: tuple[Stream, ...] = get_args(Stream)
 
 
-class ToxiproxyError(RuntimeError):
+class ToxiproxyError(SetupError):
     """The Toxiproxy API could not be reached or answered with an error."""
 
 
@@ -59,7 +63,7 @@ class Toxiproxy:
         if parsed.scheme != "http" or not parsed.hostname:
             raise ValueError(f"Toxiproxy URL must look like http://HOST:PORT; got {base_url!r}")
         self.base_url = base_url.rstrip("/")
-        self.host, self.port = parsed.hostname, parsed.port or 8474
+        self.host, self.port = parsed.hostname, parsed.port or TOXIPROXY_API_PORT
         self.timeout = timeout
 
     def close(self) -> None:
@@ -136,20 +140,6 @@ class Toxiproxy:
         finally:
             with contextlib.suppress(ToxiproxyError):
                 self.remove_toxic(proxy, created["name"])
-
-
-def python_client(base_url: str) -> Any:
-    """toxiproxy-python's own client, aimed at the Toxiproxy API at ``base_url`` (host side only).
-
-    Its address is process-wide (class attributes), so this points *every*
-    toxiproxy-python object in the process at this one lab.
-    """
-    from toxiproxy import Toxiproxy as PythonToxiproxy
-    from toxiproxy.api import APIConsumer
-
-    parsed = urllib.parse.urlsplit(base_url)
-    APIConsumer.host, APIConsumer.port = parsed.hostname, parsed.port
-    return PythonToxiproxy()
 
 
 def _server_message(text: str) -> str:

@@ -13,13 +13,9 @@ for byte and a truncated or shifted one is recognised as corrupt.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
-
+from lab.inlab.context import ScenarioContext, Worker
 from lab.inlab.scenario import Outcome
 from lab.inlab.subjects import Subject
-
-Worker = Callable[[Any, Subject, Outcome], None]
 
 
 def body(seq: int, size: int) -> bytes:
@@ -33,7 +29,7 @@ def converse(*, before: int = 2, after: int = 1, size: int = 100, pause_after_fa
              measure: bool = False) -> Worker:
     """Connect, ``before`` intact round trips, wait for the fault, then ``after`` more."""
 
-    def worker(ctx: Any, subject: Subject, outcome: Outcome) -> None:
+    def worker(ctx: ScenarioContext, subject: Subject, outcome: Outcome) -> None:
         actor = f"client[{subject.impl}]"
         subject.connect()
         ctx.mark(actor, "connected", to=f"{subject.host}:{subject.port}")
@@ -57,7 +53,7 @@ def converse(*, before: int = 2, after: int = 1, size: int = 100, pause_after_fa
 def connect_then_exchange(*, size: int = 100) -> Worker:
     """For faults in place before anyone connects: connect, then one round trip."""
 
-    def worker(ctx: Any, subject: Subject, outcome: Outcome) -> None:
+    def worker(ctx: ScenarioContext, subject: Subject, outcome: Outcome) -> None:
         actor = f"client[{subject.impl}]"
         ctx.mark(actor, "connecting", to=f"{subject.host}:{subject.port}")
         subject.connect()

@@ -18,6 +18,8 @@ markup or break a table).
 from __future__ import annotations
 
 import html
+
+from lab.inlab.runreport import RunReport
 from typing import Any
 
 __all__ = ["render_html", "render_markdown", "expectation_line"]
@@ -69,7 +71,7 @@ def _facts(event: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("t", "actor", "what") and v is not None)
 
 
-def render_html(report: dict[str, Any], *, svg: str | None = None, capture_text: str | None = None) -> str:
+def render_html(report: RunReport, *, svg: str | None = None, capture_text: str | None = None) -> str:
     s = report.get("scenario", {})
     ok = report.get("ok")
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -138,7 +140,7 @@ def _fence(text: str) -> str:
     return f"{fence}text\n{text.rstrip()}\n{fence}"
 
 
-def render_markdown(report: dict[str, Any], *, capture_text: str | None = None,
+def render_markdown(report: RunReport, *, capture_text: str | None = None,
                     svg_name: str | None = "timeline.svg") -> str:
     s = report.get("scenario", {})
     ok = report.get("ok")

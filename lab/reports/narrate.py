@@ -18,6 +18,7 @@ import dataclasses
 from typing import Any
 
 from lab.reports.document import expectation_line
+from lab.inlab.runreport import RunReport
 
 __all__ = ["Step", "narrate", "verdict_sentence", "remember"]
 
@@ -58,14 +59,14 @@ def narrate(summary: dict[str, Any], *, watchdog: float | None = None) -> list[S
     return steps
 
 
-def _since_fault(report: dict[str, Any], outcome: dict[str, Any]) -> str:
+def _since_fault(report: RunReport, outcome: dict[str, Any]) -> str:
     fault_at, ended = report.get("fault_at"), outcome.get("ended_at")
     if isinstance(fault_at, (int, float)) and isinstance(ended, (int, float)):
         return f" {ended - fault_at:.2f} s after the fault"
     return ""
 
 
-def verdict_sentence(report: dict[str, Any], impl: str) -> str:
+def verdict_sentence(report: RunReport, impl: str) -> str:
     """One sentence: what ``impl`` did, and whether that is what it should have done."""
     verdict = report["verdicts"][impl]
     outcome = verdict.get("outcome", {})
@@ -84,7 +85,7 @@ def verdict_sentence(report: dict[str, Any], impl: str) -> str:
     return f"{impl} {did}, which is NOT what it should do (FAIL: {', '.join(failed) or 'see the checks'})."
 
 
-def remember(report: dict[str, Any]) -> list[str]:
+def remember(report: RunReport) -> list[str]:
     """The closing lines: the scenario's REMEMBER, then one sentence per verdict and the fault's proof."""
     lines = [f"Remember: {_plain(report.get('scenario', {}).get('remember', ''))}"]
     lines += [verdict_sentence(report, impl) for impl in report.get("verdicts", {})]

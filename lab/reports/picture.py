@@ -23,6 +23,8 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import re
+
+from lab.inlab.runreport import RunReport
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
@@ -58,7 +60,7 @@ class Row:
     last_seq: Any = None
 
 
-def lanes_for(report: dict[str, Any]) -> list[str]:
+def lanes_for(report: RunReport) -> list[str]:
     """The lanes, left to right: the judged clients first, then any other client seen, then the path."""
     lanes = [f"client[{impl}]" for impl in report.get("verdicts", {})]
     for event in report.get("timeline", []):
@@ -177,7 +179,7 @@ def _fact_text(facts: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_short(v, 40)}" for k, v in facts.items() if v is not None and k != "message")
 
 
-def render_svg(report: dict[str, Any]) -> str:
+def render_svg(report: RunReport) -> str:
     """The sequence diagram of one scenario report, as a complete SVG document."""
     scenario = report.get("scenario", {})
     lanes = lanes_for(report)
@@ -359,7 +361,7 @@ def _draw_row(svg: _Svg, row: Row, y: float, lane_x: dict[str, float], lanes: li
         svg.text(x_actor + 10, y + 4, label, size=11, colour=colour)
 
 
-def _verdict_lines(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _verdict_lines(report: RunReport) -> list[tuple[str, str, str]]:
     """(text, colour, weight) lines for the bottom of the picture."""
     lines: list[tuple[str, str, str]] = []
     for impl, verdict in report.get("verdicts", {}).items():

@@ -88,8 +88,19 @@ def faults_section() -> str:
     for name in faults.names():
         cls = faults.get(name)
         path = Path(sys.modules[cls.__module__].__file__ or "")
-        out += [f"### fault: {name}", "", _opening_comment(path), ""]
+        out += [f"### fault: {name}", "", _opening_comment(path), "", _parameters_line(name), ""]
     return "\n".join(out).rstrip()
+
+
+def _parameters_line(name: str) -> str:
+    """The fault's declared parameters (lab.inlab.faults.parameters), as the registry checks them."""
+    import dataclasses
+
+    from lab.inlab import faults
+
+    shown = [f"`{key}`: {accepted}, " + ("required" if default is dataclasses.MISSING else f"default {default!r}")
+             for key, accepted, default in faults.parameters(name)]
+    return "**Parameters.** " + ("; ".join(shown) if shown else "none") + "."
 
 
 def render_readme(text: str) -> str:

@@ -8,15 +8,17 @@
 writes ``report.json`` (the report without the raw captures), ``timeline.svg``
 (:mod:`lab.reports.picture`), ``report.html`` and ``report.md`` (:mod:`lab.reports.document`),
 and, when the scenario captured, ``server.pcap`` / ``client.pcap`` (open them in
-Wireshark) and ``capture.txt`` (:func:`lab.evidence.tcp.render` of each).
+Wireshark) and ``capture.txt`` (:func:`lab.evidence.render` of each).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import re
+
+from lab.inlab import runreport
+from lab.inlab.runreport import RunReport
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +32,14 @@ def default_dir(repo: Path, label: str, *, now: dt.datetime | None = None) -> Pa
     return Path(repo) / "results" / f"{stamp}-{label}"
 
 
-def split_pcaps(report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bytes]]:
+def split_pcaps(report: RunReport) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The report without its base64 captures, and the captures as bytes."""
     clean = {k: v for k, v in report.items() if k != "pcaps"}
     pcaps = {where: base64.b64decode(data) for where, data in (report.get("pcaps") or {}).items()}
     return clean, pcaps
 
 
-def _capture_port(report: dict[str, Any], where: str) -> int | None:
+def _capture_port(report: RunReport, where: str) -> int | None:
     # The runner notes the filter when it starts a capture ("capturing at the server", filter="tcp and port 7000").
     for event in report.get("timeline", []):
         if event.get("what") == f"capturing at the {where}":
@@ -47,9 +49,9 @@ def _capture_port(report: dict[str, Any], where: str) -> int | None:
     return None
 
 
-def capture_text(report: dict[str, Any], pcaps: dict[str, bytes]) -> str | None:
-    """lab.evidence.tcp.render of each pcap; without pcaps, the summaries the runner rendered in the lab."""
-    from lab.evidence.tcp import CaptureError, render, summarize
+def capture_text(report: RunReport, pcaps: dict[str, bytes]) -> str | None:
+    """lab.evidence.render of each pcap; without pcaps, the summaries the runner rendered in the lab."""
+    from lab.evidence import CaptureError, render, summarize
 
     parts = []
     for where, data in sorted(pcaps.items()):
@@ -64,7 +66,7 @@ def capture_text(report: dict[str, Any], pcaps: dict[str, bytes]) -> str | None:
     return "\n".join(parts) if parts else None
 
 
-def save(report: dict[str, Any], folder: Path) -> Path:
+def save(report: RunReport, folder: Path) -> Path:
     """Write every file of one run into ``folder`` (created); returns it."""
     from lab.reports.picture import render_svg
     from lab.reports.document import render_html, render_markdown
@@ -72,7 +74,7 @@ def save(report: dict[str, Any], folder: Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     clean, pcaps = split_pcaps(report)
-    (folder / "report.json").write_text(json.dumps(clean, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / "report.json").write_text(runreport.dumps(clean, indent=2) + "\n", encoding="utf-8")
     svg = render_svg(clean)
     (folder / "timeline.svg").write_text(svg, encoding="utf-8")
     for where, data in pcaps.items():

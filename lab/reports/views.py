@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from lab.inlab.runreport import RunReport
 
 __all__ = ["explanation", "list_rows", "print_list", "plain_list", "print_report", "timeline_style",
            "matrix_rows", "print_matrix", "plain_matrix", "print_status"]
@@ -27,7 +28,8 @@ def explanation(scenario: Any) -> str:
 
 
 def list_rows(found: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{**s.summary(), "explanation": explanation(s)} for s in found.values()]
+    # "path" is the network path (direct or proxied); "file" is where the scenario file was found.
+    return [{**s.summary(), "explanation": explanation(s), "file": str(s.source)} for s in found.values()]
 
 
 def print_list(console: Console, rows: list[dict[str, Any]]) -> None:
@@ -65,7 +67,7 @@ def _mark(ok: Any) -> Text:
     return Text("ok", style="green") if ok else Text("FAIL", style="bold red")
 
 
-def print_timeline(console: Console, report: dict[str, Any]) -> None:
+def print_timeline(console: Console, report: RunReport) -> None:
     table = Table(title="Timeline", header_style="bold", expand=False)
     table.add_column("t (s)", justify="right")
     table.add_column("who")
@@ -78,7 +80,7 @@ def print_timeline(console: Console, report: dict[str, Any]) -> None:
     console.print(table)
 
 
-def print_report(console: Console, report: dict[str, Any], *, results: str | None = None) -> None:
+def print_report(console: Console, report: RunReport, *, results: str | None = None) -> None:
     """One run: header, timeline, proof of the fault, each verdict with its checks, the verdict."""
     s = report["scenario"]
     console.rule(f"[bold]{escape(s['title'])}[/] ({escape(s['name'])})")
@@ -104,7 +106,7 @@ def print_report(console: Console, report: dict[str, Any], *, results: str | Non
         console.print(f"[dim]results:[/] {escape(results)}")
 
 
-def matrix_rows(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+def matrix_rows(reports: dict[str, RunReport]) -> tuple[list[str], list[dict[str, Any]]]:
     """(implementations, rows) for the scenario × implementation matrix of ``lab run --all``.
 
     ``reports`` maps a scenario name to its report, or to ``{"error": message}`` when it could not run.

@@ -2,7 +2,7 @@
 
 import socket
 
-from lab.inlab.scenario import Expect
+from lab.inlab.scenario import Expect, bound
 from lab.inlab.workloads import connect_then_exchange
 
 NAME = "backlog-full"
@@ -19,7 +19,7 @@ INJECTION = ("The threaded server (listen backlog 8) is told to stop accepting; 
 PATH = "direct"
 WATCHDOG = 7.0
 EXPECT = {
-    "robust": Expect("error", ("ConnectTimeout",), within=3.5,
+    "robust": Expect("error", ("ConnectTimeout",), within=bound("connect", 0.5),
                      note="a full backlog drops SYNs on Linux, so it is a timeout, not a refusal; 3 s + 0.5 s"),
     "naive": Expect("blocked", note="connect() keeps retrying its SYN for a minute or two"),
 }

@@ -1,6 +1,6 @@
 """The server stops reading: the client's sends fill every buffer and stall."""
 
-from lab.inlab.scenario import Expect
+from lab.inlab.scenario import Expect, bound
 from lab.inlab.workloads import body
 
 NAME = "backpressure"
@@ -18,7 +18,7 @@ PATH = "direct"
 WATCHDOG = 10.0
 BIG = 15 * 1024 * 1024
 EXPECT = {
-    "robust": Expect("error", ("SendStalled",), within=8.0,
+    "robust": Expect("error", ("SendStalled",), within=bound("send_stall", 6.0),
                      note="filling both kernels' buffers (they grow as data arrives) + write timeout 2 s"),
     "naive": Expect("blocked", note="send() blocks for as long as the peer does not read"),
 }

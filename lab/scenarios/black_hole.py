@@ -1,6 +1,6 @@
 """A black hole in the path: the proxy stops passing data but keeps the connection open."""
 
-from lab.inlab.scenario import Expect
+from lab.inlab.scenario import Expect, bound
 from lab.inlab.workloads import converse
 
 NAME = "black-hole"
@@ -16,7 +16,7 @@ INJECTION = "A Toxiproxy timeout toxic (downstream, timeout 0: hold forever) on 
 PATH = "proxied"
 WATCHDOG = 8.0
 EXPECT = {
-    "robust": Expect("error", ("PeerUnresponsive",), within=4.0, detail={"detected_by": "heartbeat"},
+    "robust": Expect("error", ("PeerUnresponsive",), within=bound("frozen_peer"), detail={"detected_by": "heartbeat"},
                      note="dead_after 3 s + heartbeat 1 s; keepalive sees nothing wrong"),
     "naive": Expect("blocked"),
 }

@@ -1,6 +1,7 @@
 """The server closes the connection cleanly, between two messages."""
 
-from lab.inlab.scenario import Expect
+from lab.addresses import DEFAULT_PORT
+from lab.inlab.scenario import Expect, fixed
 from lab.inlab.workloads import converse
 
 NAME = "clean-close"
@@ -15,7 +16,7 @@ is over instead of treating an empty read as a message.
 INJECTION = "The threaded server is told (control port) to close each connection after 2 messages."
 PATH = "direct"
 EXPECT = {
-    "robust": Expect("error", ("PeerClosed",), within=0.5, note="EOF at a frame boundary is reported at once"),
+    "robust": Expect("error", ("PeerClosed",), within=fixed(0.5), note="EOF at a frame boundary is reported at once"),
     "naive": Expect("error", ("RuntimeError",), within=0.5, note="the HOWTO's 'socket connection broken'"),
 }
 REMEMBER = "recv() returning b'' is the peer's FIN: the conversation is over, not an empty message."
@@ -27,7 +28,7 @@ def run(ctx):
     ctx.apply("behave", mode="close", after=2)
     ctx.side_by_side(converse(before=2, after=1))
     summary = capture.stop()
-    conns = summary.connections_to(7000)
+    conns = summary.connections_to(DEFAULT_PORT)
     ctx.prove("one connection per implementation was captured", len(conns) == len(ctx.impls),
               f"{len(conns)} connections")
     ctx.prove("the server sent a FIN on every connection", conns and all(c.server_to_client.fin.count >= 1

@@ -1,6 +1,7 @@
 """Connecting into a black hole: the SYNs are dropped and nothing answers."""
 
-from lab.inlab.scenario import Expect
+from lab.addresses import DEFAULT_PORT
+from lab.inlab.scenario import Expect, bound
 from lab.inlab.workloads import connect_then_exchange
 
 NAME = "connect-black-hole"
@@ -12,11 +13,11 @@ again and again (six retries by default, tcp_syn_retries; recent kernels space t
 few one second apart, then double the gap) and gives up only after a minute or two. A
 connect() without a deadline waits all of that; a connect deadline ends it when you decide.
 """
-INJECTION = "The server-agent drops new connections' SYNs to port 7000 (iptables DROP on --syn)."
+INJECTION = f"The server-agent drops new connections' SYNs to port {DEFAULT_PORT} (iptables DROP on --syn)."
 PATH = "direct"
 WATCHDOG = 7.0
 EXPECT = {
-    "robust": Expect("error", ("ConnectTimeout",), within=3.5, note="connect timeout 3 s + 0.5 s"),
+    "robust": Expect("error", ("ConnectTimeout",), within=bound("connect", 0.5), note="connect timeout 3 s + 0.5 s"),
     "naive": Expect("blocked", note="the kernel keeps retrying its SYN for a minute or two"),
 }
 REMEMBER = "connect() has no deadline of its own: give it one."
@@ -27,7 +28,7 @@ def run(ctx):
     handle = {}
 
     def fault():
-        handle["drop"] = ctx.apply("syn-drop", port=7000)
+        handle["drop"] = ctx.apply("syn-drop", port=DEFAULT_PORT)
 
     fault()
     ctx.side_by_side(connect_then_exchange())

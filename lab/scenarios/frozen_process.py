@@ -1,6 +1,7 @@
 """The server process freezes (SIGSTOP): its kernel keeps the connection alive."""
 
-from lab.inlab.scenario import Expect
+from lab.addresses import DEFAULT_PORT
+from lab.inlab.scenario import Expect, bound
 from lab.inlab.workloads import converse
 
 NAME = "frozen-process"
@@ -16,7 +17,7 @@ INJECTION = "The server-agent sends SIGSTOP to the threaded server process (SIGC
 PATH = "direct"
 WATCHDOG = 8.0
 EXPECT = {
-    "robust": Expect("error", ("PeerUnresponsive",), within=4.0, detail={"detected_by": "heartbeat"},
+    "robust": Expect("error", ("PeerUnresponsive",), within=bound("frozen_peer"), detail={"detected_by": "heartbeat"},
                      note="dead_after 3 s + heartbeat 1 s; keepalive cannot see this"),
     "naive": Expect("blocked"),
 }
@@ -28,7 +29,7 @@ def run(ctx):
     capture = ctx.capture("server")
     ctx.side_by_side(converse(before=2, after=1), fault=lambda: ctx.apply("freeze", server="threaded"))
     summary = capture.stop()
-    conns = summary.connections_to(7000)
+    conns = summary.connections_to(DEFAULT_PORT)
     ctx.prove("the frozen server's kernel kept ACKing (no retransmissions from the client)",
               conns and all(c.client_to_server.retransmissions == 0 for c in conns),
               ", ".join(f"{c.client}: {c.client_to_server.retransmissions} retransmissions" for c in conns))

@@ -1,7 +1,8 @@
 """An HTTP-like exchange: the client sends its request, then shuts down its sending side."""
 
+from lab.addresses import DEFAULT_PORT
 from lab.sockets import framing
-from lab.inlab.scenario import Expect
+from lab.inlab.scenario import Expect, fixed
 from lab.inlab.workloads import body
 
 NAME = "half-close"
@@ -17,7 +18,7 @@ both ways), so this is shown on the direct path.
 INJECTION = "None: the client itself half-closes after its request (shutdown(SHUT_WR))."
 PATH = "direct"
 COUNT = 3
-EXPECT = {"robust": Expect("completed", within=2.0, note="every reply read after our FIN, then EOF")}
+EXPECT = {"robust": Expect("completed", within=fixed(2.0), note="every reply read after our FIN, then EOF")}
 REMEMBER = "shutdown(SHUT_WR) says 'done sending' and still lets you read the whole answer."
 LOOK_FOR = "The client's FIN comes right after its three requests; the server's replies follow it, then the server's FIN."
 
@@ -45,7 +46,7 @@ def run(ctx):
     summary = capture.stop()
     ctx.check("robust", f"all {COUNT} replies read after the half-close",
               ctx.outcomes["robust"].exchanges_ok == COUNT, f"{ctx.outcomes['robust'].exchanges_ok} intact replies")
-    conns = summary.connections_to(7000)
+    conns = summary.connections_to(DEFAULT_PORT)
     c = conns[0] if conns else None
     ctx.prove("the client's FIN came first and the server's FIN after it",
               c is not None and c.client_to_server.fin.first is not None and c.server_to_client.fin.first is not None

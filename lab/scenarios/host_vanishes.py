@@ -1,6 +1,7 @@
 """The server's host disappears: its packets stop, in both directions, without a word."""
 
-from lab.inlab.scenario import Expect
+from lab.addresses import DEFAULT_PORT
+from lab.inlab.scenario import Expect, bound
 from lab.inlab.workloads import converse
 
 NAME = "host-vanishes"
@@ -13,11 +14,11 @@ gaps and would keep trying for about 15 minutes (tcp_retries2 = 15). A blocking 
 all that time and longer. Only a deadline of our own, a heartbeat, TCP keepalive or
 TCP_USER_TIMEOUT turns the silence into an error.
 """
-INJECTION = "The server-agent drops all packets of port 7000 in the server's namespace (iptables DROP)."
+INJECTION = f"The server-agent drops all packets of port {DEFAULT_PORT} in the server's namespace (iptables DROP)."
 PATH = "direct"
 WATCHDOG = 30.0
 EXPECT = {
-    "robust": Expect("error", ("PeerUnresponsive",), within=4.0,
+    "robust": Expect("error", ("PeerUnresponsive",), within=bound("frozen_peer"),
                      detail={"detected_by": ("heartbeat", "user-timeout", "keepalive")},
                      note="dead_after 3 s + heartbeat 1 s; TCP_USER_TIMEOUT 3 s"),
     "naive": Expect("blocked"),
@@ -31,12 +32,12 @@ def run(ctx):
     handle = {}
 
     def fault():
-        handle["vanish"] = ctx.apply("vanish", port=7000)
+        handle["vanish"] = ctx.apply("vanish", port=DEFAULT_PORT)
 
     ctx.side_by_side(converse(before=2, after=1), fault=fault)
     dropped = handle["vanish"].dropped()
     summary = capture.stop()
-    conns = summary.connections_to(7000)
+    conns = summary.connections_to(DEFAULT_PORT)
     fault_wall = ctx.fault_at
     ctx.prove("the DROP rules met the client's packets", dropped > 0, f"{dropped} packets dropped")
     # tcpdump sees incoming packets before iptables drops them, and never sees what OUTPUT

@@ -1,7 +1,8 @@
 """The stream is cut in the middle of a reply (Toxiproxy limit_data)."""
 
+from lab.addresses import DEFAULT_PORT
 from lab.sockets import framing
-from lab.inlab.scenario import Expect
+from lab.inlab.scenario import Expect, fixed
 from lab.inlab.workloads import converse
 
 NAME = "mid-message-cut"
@@ -20,7 +21,7 @@ INJECTION = (f"A Toxiproxy limit_data toxic (downstream, bytes {CUT}) on the thr
              "before the client connects.")
 PATH = "proxied"
 EXPECT = {
-    "robust": Expect("error", ("IncompleteMessage",), within=1.0, detail={"received": 500, "expected": FRAME},
+    "robust": Expect("error", ("IncompleteMessage",), within=fixed(1.0), detail={"received": 500, "expected": FRAME},
                      note="EOF inside a frame is reported with its byte counts"),
     "naive": Expect("error", ("RuntimeError",), within=1.0, note="'socket connection broken'"),
 }
@@ -32,7 +33,7 @@ def run(ctx):
     capture = ctx.capture("client")
     ctx.apply("limit-data", bytes=CUT)
     ctx.side_by_side(converse(before=0, after=3, size=SIZE))
-    conns = capture.stop().connections_to(7000)
+    conns = capture.stop().connections_to(DEFAULT_PORT)
     ctx.prove(f"on the wire, each connection carried exactly {CUT} bytes from the proxy, then its FIN",
               len(conns) == len(ctx.impls) and all(c.server_to_client.payload_bytes == CUT
                                                    and c.server_to_client.fin.count >= 1 for c in conns),

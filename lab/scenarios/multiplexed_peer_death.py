@@ -6,7 +6,7 @@ import threading
 
 from lab.sockets import framing
 from lab.sockets.robust import RobustConnection
-from lab.inlab.scenario import Expect
+from lab.inlab.scenario import Expect, fixed
 from lab.inlab.workloads import body
 
 NAME = "multiplexed-peer-death"
@@ -23,7 +23,7 @@ INJECTION = "Two extra clients send half a frame, then one aborts (SO_LINGER 0 â
 PATH = "direct"
 CLIENTS = 10
 ROUNDS = 10
-EXPECT = {"robust": Expect("completed", within=10.0, note="all other clients finish every exchange")}
+EXPECT = {"robust": Expect("completed", within=fixed(10.0), note="all other clients finish every exchange")}
 REMEMBER = "On a multiplexed server, one dying client must cost one connection, not the loop."
 LOOK_FOR = "One connection ends in an RST after half a frame, one in a FIN after half a frame; the other ten keep exchanging."
 

@@ -1,5 +1,6 @@
 """One packet in ten is lost, in both directions (iptables statistic DROP)."""
 
+from lab.addresses import DEFAULT_PORT
 from lab.inlab.scenario import Expect
 from lab.inlab.workloads import converse
 
@@ -12,7 +13,8 @@ it: unacknowledged segments are sent again after a retransmission timeout (200 m
 least on Linux), so every byte still arrives, in order, only later. This is the failure TCP
 was built to hide, and socket code should not notice it beyond the delay.
 """
-INJECTION = "The server-agent drops packets of port 7000 at random, probability 0.1 each way (iptables statistic)."
+INJECTION = (f"The server-agent drops packets of port {DEFAULT_PORT} at random, probability 0.1 each way "
+             "(iptables statistic).")
 PATH = "direct"
 COUNT = 40
 SIZE = 2048
@@ -29,7 +31,7 @@ def run(ctx):
     handle = {}
 
     def fault():
-        handle["loss"] = ctx.apply("loss", port=7000, probability=0.1)
+        handle["loss"] = ctx.apply("loss", port=DEFAULT_PORT, probability=0.1)
 
     ctx.side_by_side(converse(before=1, after=COUNT, size=SIZE), fault=fault)
     dropped = handle["loss"].dropped() if "loss" in handle else 0

@@ -1,6 +1,7 @@
 """The server process is killed (SIGKILL) in the middle of a conversation."""
 
-from lab.inlab.scenario import Expect
+from lab.addresses import DEFAULT_PORT
+from lab.inlab.scenario import Expect, fixed
 from lab.inlab.workloads import converse
 
 NAME = "process-crash"
@@ -15,7 +16,7 @@ server half a second later; the old connection is gone for good.
 INJECTION = "The server-agent sends SIGKILL to the threaded server process between two messages."
 PATH = "direct"
 EXPECT = {
-    "robust": Expect("error", ("PeerClosed", "PeerReset", "BrokenPipe"), within=1.0,
+    "robust": Expect("error", ("PeerClosed", "PeerReset", "BrokenPipe"), within=fixed(1.0),
                      note="the kernel's FIN or RST arrives at once"),
     "naive": Expect("error", ("RuntimeError", "ConnectionResetError", "BrokenPipeError"), within=1.0),
 }
@@ -33,7 +34,7 @@ def run(ctx):
     ctx.side_by_side(converse(before=2, after=1), fault=fault)
     new_pid = crash["handle"].wait_restarted()
     summary = capture.stop()
-    conns = summary.connections_to(7000)
+    conns = summary.connections_to(DEFAULT_PORT)
     ctx.prove("the server's kernel closed every connection (FIN or RST)",
               conns and all(c.server_to_client.fin.count + c.server_to_client.rst.count >= 1 for c in conns),
               ", ".join(f"{c.client}: FIN {c.server_to_client.fin.count} RST {c.server_to_client.rst.count}"

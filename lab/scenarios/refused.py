@@ -1,6 +1,7 @@
 """Nobody listens on the server's port: the host answers the SYN with an RST."""
 
-from lab.inlab.scenario import Expect
+from lab.addresses import DEFAULT_PORT
+from lab.inlab.scenario import Expect, fixed
 from lab.inlab.workloads import connect_then_exchange
 
 NAME = "refused"
@@ -15,7 +16,7 @@ so through the proxy a refused server looks like a connection that opens and the
 INJECTION = "The server-agent tells the supervisor (SIGUSR1) to stop both servers and keep them stopped."
 PATH = "direct"
 EXPECT = {
-    "robust": Expect("error", ("ConnectRefused",), within=0.5),
+    "robust": Expect("error", ("ConnectRefused",), within=fixed(0.5)),
     "naive": Expect("error", ("ConnectionRefusedError",), within=0.5),
 }
 REMEMBER = "Refused is fast and certain: something answered, and it said no."
@@ -27,7 +28,7 @@ def run(ctx):
     ctx.apply("refuse")
     ctx.side_by_side(connect_then_exchange())
     summary = capture.stop()
-    conns = summary.connections_to(7000)
+    conns = summary.connections_to(DEFAULT_PORT)
     ctx.prove("every SYN was answered with an RST", len(conns) >= len(ctx.impls) and all(
         c.client_to_server.syn.count >= 1 and c.server_to_client.rst.count >= 1 for c in conns),
         ", ".join(f"{c.client}: SYN {c.client_to_server.syn.count} RST {c.server_to_client.rst.count}"

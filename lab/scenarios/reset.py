@@ -1,6 +1,7 @@
 """The connection is reset: an RST arrives instead of data (Toxiproxy reset_peer)."""
 
-from lab.inlab.scenario import Expect
+from lab.addresses import DEFAULT_PORT
+from lab.inlab.scenario import Expect, fixed
 from lab.inlab.workloads import connect_then_exchange
 
 NAME = "reset"
@@ -17,7 +18,7 @@ INJECTION = ("A Toxiproxy reset_peer toxic (downstream, timeout 0) on the thread
              "the client connects (it resets only connections opened after it exists).")
 PATH = "proxied"
 EXPECT = {
-    "robust": Expect("error", ("PeerReset",), within=1.0),
+    "robust": Expect("error", ("PeerReset",), within=fixed(1.0)),
     "naive": Expect("error", ("ConnectionResetError",), within=1.0, note="unhandled, as the HOWTO's code would"),
 }
 REMEMBER = "An RST means the peer discarded the connection: whatever was in flight is gone."
@@ -29,7 +30,7 @@ def run(ctx):
     ctx.apply("reset-peer", timeout=0)
     ctx.side_by_side(connect_then_exchange())
     summary = capture.stop()
-    conns = summary.connections_to(7000)
+    conns = summary.connections_to(DEFAULT_PORT)
     ctx.prove("an RST from the proxy reached the client on every connection",
               conns and all(c.server_to_client.rst.count >= 1 for c in conns),
               ", ".join(f"{c.client} ← {c.server}: RST {c.server_to_client.rst.count}" for c in conns))

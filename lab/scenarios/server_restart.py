@@ -2,8 +2,8 @@
 
 import zlib
 
-from lab.sockets.robust import ReliableSender
-from lab.inlab.scenario import Expect
+from lab.sockets.reliable import ReliableSender
+from lab.inlab.scenario import Expect, fixed
 from lab.inlab.workloads import body
 
 NAME = "server-restart"
@@ -23,7 +23,7 @@ COUNT = 1000
 SIZE = 200
 KILL_AT = 300
 EXPECT = {
-    "robust": Expect("completed", within=15.0, note="reconnect with backoff, resend the unacknowledged"),
+    "robust": Expect("completed", within=fixed(15.0), note="reconnect with backoff, resend the unacknowledged"),
     "naive": Expect("error", ("RuntimeError", "ConnectionResetError", "BrokenPipeError"),
                     note="the stream breaks at the crash"),
 }

@@ -2,7 +2,8 @@
 
 import time
 
-from lab.inlab.scenario import Expect
+from lab.addresses import DEFAULT_PORT
+from lab.inlab.scenario import Expect, fixed
 from lab.inlab.workloads import body
 
 NAME = "write-after-reset"
@@ -15,11 +16,11 @@ and only the RST that comes back says the peer is gone. From then on every send 
 (ECONNRESET, then EPIPE). Careful code reports that on the very next send; nothing it was
 asked to send may vanish without an error.
 """
-INJECTION = ("The server-agent rejects packets to port 7000 with a TCP reset (iptables REJECT "
+INJECTION = (f"The server-agent rejects packets to port {DEFAULT_PORT} with a TCP reset (iptables REJECT "
              "--reject-with tcp-reset): a real RST on the client's wire, which Toxiproxy would turn into a FIN.")
 PATH = "direct"
 EXPECT = {
-    "robust": Expect("error", ("PeerReset", "BrokenPipe"), within=1.0),
+    "robust": Expect("error", ("PeerReset", "BrokenPipe"), within=fixed(1.0)),
     "naive": Expect("error", ("BrokenPipeError", "ConnectionResetError"), within=1.0,
                     note="unhandled, as the HOWTO's code would"),
 }
@@ -43,9 +44,9 @@ def worker(ctx, subject, outcome):
 
 def run(ctx):
     capture = ctx.capture("server")
-    ctx.side_by_side(worker, fault=lambda: ctx.apply("reject", port=7000))
+    ctx.side_by_side(worker, fault=lambda: ctx.apply("reject", port=DEFAULT_PORT))
     summary = capture.stop()
-    conns = summary.connections_to(7000)
+    conns = summary.connections_to(DEFAULT_PORT)
     ctx.prove("RSTs reached the client after the fault", conns and all(c.server_to_client.rst.count >= 1
                                                                        for c in conns),
               ", ".join(f"{c.client}: RST {c.server_to_client.rst.count}" for c in conns))

@@ -16,7 +16,11 @@ Run one from a shell with ``python -m lab.server --help``. For tests, use
 
 Modules: ``protocol`` (sans-IO core), ``log`` (delivery log), ``behaviour``
 (failure scenarios), ``stats``, ``base`` (shared life cycle), ``threaded``,
-``selecting``, ``control`` (control port), ``__main__`` (CLI).
+``selecting``, ``control`` (control port), ``jsonlines`` (the newline-delimited
+JSON protocol of the control ports and the fault agents), ``supervisor`` (PID 1
+of the server container: ``python -m lab.server.supervisor``), ``__main__`` (CLI).
+
+Standard library only: it runs in the lab's containers (``jsonlines`` also in the agents).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import sys
 import threading
 from typing import Any
 
+from lab.addresses import DEFAULT_CONTROL_PORT, DEFAULT_PORT
 from lab.sockets.framing import DEFAULT_MAX_PAYLOAD
 from lab.server import SERVERS, make_server
 from lab.server.behaviour import MODES, Behaviour
@@ -24,8 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lab.server", description=__doc__.splitlines()[0])
     p.add_argument("--impl", choices=sorted(SERVERS), default="threaded")
     p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=7000)
-    p.add_argument("--control-port", type=int, default=7001, help="0 picks a free port; -1 disables it")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT, help="0 picks a free port; -1 disables it")
     p.add_argument("--state-dir", default=None, help="keep the delivery log here (exactly-once across restarts)")
     p.add_argument("--backlog", type=int, default=128, help="listen() backlog; small values demo a full queue")
     p.add_argument("--max-payload", type=int, default=DEFAULT_MAX_PAYLOAD)

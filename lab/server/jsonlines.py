@@ -2,7 +2,7 @@
 
 One JSON object per line in, one JSON reply per line out, any number of
 requests on a connection. The lab servers' control port
-(:mod:`lab.server.control`) and the fault agent's API (:mod:`lab.inlab.agent.service`,
+(:mod:`lab.server.control`) and the fault agent's API (:mod:`lab.inlab.agent.api`,
 :mod:`lab.inlab.agent.client`) are both this, with their own commands on top.
 
 Server: subclass :class:`JsonLinesServer`, implement :meth:`~JsonLinesServer.handle`

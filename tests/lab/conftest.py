@@ -74,7 +74,7 @@ def healthy_before_and_reset_after(lab: Lab) -> Iterator[None]:
     The in-lab runner undoes its own faults; this is the host's second line, for a runner
     that died or timed out: toxiproxy-python resets the proxies, the in-lab reset the rest.
     """
-    from lab.inlab.toxics import python_client
+    from lab.host.toxiproxy_client import python_client
 
     lab.wait_healthy(timeout=60)
     yield

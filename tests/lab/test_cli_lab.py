@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from lab.host import cli
 
 from lab.inlab import scenario
-from lab.evidence.tcp import summarize
+from lab.evidence import summarize
 from lab.host.topology import Lab
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lab.host.topology import Lab
-from lab.inlab.toxics import Toxiproxy, ToxicRejected, ToxiproxyError, python_client
+from lab.host.toxiproxy_client import python_client
+from lab.inlab.toxics import Toxiproxy, ToxicRejected, ToxiproxyError
 
 
 @pytest.fixture

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.inlab.agent.service import Agent, Completed, ControlServer
+from lab.inlab.agent.api import AgentApiServer
+from lab.inlab.agent.commands import Completed
+from lab.inlab.agent.service import Agent
 from lab.inlab.agent.client import AgentClient, AgentError
 
 HOST = "127.0.0.1"
@@ -91,19 +93,19 @@ def agent(runner: FakeRunner, proc_root: Path, tmp_path: Path) -> Agent:
     return Agent(runner, proc_root=proc_root, capture_dir=tmp_path, kill=lambda _pid, _sig: None)
 
 
-def _serve(agent: Agent, **kwargs: float | int) -> ControlServer:
-    return ControlServer(agent, HOST, 0, poll=0.05, **kwargs).start()  # type: ignore[arg-type]
+def _serve(agent: Agent, **kwargs: float | int) -> AgentApiServer:
+    return AgentApiServer(agent, HOST, 0, poll=0.05, **kwargs).start()  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def server(agent: Agent) -> Iterator[ControlServer]:
+def server(agent: Agent) -> Iterator[AgentApiServer]:
     srv = _serve(agent)
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def client(server: ControlServer) -> AgentClient:
+def client(server: AgentApiServer) -> AgentClient:
     return AgentClient(HOST, server.port, timeout=2.0)
 
 
@@ -177,7 +179,7 @@ def test_unknown_op_is_rejected_with_the_known_ones(client: AgentClient) -> None
         client.request("reboot")
 
 
-def test_several_requests_on_one_connection_are_answered_in_order(server: ControlServer) -> None:
+def test_several_requests_on_one_connection_are_answered_in_order(server: AgentApiServer) -> None:
     with _raw(server.port, b'{"op": "ping"}\n\n{"op": "nope"}\n{"op": "processes"}\n') as sock:
         reader = LineReader(sock)
         replies = [reader.reply() for _ in range(3)]
@@ -185,7 +187,7 @@ def test_several_requests_on_one_connection_are_answered_in_order(server: Contro
     assert "unknown op 'nope'" in replies[1]["error"] and replies[2]["processes"][0]["pid"] == 7
 
 
-def test_concurrent_clients_are_all_served(server: ControlServer) -> None:
+def test_concurrent_clients_are_all_served(server: AgentApiServer) -> None:
     results: list[bool] = []
 
     def ping() -> None:
@@ -201,7 +203,7 @@ def test_concurrent_clients_are_all_served(server: ControlServer) -> None:
 
 # Malformed and oversized requests ----------------------------------------------------------------
 
-def test_malformed_json_is_answered_and_the_connection_stays_usable(server: ControlServer) -> None:
+def test_malformed_json_is_answered_and_the_connection_stays_usable(server: AgentApiServer) -> None:
     with _raw(server.port, b'{"op": "ping"\n') as sock:
         reply = _read_line(sock)
         assert reply["ok"] is False and "not valid JSON" in reply["error"] and '{"op": "ping"}' in reply["error"]
@@ -210,13 +212,13 @@ def test_malformed_json_is_answered_and_the_connection_stays_usable(server: Cont
 
 
 @pytest.mark.parametrize("payload", [b"[1, 2]\n", b'"ping"\n', b'{"cmd": "ping"}\n', b"\xff\xfe\n"])
-def test_a_request_that_is_not_an_op_object_is_rejected(server: ControlServer, payload: bytes) -> None:
+def test_a_request_that_is_not_an_op_object_is_rejected(server: AgentApiServer, payload: bytes) -> None:
     with _raw(server.port, payload) as sock:
         reply = _read_line(sock)
     assert reply["ok"] is False and ('"op" string' in reply["error"] or "not valid JSON" in reply["error"])
 
 
-def test_oversized_request_is_refused_and_the_connection_closed(server: ControlServer) -> None:
+def test_oversized_request_is_refused_and_the_connection_closed(server: AgentApiServer) -> None:
     # 100 KiB with no newline: more than the 64 KiB bound, which the agent must notice without waiting for one.
     with _raw(server.port, b'{"op": "ping", "pad": "' + b"x" * 100_000) as sock:
         reply = _read_line(sock)

@@ -1,4 +1,4 @@
-"""lab.evidence.tcp on real tcpdump captures of real loopback exchanges (127.0.0.1 only).
+"""lab.evidence on real tcpdump captures of real loopback exchanges (127.0.0.1 only).
 
 tcpdump is required, not optional: these tests prove the summary matches what
 the kernel really puts on the wire, and a missing tcpdump fails them with the
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.evidence.tcp import CaptureError, CaptureSummary, ConnectionSummary, read_capture, summarize, tcpdump_stats
+from lab.evidence import CaptureError, CaptureSummary, ConnectionSummary, read_capture, summarize, tcpdump_stats
 
 from tests.support.peers import HOST, LINGER_RST, unused_port
 

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from lab.sockets.backoff import Backoff
-from lab.sockets.robust import ReliableSender, RobustConfig
+from lab.sockets.reliable import ReliableSender
+from lab.sockets.robust import RobustConfig
 from lab.server.behaviour import Behaviour
 from lab.server.log import body_checksum
 from lab.testing import running_server

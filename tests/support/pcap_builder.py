@@ -1,4 +1,4 @@
-"""Build classic pcap files in memory for the lab.evidence.tcp tests: no tcpdump, no network.
+"""Build classic pcap files in memory for the lab.evidence tests: no tcpdump, no network.
 
 A :class:`Flow` plays one TCP conversation and keeps each side's next sequence
 number, so a test reads like the exchange it describes::

@@ -21,7 +21,11 @@ from typing import Any
 import pytest
 
 from lab.inlab.agent import service as agent_mod
-from lab.inlab.agent.service import Agent, Completed, CommandRunner, parse_counters, parse_filter, parse_snmp, read_processes
+from lab.inlab.agent.commands import CommandRunner, Completed
+from lab.inlab.agent.iptables import parse_counters
+from lab.inlab.agent.procfs import parse_snmp, read_processes
+from lab.inlab.agent.service import Agent
+from lab.inlab.agent.tcpdump import parse_filter
 
 PCAP = bytes.fromhex("d4c3b2a1") + bytes(20) + bytes(16) + b"\x45" * 40  # header + one record
 

@@ -1,4 +1,4 @@
-"""lab.evidence.tcp on pcaps built in memory: what each failure looks like in the summary, and broken files."""
+"""lab.evidence on pcaps built in memory: what each failure looks like in the summary, and broken files."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab.evidence.tcp import (
-    CaptureError, CaptureSummary, ConnectionSummary, TcpdumpStats, main, read_capture, render, summarize,
-    tcpdump_stats,
+from lab.evidence import (
+    CaptureError, CaptureSummary, ConnectionSummary, TcpdumpStats, read_capture, render, summarize, tcpdump_stats,
 )
+from lab.evidence.__main__ import main
 from tests.support.pcap_builder import (
     LINK_EN10MB, LINK_NULL, LINK_RAW, LINK_SLL, LINK_SLL2, Flow, Packet, global_header, ip_packet,
     ipv4_packet, link_frame, record, write_pcap,
@@ -522,7 +522,7 @@ def test_cli_reports_a_broken_file_and_exits_2(tmp_path, capsys) -> None:
 def test_module_runs_as_a_program(tmp_path) -> None:
     path = tmp_path / "lo.pcap"
     path.write_bytes(write_pcap(clean_flow().packets))
-    done = subprocess.run([sys.executable, "-m", "lab.evidence.tcp", str(path), "--json"],
+    done = subprocess.run([sys.executable, "-m", "lab.evidence", str(path), "--json"],
                           capture_output=True, timeout=30, check=True)
     assert json.loads(done.stdout)["connections"][0]["client_to_server"]["payload_bytes"] == 3000
 

@@ -56,7 +56,9 @@ def test_list_json_has_one_row_per_scenario_with_its_explanation() -> None:
     rows = json.loads(result.stdout)
     assert {r["name"] for r in rows} == set(scenario.discover())
     for row in rows:
-        assert {"name", "title", "howto", "path", "explanation", "wire", "injection", "remember", "expect"} <= set(row)
+        assert {"name", "title", "howto", "path", "explanation", "wire", "injection", "remember", "expect",
+                "file"} <= set(row)
+        assert Path(row["file"]).parent == scenario.scenarios_dir()
         assert row["howto"] in scenario.HOWTO_SECTIONS
         assert row["path"] in scenario.PATHS
         assert row["explanation"] and "\n" not in row["explanation"]

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from lab.inlab import runreport
+
 from lab.grading import card as grading
 from lab.grading import verdicts as gv
 from lab.inlab import runner
@@ -460,7 +462,10 @@ def report(sub: dict[str, Any] | None = None, *, robust: dict[str, Any] | None =
                                                                                     ended_at=FAULT + 0.1)}}
     if naive is not None:
         verdicts["naive"] = {"ok": True, "checks": [], "outcome": naive}
-    return {"fault_at": FAULT, "watchdog_s": 10.0, "aborted": aborted, "fidelity": [] if not_run else fidelity,
+    # A whole report of the runner's schema (lab.inlab.runreport checks it on the way in).
+    return {"schema_version": runreport.SCHEMA_VERSION, "scenario": {"name": "clean-close"}, "ok": not aborted,
+            "timeline": [], "bounds": {},
+            "fault_at": FAULT, "watchdog_s": 10.0, "aborted": aborted, "fidelity": [] if not_run else fidelity,
             "fidelity_ok": fidelity_ok and not not_run, "facts": {"not_run": "not run"} if not_run else {},
             "verdicts": {} if not_run else verdicts,
             "submissions": {FILE: {"judged": False, "checks": [], "outcome": sub}} if sub else {}}

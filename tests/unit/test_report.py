@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from lab.evidence.tcp import summarize
+from lab.evidence import summarize
 from lab.reports.picture import render_svg
 from lab.reports.document import render_html, render_markdown
 from lab.reports.results import capture_text, default_dir, save, split_pcaps

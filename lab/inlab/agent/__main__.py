@@ -1,5 +1,56 @@
+"""Start the fault agent: isolate the namespace, serve the API until SIGTERM, undo every fault on the way out.
+
+Compose runs it in each agent container as ``python3 -m lab.inlab.agent [--host H] [--port P]``.
+It cuts the namespace off from everything but the lab (:func:`~lab.inlab.agent.commands.isolate`),
+flushes any rules a previous agent left, serves
+:class:`~lab.inlab.agent.api.AgentApiServer` on :data:`lab.addresses.AGENT_PORT` until SIGTERM
+or SIGINT, and resets every fault before it exits, so the namespace is left as it was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal as signals
 import sys
+import threading
 
-from lab.inlab.agent.service import main
+from lab.addresses import AGENT_PORT
+from lab.inlab.agent.api import AgentApiServer
+from lab.inlab.agent.commands import CommandRunner, isolate
+from lab.inlab.agent.log import emit
+from lab.inlab.agent.requests import OpFailed
+from lab.inlab.agent.service import Agent
 
-sys.exit(main())
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m lab.inlab.agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=AGENT_PORT)
+    opts = parser.parse_args(argv)
+    removed = isolate()
+    emit("isolated", removed=removed)
+    runner = CommandRunner()
+    agent = Agent(runner)
+    try:
+        agent.op_unblock()  # a restarted agent starts from a clean chain
+    except OpFailed as exc:
+        emit("iptables-unavailable", error=str(exc))
+    stop = threading.Event()
+    for sig in (signals.SIGTERM, signals.SIGINT):
+        signals.signal(sig, lambda *_: stop.set())
+    with AgentApiServer(agent, opts.host, opts.port) as server:
+        emit("listening", host=opts.host, port=server.port)
+        while not stop.wait(0.5):
+            if os.getpid() == 1:  # the client-agent is its namespace's init: adopt and reap orphans
+                runner.reap_orphans()
+        try:
+            agent.op_reset()  # leave the namespace as we found it
+        except OpFailed as exc:
+            emit("reset-failed", error=str(exc))
+    emit("bye")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Client for the fault agent's control API (see :mod:`lab.inlab.agent.service`); standard library only.
+"""Client for the fault agent's control API (:mod:`lab.inlab.agent.api`); standard library only.
 
 A scenario runs inside the client container and steers both agents without
 any Docker socket::
@@ -26,13 +26,15 @@ import base64
 import json
 from typing import Any
 
+from lab.addresses import AGENT_PORT
 from lab.server.jsonlines import request_line
+from lab.toolerrors import SetupError
 
-DEFAULT_PORT = 9009
+DEFAULT_PORT = AGENT_PORT
 MAX_REPLY = 64 * 1024 * 1024  # a capture comes back base64-encoded in one line
 
 
-class AgentError(Exception):
+class AgentError(SetupError):
     """The agent refused or failed a request (its message), or could not be reached."""
 
 

@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from lab.inlab.faults import Fault
+from lab.addresses import DEFAULT_PORT
+from lab.inlab.context import FaultContext
+from lab.inlab.faults import Fault, param
+
+
+@dataclasses.dataclass(frozen=True)
+class IptablesParams:
+    port: int = param(DEFAULT_PORT, ge=1, le=65535)   # the server's port whose packets the rules match
 
 
 class IptablesFault(Fault):
     """Subclasses set ``rule`` (the agent's ``block`` arguments, less the port)."""
 
     rule: dict[str, Any] = {}
+    params: IptablesParams
 
-    def __init__(self, ctx: Any, **params: Any) -> None:
-        super().__init__(ctx, **params)
-        port = params.get("port", 7000)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError(f"parameter 'port' must be a TCP port number; got {port!r}")
-        self.port = port
+    def __init__(self, ctx: FaultContext, params: IptablesParams) -> None:
+        super().__init__(ctx, params)
         self.active = False
 
     def block_args(self) -> dict[str, Any]:
         return dict(self.rule)
 
     def apply(self) -> None:
-        self.ctx.server_agent.block(port=self.port, **self.block_args())
+        self.ctx.server_agent.block(port=self.params.port, **self.block_args())
         self.active = True
 
     def dropped(self) -> int:

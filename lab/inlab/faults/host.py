@@ -6,39 +6,45 @@
 # the host's answer in a file; the host's test harness does the rest (tests/lab/host_faults.py).
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from lab.inlab.context import FaultContext
 from lab.inlab.faults import Fault, register
 
-ACTIONS = {"pause": "unpause", "disconnect": "connect", "kill": "start"}
+Action = Literal["pause", "disconnect", "kill"]
+ACTIONS: dict[str, str] = {"pause": "unpause", "disconnect": "connect", "kill": "start"}  # action → its undoing
 ANSWER_DIR = Path("/tmp")
 WAIT_S = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class HostParams:
+    action: Action                # required: what the host does to the container
+    service: str = "server"       # the compose service it does it to
 
 
 @register
 class HostFault(Fault):
     name = "host"
+    params: HostParams
 
-    def __init__(self, ctx: Any, **params: Any) -> None:
-        super().__init__(ctx, **params)
-        self.action = params.get("action")
-        if self.action not in ACTIONS:
-            raise ValueError(f"parameter 'action' must be one of {', '.join(ACTIONS)}; got {self.action!r}")
-        self.service = params.get("service", "server")
+    def __init__(self, ctx: FaultContext, params: HostParams) -> None:
+        super().__init__(ctx, params)
         self.applied = False
 
     def _ask(self, action: str) -> dict[str, Any]:
         token = uuid.uuid4().hex
         answer = ANSWER_DIR / f"host-fault-{token}.json"
-        print(json.dumps({"host_fault": action, "service": self.service, "token": token}), flush=True)
+        print(json.dumps({"host_fault": action, "service": self.params.service, "token": token}), flush=True)
         deadline = time.monotonic() + WAIT_S
         while not answer.exists():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the host did not answer '{action} {self.service}' within {WAIT_S:g} s "
+                raise TimeoutError(f"the host did not answer '{action} {self.params.service}' within {WAIT_S:g} s "
                                    "(run with --host-fault only under a harness that answers)")
             time.sleep(0.02)
         time.sleep(0.02)  # the host writes the file in one small write; let it land
@@ -47,15 +53,15 @@ class HostFault(Fault):
         return reply
 
     def apply(self) -> None:
-        reply = self._ask(self.action)
+        reply = self._ask(self.params.action)
         self.applied = True
         # The fault exists from the host's answer on, not from the question: the round trip
         # through the harness (docker exec, the SDK call) takes seconds on a loaded machine.
-        self.ctx.fault_at = self.ctx.mark("lab", f"docker {self.action} done by the host")
-        self.ctx.prove(f"docker {self.action} of the {self.service} container took effect", bool(reply.get("ok")),
-                       str(reply.get("evidence", "")))
+        self.ctx.fault_at = self.ctx.mark("lab", f"docker {self.params.action} done by the host")
+        self.ctx.prove(f"docker {self.params.action} of the {self.params.service} container took effect",
+                       bool(reply.get("ok")), str(reply.get("evidence", "")))
 
     def clear(self) -> None:
         if self.applied:
             self.applied = False
-            self._ask(ACTIONS[self.action])
+            self._ask(ACTIONS[self.params.action])

@@ -3,11 +3,20 @@
 # direction the toxic sits on.
 from __future__ import annotations
 
-from lab.inlab.faults import register
-from lab.inlab.faults.toxic import Toxic
+import dataclasses
+
+from lab.inlab.faults import param, register
+from lab.inlab.faults.toxic import Toxic, ToxicParams
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyParams(ToxicParams):
+    latency: int = param(0, ge=0)    # ms
+    jitter: int = param(0, ge=0)     # ms, either way
 
 
 @register
 class Latency(Toxic):
     name = "latency"
     kind = "latency"
+    params: LatencyParams

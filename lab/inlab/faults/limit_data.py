@@ -3,11 +3,19 @@
 # not an error from the kernel.
 from __future__ import annotations
 
-from lab.inlab.faults import register
-from lab.inlab.faults.toxic import Toxic
+import dataclasses
+
+from lab.inlab.faults import param, register
+from lab.inlab.faults.toxic import Toxic, ToxicParams
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitDataParams(ToxicParams):
+    bytes: int = param(0, ge=0)      # passed before the close
 
 
 @register
 class LimitData(Toxic):
     name = "limit-data"
     kind = "limit_data"
+    params: LimitDataParams

@@ -3,17 +3,17 @@
 # with ECONNREFUSED. Cleared by letting the supervisor start them again.
 from __future__ import annotations
 
-from typing import Any
-
-from lab.inlab.faults import Fault, register
+from lab.inlab.context import FaultContext
+from lab.inlab.faults import Fault, NoParams, register
 
 
 @register
 class Refuse(Fault):
     name = "refuse"
+    params: NoParams
 
-    def __init__(self, ctx: Any, **params: Any) -> None:
-        super().__init__(ctx, **params)
+    def __init__(self, ctx: FaultContext, params: NoParams) -> None:
+        super().__init__(ctx, params)
         self.active = False
 
     def apply(self) -> None:

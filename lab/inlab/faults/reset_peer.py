@@ -3,11 +3,19 @@
 # connections opened after the toxic was added are reset.
 from __future__ import annotations
 
-from lab.inlab.faults import register
-from lab.inlab.faults.toxic import Toxic
+import dataclasses
+
+from lab.inlab.faults import param, register
+from lab.inlab.faults.toxic import Toxic, ToxicParams
+
+
+@dataclasses.dataclass(frozen=True)
+class ResetPeerParams(ToxicParams):
+    timeout: int = param(0, ge=0)    # ms after the first data
 
 
 @register
 class ResetPeer(Toxic):
     name = "reset-peer"
     kind = "reset_peer"
+    params: ResetPeerParams

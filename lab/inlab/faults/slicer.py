@@ -3,11 +3,21 @@
 # segments: one recv returns part of a message.
 from __future__ import annotations
 
-from lab.inlab.faults import register
-from lab.inlab.faults.toxic import Toxic
+import dataclasses
+
+from lab.inlab.faults import param, register
+from lab.inlab.faults.toxic import Toxic, ToxicParams
+
+
+@dataclasses.dataclass(frozen=True)
+class SlicerParams(ToxicParams):
+    average_size: int = param(0, ge=0)    # bytes per piece
+    size_variation: int = param(0, ge=0)  # bytes, either way
+    delay: int = param(0, ge=0)           # microseconds between pieces
 
 
 @register
 class Slicer(Toxic):
     name = "slicer"
     kind = "slicer"
+    params: SlicerParams

@@ -3,11 +3,19 @@
 
 from __future__ import annotations
 
-from lab.inlab.faults import register
-from lab.inlab.faults.toxic import Toxic
+import dataclasses
+
+from lab.inlab.faults import param, register
+from lab.inlab.faults.toxic import Toxic, ToxicParams
+
+
+@dataclasses.dataclass(frozen=True)
+class SlowCloseParams(ToxicParams):
+    delay: int = param(0, ge=0)      # ms before the close is passed on
 
 
 @register
 class SlowClose(Toxic):
     name = "slow-close"
     kind = "slow_close"
+    params: SlowCloseParams

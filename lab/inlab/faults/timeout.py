@@ -3,11 +3,19 @@
 # anything wrong: a black hole that only an application deadline can find.
 from __future__ import annotations
 
-from lab.inlab.faults import register
-from lab.inlab.faults.toxic import Toxic
+import dataclasses
+
+from lab.inlab.faults import param, register
+from lab.inlab.faults.toxic import Toxic, ToxicParams
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeoutParams(ToxicParams):
+    timeout: int = param(0, ge=0)    # ms before the proxy closes; 0: never
 
 
 @register
 class Timeout(Toxic):
     name = "timeout"
     kind = "timeout"
+    params: TimeoutParams

@@ -3,39 +3,48 @@
 # that looks like on the wire is told in the file of each toxic type.
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
-from lab.inlab.faults import Fault, server_param
-from lab.inlab.toxics import STREAMS
+from lab.inlab.context import FaultContext
+from lab.inlab.faults import Fault, Server, param
+from lab.inlab.toxics import Stream
+
+
+@dataclasses.dataclass(frozen=True)
+class ToxicParams:
+    """What every toxic takes. A toxic type's own attributes (Toxiproxy's names, units and
+    defaults) are the int fields its file adds to these."""
+
+    proxy: Server = "threaded"
+    stream: Stream = "downstream"
+    toxicity: float = param(1.0, ge=0, le=1)   # the share of connections the toxic applies to
+
+    def attributes(self) -> dict[str, int]:
+        shared = {f.name for f in dataclasses.fields(ToxicParams)}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in shared}
 
 
 class Toxic(Fault):
-    """Subclasses set ``kind`` (Toxiproxy's toxic type); parameters other than
-    ``proxy`` ("threaded" or "selectors") and ``stream`` are the toxic's attributes."""
+    """Subclasses set ``kind`` (Toxiproxy's toxic type) and declare ``params`` (ToxicParams and its attributes)."""
 
     kind = ""
+    params: ToxicParams
 
-    def __init__(self, ctx: Any, **params: Any) -> None:
-        super().__init__(ctx, **params)
-        attributes = dict(params)
-        self.proxy = server_param(attributes, "proxy")
-        attributes.pop("proxy", None)
-        self.stream = attributes.pop("stream", "downstream")
-        if self.stream not in STREAMS:
-            raise ValueError(f"parameter 'stream' must be one of {', '.join(STREAMS)}; got {self.stream!r}")
-        self.attributes = attributes
-        self.toxic_name = f"lab_{self.kind}_{self.stream}"
+    def __init__(self, ctx: FaultContext, params: ToxicParams) -> None:
+        super().__init__(ctx, params)
+        self.toxic_name = f"lab_{self.kind}_{params.stream}"
         self.added = False
 
     def apply(self) -> None:
-        self.ctx.toxiproxy.add_toxic(self.proxy, self.kind, stream=self.stream, name=self.toxic_name,
-                                     **self.attributes)
+        p = self.params
+        self.ctx.toxiproxy.add_toxic(p.proxy, self.kind, stream=p.stream, toxicity=p.toxicity, name=self.toxic_name,
+                                     **p.attributes())
         self.added = True
-        listed = {t["name"]: t for t in self.ctx.toxiproxy.toxics(self.proxy)}
+        listed = {t["name"]: t for t in self.ctx.toxiproxy.toxics(p.proxy)}
         self.ctx.prove(f"toxiproxy lists the {self.kind} toxic", self.toxic_name in listed,
-                       f"{self.proxy}/{self.stream}: {listed.get(self.toxic_name, {}).get('attributes')}")
+                       f"{p.proxy}/{p.stream}: {listed.get(self.toxic_name, {}).get('attributes')}")
 
     def clear(self) -> None:
         if self.added:
             self.added = False
-            self.ctx.toxiproxy.remove_toxic(self.proxy, self.toxic_name)
+            self.ctx.toxiproxy.remove_toxic(self.params.proxy, self.toxic_name)

@@ -1,0 +1,34 @@
+"""Where everything in the lab listens: host names, service ports, control ports, agent and Toxiproxy API.
+
+Standard library only and free of logic, so every side imports it: the servers, the in-lab
+runner and agents, the host's ``lab`` command and the tests. compose.yaml and
+images/toxiproxy/toxiproxy.json cannot import Python; tests/unit/test_addresses.py reads them
+and fails when they disagree with this file.
+
+The two servers sit side by side in the server container, each with its own data port and
+control port, and Toxiproxy fronts each data port on the same port number::
+
+    client ──► toxiproxy:7000 ──► server:7000   threaded   (control: server:7001)
+    client ──► toxiproxy:7100 ──► server:7100   selectors  (control: server:7101)
+"""
+
+from __future__ import annotations
+
+SERVER_HOST = "server"          # the server container's name on the lab network
+TOXIPROXY_HOST = "toxiproxy"
+LOOPBACK = "127.0.0.1"
+
+# Data ports of the lab's servers, by implementation; Toxiproxy listens on the same numbers.
+SERVER_PORTS = {"threaded": 7000, "selectors": 7100}
+# Each server's JSON-lines control port (behaviour, stats, delivery log).
+CONTROL_PORTS = {"threaded": 7001, "selectors": 7101}
+DEFAULT_SERVER = "threaded"
+DEFAULT_PORT = SERVER_PORTS[DEFAULT_SERVER]
+DEFAULT_CONTROL_PORT = CONTROL_PORTS[DEFAULT_SERVER]
+
+# The fault agent's API, on this port of the namespace it lives in (server:9009; 127.0.0.1:9009
+# inside the client for the client-agent).
+AGENT_PORT = 9009
+
+TOXIPROXY_API_PORT = 8474
+TOXIPROXY_API = f"http://{TOXIPROXY_HOST}:{TOXIPROXY_API_PORT}"

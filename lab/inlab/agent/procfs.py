@@ -1,0 +1,101 @@
+"""What the fault agent reads from ``/proc``: the lab's processes, and the kernel's TCP counters.
+
+:func:`lab_processes` finds the lab's servers and their supervisor (by the
+module their ``python -m`` runs) so the agent can signal and wait on them;
+:func:`parse_snmp` reads ``/proc/net/snmp`` and ``/proc/net/netstat``. The
+root is a parameter, so unit tests hand in a fake tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    state: str
+    argv: tuple[str, ...] = ()
+
+    @property
+    def module(self) -> str | None:
+        """The module a ``python -m MODULE`` process runs, if that is what it is."""
+        if "-m" in self.argv:
+            i = self.argv.index("-m")
+            return self.argv[i + 1] if i + 1 < len(self.argv) else None
+        return None
+
+    @property
+    def role(self) -> str | None:
+        module = self.module
+        if module == "lab.server.supervisor" and self.pid == 1:
+            return "supervisor"
+        if module == "lab.server":
+            return _impl(self.argv)
+        return None
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("Z", "X", "x")
+
+    @property
+    def stopped(self) -> bool:
+        return self.state in ("T", "t")
+
+    def describe(self) -> dict[str, Any]:
+        return {"pid": self.pid, "state": self.state, "role": self.role, "cmdline": " ".join(self.argv)}
+
+
+def _impl(argv: Sequence[str]) -> str:
+    for i, token in enumerate(argv):
+        if token.startswith("--impl="):
+            return token.split("=", 1)[1]
+        if token == "--impl" and i + 1 < len(argv):
+            return argv[i + 1]
+    return "threaded"  # lab.server's own default
+
+
+def read_processes(proc_root: Path, *, with_cmdline: bool = True) -> list[ProcInfo]:
+    """Every process visible in ``proc_root``; ones that vanish while being read are skipped."""
+    found = []
+    try:
+        entries = list(proc_root.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv: tuple[str, ...] = ()
+            if with_cmdline:
+                raw = (entry / "cmdline").read_bytes()
+                argv = tuple(a.decode(errors="replace") for a in raw.split(b"\0") if a)
+        except OSError:
+            continue
+        # The command name in parentheses may itself hold spaces or ')': split after the last ')'.
+        rest = stat[stat.rfind(")") + 2:].split()
+        if len(rest) < 2:
+            continue
+        found.append(ProcInfo(int(entry.name), int(rest[1]), rest[0], argv))
+    return sorted(found, key=lambda p: p.pid)
+
+
+def lab_processes(proc_root: Path) -> list[ProcInfo]:
+    return [p for p in read_processes(proc_root) if p.module in ("lab.server", "lab.server.supervisor")]
+
+
+# Counters: /proc/net -----------------------------------------------------------------------------
+
+def parse_snmp(text: str, prefix: str) -> dict[str, int]:
+    """The ``prefix:`` header/value line pair of /proc/net/snmp or /proc/net/netstat."""
+    lines = [line.split() for line in text.splitlines() if line.startswith(prefix + ":")]
+    stats: dict[str, int] = {}
+    for names, values in zip(lines[0::2], lines[1::2]):
+        for name, value in zip(names[1:], values[1:]):
+            stats[name] = int(value)
+    return stats

@@ -1,0 +1,88 @@
+"""compose.yaml and images/toxiproxy/toxiproxy.json say the same hosts and ports as lab/addresses.py.
+
+Neither file can import Python, so this reads them: compose.yaml as plain text (PyYAML is
+not a dependency), toxiproxy.json with the standard json module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from lab import addresses
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "compose.yaml"
+TOXIPROXY_JSON = ROOT / "images" / "toxiproxy" / "toxiproxy.json"
+
+
+def _services(text: str) -> dict[str, str]:
+    """compose.yaml's services, each as its block of text (from its name to the next service)."""
+    body = re.search(r"^services:\n(.*?)(?=^\S)", text, re.S | re.M)
+    assert body, "compose.yaml has no top-level 'services:'"
+    parts = re.split(r"^  ([A-Za-z0-9_-]+):\s*$", body.group(1), flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def _server_commands(block: str) -> dict[str, dict[str, int]]:
+    """Each `python3 -m lab.server` in the server's command: its --impl and its ports."""
+    found = {}
+    for part in re.split(r"^\s*- --impl=", block, flags=re.M)[1:]:
+        impl = part.split("\n", 1)[0].strip()
+        ports = {key: int(value) for key, value in re.findall(r"^\s*- --(port|control-port)=(\d+)\s*$", part, re.M)}
+        found[impl] = ports
+    return found
+
+
+def test_compose_names_the_services_the_addresses_name() -> None:
+    services = _services(COMPOSE.read_text())
+    assert addresses.SERVER_HOST in services
+    assert addresses.TOXIPROXY_HOST in services
+
+
+def test_compose_starts_each_server_on_its_data_and_control_port() -> None:
+    server = _services(COMPOSE.read_text())[addresses.SERVER_HOST]
+    commands = _server_commands(server)
+    assert commands == {impl: {"port": addresses.SERVER_PORTS[impl], "control-port": addresses.CONTROL_PORTS[impl]}
+                        for impl in addresses.SERVER_PORTS}, (
+        f"compose.yaml's server command gives {commands}; lab/addresses.py says data ports "
+        f"{addresses.SERVER_PORTS}, control ports {addresses.CONTROL_PORTS}")
+
+
+def test_compose_server_healthcheck_waits_for_every_data_port() -> None:
+    server = _services(COMPOSE.read_text())[addresses.SERVER_HOST]
+    health = re.search(r"healthcheck:\s*\n\s*(?:#.*\n\s*)*test: (\[.*\])", server)
+    assert health, "the server service has no healthcheck test"
+    checked = {int(p) for p in re.findall(r'"127\.0\.0\.1:(\d+)"', health.group(1))}
+    assert checked == set(addresses.SERVER_PORTS.values())
+
+
+def test_compose_agent_healthchecks_use_the_agent_port() -> None:
+    services = _services(COMPOSE.read_text())
+    agents = {name: block for name, block in services.items() if "lab.inlab.agent" in block}
+    assert set(agents) == {"server-agent", "client-agent"}
+    for name, block in agents.items():
+        ports = {int(p) for p in re.findall(r'"127\.0\.0\.1:(\d+)"', block)}
+        assert ports == {addresses.AGENT_PORT}, f"{name} checks {ports}; lab/addresses.py says {addresses.AGENT_PORT}"
+
+
+def test_compose_publishes_the_toxiproxy_api_port() -> None:
+    toxiproxy = _services(COMPOSE.read_text())[addresses.TOXIPROXY_HOST]
+    published = re.findall(r'^\s*- "127\.0\.0\.1:\$\{LAB_API_PORT:-\}:(\d+)"\s*$', toxiproxy, re.M)
+    assert [int(p) for p in published] == [addresses.TOXIPROXY_API_PORT]
+    assert addresses.TOXIPROXY_API == f"http://{addresses.TOXIPROXY_HOST}:{addresses.TOXIPROXY_API_PORT}"
+
+
+def test_toxiproxy_fronts_each_server_on_the_same_port() -> None:
+    proxies = {p["name"]: p for p in json.loads(TOXIPROXY_JSON.read_text())}
+    assert set(proxies) == set(addresses.SERVER_PORTS)
+    for name, port in addresses.SERVER_PORTS.items():
+        assert proxies[name]["listen"] == f"0.0.0.0:{port}"
+        assert proxies[name]["upstream"] == f"{addresses.SERVER_HOST}:{port}"
+
+
+def test_the_default_server_is_one_of_the_servers() -> None:
+    assert addresses.DEFAULT_PORT == addresses.SERVER_PORTS[addresses.DEFAULT_SERVER]
+    assert addresses.DEFAULT_CONTROL_PORT == addresses.CONTROL_PORTS[addresses.DEFAULT_SERVER]
+    assert set(addresses.CONTROL_PORTS) == set(addresses.SERVER_PORTS)
