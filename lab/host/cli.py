@@ -286,6 +286,47 @@ def cmd_smoke(opts: Opts, keep: bool, json_output: bool) -> int:
     return EXIT_OK if report["ok"] else EXIT_ORACLE
 
 
+@cli.command("selftest")
+@click.option("--fault", "faults", multiple=True, help="only this fault's mutants (repeatable)")
+@click.option("--scenario", "scenarios", multiple=True, help="only in this scenario (repeatable)")
+@click.option("--keep", is_flag=True, help="leave the lab running afterwards")
+@click.option("--json", "json_output", is_flag=True, help="print the rows as JSON")
+@pass_opts
+@_command
+def cmd_selftest(opts: Opts, faults: tuple[str, ...], scenarios: tuple[str, ...], keep: bool,
+                 json_output: bool) -> int:
+    """The mutation suite: every weakened fault must fail a fidelity proof (exit 1 if one does not)."""
+    from lab.host import runner_handle, selftest
+    from lab.inlab import mutants, scenario
+
+    found = scenario.discover()
+    for name in scenarios:
+        scenario.get(name)    # an unknown name is bad input, listing the known ones
+    known = {m.fault for m in mutants.CATALOGUE}
+    unknown = sorted(set(faults) - known)
+    if unknown:
+        raise UsageProblem(f"no mutants for fault(s) {', '.join(unknown)}; faults with mutants: "
+                           f"{', '.join(sorted(known))}")
+    pairs = selftest.plan(found, faults=faults, scenarios=scenarios)
+    if not pairs:
+        raise UsageProblem("no scenario uses those faults; nothing to run")
+    ui = Ui(json_output=json_output)
+
+    def job(lab: Lab) -> list[selftest.Row]:
+        def progress(i: int, n: int, mutant: mutants.Mutant, name: str) -> None:
+            ui.log(f"[{i}/{n}] {mutant.key} in {name}")
+
+        return selftest.run_suite(lambda name, key: runner_handle.run_scenario(lab, name, mutant=key), pairs,
+                                  progress=progress)
+
+    rows = _with_lab(opts, ui, job, keep=keep)
+    if json_output:
+        ui.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+    else:
+        ui.echo(selftest.render(rows))
+    return EXIT_OK if all(r.ok for r in rows) else EXIT_ORACLE
+
+
 # --------------------------------------------------------------------------- scenarios
 
 @cli.command("list")

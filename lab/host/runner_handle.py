@@ -26,7 +26,7 @@ class ScenarioInputError(UsageError):
 
 
 def run_scenario(lab: Lab, name: str, *, impls: list[str] | None = None, watchdog: float | None = None,
-                 timeout: float | None = None, pcaps: bool = False) -> dict[str, Any]:
+                 timeout: float | None = None, pcaps: bool = False, mutant: str | None = None) -> RunReport:
     """Run one scenario in the lab and return its report.
 
     ``pcaps`` asks the runner to include its packet captures, base64, as ``report["pcaps"]``.
@@ -38,6 +38,8 @@ def run_scenario(lab: Lab, name: str, *, impls: list[str] | None = None, watchdo
         argv += ["--impl", impl]
     if watchdog is not None:
         argv += ["--watchdog", str(watchdog)]
+    if mutant is not None:
+        argv += ["--mutant", mutant]
     res = lab.exec("client", argv, timeout=timeout or (watchdog or 30.0) + MARGIN_S)
     if res.returncode == UsageError.exit_code:
         raise ScenarioInputError(res.stderr.strip().removeprefix("lab.inlab.runner: "))

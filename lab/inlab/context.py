@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from lab.evidence import CaptureSummary
+    from lab.evidence import CaptureSummary, PcapFile
     from lab.inlab.scenario import Outcome
     from lab.inlab.subjects import Subject
     from lab.sockets.robust import RobustConfig
@@ -68,6 +68,9 @@ class ToxiproxyAPI(Protocol):
 class Capture(Protocol):
     """A running packet capture (lab.inlab.runner.CaptureHandle)."""
 
+    @property
+    def pcap(self) -> PcapFile | None: ...        # the raw segments, once stopped
+
     def stop(self) -> CaptureSummary: ...
 
 
@@ -93,6 +96,8 @@ class ScenarioContext(Protocol):
     """What a scenario's ``run(ctx)`` and its workers may use of their context."""
 
     fault_at: float | None
+    fault_wall: float | None        # wall clock (tcpdump's) when the fault was in place
+    teardown_wall: float | None     # wall clock when the lab began closing the subjects
 
     @property
     def impls(self) -> list[str]: ...
@@ -137,6 +142,9 @@ class ScenarioContext(Protocol):
     def apply(self, fault: str, **params: Any) -> Any: ...
 
     def capture(self, where: str = "server", port: int = ...) -> Capture: ...
+
+    # The connections under test
+    def client_ports(self, impl: str | None = None) -> set[int]: ...
 
     # The subjects
     def ready(self) -> None: ...

@@ -39,7 +39,8 @@ from typing import Any
 
 from lab.addresses import AGENT_PORT, CONTROL_PORTS, DEFAULT_PORT, LOOPBACK, SERVER_HOST, SERVER_PORTS, \
     TOXIPROXY_API, TOXIPROXY_HOST
-from lab.inlab import runreport
+from lab.inlab import mutants, runreport
+from lab.inlab.agent.client import AgentError
 from lab.inlab import scenario as scn
 from lab.inlab.runreport import RunReport
 from lab.inlab.context import Worker
@@ -48,6 +49,7 @@ from lab.sockets.robust import RobustConfig
 from lab.toolerrors import SetupError, UsageError
 from lab.inlab.scenario import Check, Outcome, Scenario
 from lab.inlab.subjects import Subject, expected_echo, make_subject
+from lab.inlab.toxics import ToxiproxyError
 
 DEFAULT_WATCHDOG = 10.0
 READY_TIMEOUT = 15.0
@@ -77,6 +79,10 @@ class Context:
         self.checks: dict[str, list[Check]] = {impl: [] for impl in impls}
         self.fidelity: list[Check] = []
         self.fault_at: float | None = None
+        self.fault_wall: float | None = None      # time.time() when the fault was in place
+        self.teardown_wall: float | None = None   # time.time() when the lab began closing the subjects
+        self.mutant: mutants.Mutant | None = None  # the mutation suite's weakened fault, if any
+        self._client_ports: dict[str, set[int]] = {}   # impl -> local ports its connections used
         self.unjudged: list[str] = []   # graded, not judged: see _unjudged_impls
         self.toxiproxy = Toxiproxy(TOXIPROXY_API)
         self.server_agent = AgentClient(SERVER_HOST, AGENT_PORT)
@@ -144,11 +150,26 @@ class Context:
         if fault in self.host_faults:
             params = {"action": self.host_faults[fault], "service": "server"}
             fault = "host"
-        handle = faults.create(fault, self, params)   # decodes and checks the parameters first
+        # Under the mutation suite the fault talks to the lab through a context that weakens
+        # its requests (lab.inlab.mutants); everything it and the scenario read back is real.
+        seen_by_fault: Any = self
+        if self.mutant is not None and self.mutant.fault == fault:
+            seen_by_fault = mutants.MutatedContext(self, self.mutant)
+        handle = faults.create(fault, seen_by_fault, params)   # decodes and checks the parameters first
         self.on_cleanup(handle.clear)
         self.fault_at = self.mark("lab", f"fault: {fault}", **{k: v for k, v in params.items()
                                                                if isinstance(v, (int, float, str, bool))})
-        handle.apply()
+        try:
+            handle.apply()
+        except (AgentError, ToxiproxyError) as exc:
+            # A fault that cannot confirm itself (its wait timed out, a request was refused) was
+            # not proven: that is a failed fidelity check with its reason, not a runner abort.
+            self.prove(f"the {fault} fault took effect", False, str(exc))
+            self.mark("lab", f"fault NOT confirmed: {fault}", reason=str(exc)[:200])
+            return handle
+        # Wall-clock time, the clock tcpdump stamps packets with: proofs anchor captures to it.
+        self.fault_wall = time.time()
+        self.facts.setdefault("fault_wall", self.fault_wall)
         self.mark("lab", f"fault in place: {fault}")
         return handle
 
@@ -175,6 +196,7 @@ class Context:
 
     def exchange(self, subject: Subject, outcome: Outcome, body: bytes) -> bytes:
         """One round trip, recorded; a reply that differs from what was sent counts as corrupt."""
+        self.note_ports(subject)
         reply = subject.exchange(body)
         if reply == expected_echo(subject, body):
             outcome.exchanges_ok += 1
@@ -242,7 +264,10 @@ class Context:
             t.join(timeout=10)
             if t.is_alive():
                 self.mark("lab", f"worker {impl} did not end after its socket was shut down")
+        if self.teardown_wall is None:
+            self.teardown_wall = time.time()
         for impl, subject in subjects.items():
+            self.note_ports(subject)
             self.outcomes[impl].measurements.update(subject.socket_stats())
             try:
                 subject.close()
@@ -280,6 +305,26 @@ class Context:
             outcome.errno_name = errno_mod.errorcode.get(errno_value)
         self.mark(actor, f"ERROR {outcome.error}", message=str(exc)[:160], errno=outcome.errno_name)
 
+    # The connections under test ------------------------------------------------------------------
+    def note_ports(self, subject: Subject) -> None:
+        """Remember the local port of the subject's socket: proofs look at these connections only."""
+        sock = getattr(subject, "_sock", None)
+        try:
+            port = sock.getsockname()[1] if sock is not None else 0
+        except OSError:   # closed, or shut from outside by the watchdog
+            return
+        if port:
+            with self._lock:
+                self._client_ports.setdefault(subject.impl, set()).add(port)
+                self.facts.setdefault("client_ports", {})[subject.impl] = sorted(self._client_ports[subject.impl])
+
+    def client_ports(self, impl: str | None = None) -> set[int]:
+        """The local ports the subjects' connections used (one implementation's, or everyone's)."""
+        with self._lock:
+            if impl is not None:
+                return set(self._client_ports.get(impl, ()))
+            return set().union(*self._client_ports.values()) if self._client_ports else set()
+
     # Clean-up ----------------------------------------------------------------------------------
     def reset_lab(self) -> None:
         reset_lab(self.toxiproxy, self.server_agent, self.client_agent)
@@ -297,16 +342,18 @@ class CaptureHandle:
     def __init__(self, ctx: Context, agent: Any, name: str, where: str, port: int) -> None:
         self.ctx, self.agent, self.name, self.where, self.port = ctx, agent, name, where, port
         self.summary: Any = None
+        self.pcap: Any = None
         self.stopped = False
 
     def stop(self) -> Any:
         """Stop the capture and summarise it (a lab.evidence.CaptureSummary); kept in the report's facts."""
-        from lab.evidence import render, summarize
+        from lab.evidence import read_capture, render, summarize
 
         if self.stopped:
             return self.summary
         self.stopped = True
         data = self.agent.capture_stop(self.name)
+        self.pcap = read_capture(data)      # the raw segments, for proofs anchored in time (lab.evidence.anchor)
         self.summary = summarize(data, server_port=self.port)
         self.ctx.facts.setdefault("captures", {})[self.where] = {
             "bytes": len(data), "summary": self.summary.as_dict(), "text": render(self.summary)}
@@ -348,7 +395,8 @@ def wait_listening(host: str, port: int, *, timeout: float) -> None:
 
 
 def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float | None = None,
-        pcaps: bool = False, host_faults: dict[str, str] | None = None) -> dict[str, Any]:
+        pcaps: bool = False, host_faults: dict[str, str] | None = None,
+        mutant: mutants.Mutant | None = None) -> RunReport:
     """Run one scenario; returns the report (JSON-able).
 
     ``pcaps`` adds the raw captures as ``{"pcaps": {where: base64}}``, so the host can
@@ -363,6 +411,9 @@ def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float |
     ctx = Context(scenario, impls, watchdog=watchdog)
     ctx.unjudged = unjudged
     ctx.host_faults = dict(host_faults or {})
+    if mutant is not None:
+        ctx.mutant = mutant
+        ctx.facts["mutant"] = mutant.key
     if _load_submissions(ctx):
         return report(ctx, None)
     aborted = None
@@ -518,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--host-fault", action="append", default=[], metavar="FAULT=ACTION",
                        help="let the host do FAULT at container level instead (freeze=pause, vanish=disconnect, "
                             "crash=kill); only under a harness that answers (tests/lab/host_faults.py)")
+    p_run.add_argument("--mutant", metavar="FAULT:NAME", default=None,
+                       help="test only: run with a weakened fault from lab/inlab/mutants.py (lab selftest)")
     sub.add_parser("reset", help="undo every fault: toxics, iptables rules, stopped servers, behaviours")
     opts = parser.parse_args(argv)
     try:
@@ -542,7 +595,9 @@ def main(argv: list[str] | None = None) -> int:
             if not sep or not fault or not action:
                 parser.error(f"--host-fault takes FAULT=ACTION (e.g. freeze=pause); got {item!r}")
             host_faults[fault] = action
-        rep = run(chosen, opts.impl, watchdog=opts.watchdog, pcaps=opts.pcaps, host_faults=host_faults)
+        mutant = mutants.get(opts.mutant) if opts.mutant else None
+        rep = run(chosen, opts.impl, watchdog=opts.watchdog, pcaps=opts.pcaps, host_faults=host_faults,
+                  mutant=mutant)
     except UsageError as exc:   # an unknown scenario, a malformed scenario file, an impl it cannot run
         print(f"lab.inlab.runner: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,0 +1,198 @@
+"""Weakened faults for the mutation suite: each one does nothing, or less than its fault claims.
+
+A fault proof is only worth something if it fails when the fault did not happen, or happened
+less. Each :class:`Mutant` below names a fault and one way of weakening it: a no-op, the wrong
+server or port, one direction only, a tenth of the magnitude, a harmless signal for a deadly
+one, toxicity 0. ``lab selftest`` (:mod:`lab.host.selftest`) runs every scenario that uses the
+fault with the mutant in its place and requires a *fidelity proof* to fail: an oracle that
+notices the difference is not enough, because an oracle judges the code, not the fault.
+
+Mutants never edit a fault's code. The runner (``--mutant FAULT:NAME``, a test-only option)
+hands the fault a :class:`MutatedContext` instead of its real context: the same context, except
+that the requests the fault sends to the agent, to Toxiproxy and to the server's control port
+are rewritten on the way out (or swallowed), exactly as a buggy fault would send them. What the
+fault and the scenario then *read* back (counters, captures, process lists, toxic listings) is
+the real state of the lab, so the proofs see what really happened.
+
+Standard library only: the runner in the client container uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from lab.toolerrors import UsageError
+
+Rewrite = Callable[[Any], Any] | Any     # a new value, or a function of the old one
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    """One weakened fault: which fault, its name, what it does instead, and how its requests change."""
+
+    fault: str
+    name: str
+    does: str
+    swallow: frozenset[str] = frozenset()        # calls dropped on the floor: block, signal, add_toxic, behave
+    block: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)   # server_agent.block arguments
+    signal: Mapping[str, str] = dataclasses.field(default_factory=dict)      # signal renames, e.g. KILL -> CONT
+    server: Mapping[str, str] = dataclasses.field(default_factory=dict)      # target renames (signals, control)
+    toxic: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)   # add_toxic fields (and proxy)
+    control: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)  # server_control(cmd="behave") fields
+
+    @property
+    def key(self) -> str:
+        return f"{self.fault}:{self.name}"
+
+
+def _scaled(factor: float) -> Callable[[Any], Any]:
+    def scale(value: Any) -> Any:
+        scaled = value * factor
+        return int(scaled) if isinstance(value, int) else scaled
+    return scale
+
+
+OTHER_SERVER = {"threaded": "selectors", "selectors": "threaded"}
+OTHER_PORT = {7000: 7100, 7100: 7000}
+
+
+def _iptables(fault: str, *extra: Mutant) -> list[Mutant]:
+    return [Mutant(fault, "no-op", "installs no rule at all", swallow=frozenset({"block"})),
+            Mutant(fault, "wrong-port", "matches the other server's port", block={"port": OTHER_PORT.get}),
+            *extra]
+
+
+def _toxic(fault: str, *extra: Mutant) -> list[Mutant]:
+    return [Mutant(fault, "no-op", "adds no toxic", swallow=frozenset({"add_toxic", "remove_toxic"})),
+            Mutant(fault, "toxicity-0", "adds the toxic with toxicity 0 (it applies to no connection)",
+                   toxic={"toxicity": 0.0}),
+            Mutant(fault, "wrong-proxy", "adds the toxic to the other server's proxy",
+                   toxic={"proxy": OTHER_SERVER.get}),
+            *extra]
+
+
+CATALOGUE: list[Mutant] = [
+    *_iptables("vanish",
+               Mutant("vanish", "in-only", "drops only what comes in to the server", block={"direction": "in"}),
+               Mutant("vanish", "out-only", "drops only what the server sends", block={"direction": "out"})),
+    *_iptables("loss",
+               Mutant("loss", "tenth", "drops a tenth of the configured share", block={"probability": _scaled(0.1)}),
+               Mutant("loss", "in-only", "drops only what comes in to the server", block={"direction": "in"})),
+    *_iptables("reject",
+               Mutant("reject", "drop", "drops silently instead of answering with RST", block={"action": "drop"})),
+    *_iptables("syn-drop",
+               Mutant("syn-drop", "reject", "answers SYNs with RST instead of dropping them",
+                      block={"action": "reject-rst"})),
+    Mutant("freeze", "no-op", "sends no signal", swallow=frozenset({"signal"})),
+    Mutant("freeze", "wrong-server", "freezes the other server", server=OTHER_SERVER),
+    Mutant("freeze", "cont", "sends SIGCONT instead of SIGSTOP", signal={"STOP": "CONT"}),
+    Mutant("crash", "no-op", "sends no signal", swallow=frozenset({"signal"})),
+    Mutant("crash", "cont", "sends SIGCONT instead of SIGKILL", signal={"KILL": "CONT"}),
+    Mutant("crash", "wrong-server", "kills the other server", server=OTHER_SERVER),
+    Mutant("refuse", "no-op", "does not ask the supervisor to stop the servers", swallow=frozenset({"signal"})),
+    Mutant("refuse", "cont", "sends the supervisor SIGCONT instead of the stop request", signal={"USR1": "CONT"}),
+    Mutant("behave", "no-op", "leaves the server's behaviour as it was", swallow=frozenset({"behave"})),
+    Mutant("behave", "wrong-server", "changes the other server's behaviour", server=OTHER_SERVER),
+    Mutant("behave", "later", "applies the behaviour ten messages later", control={"after": lambda n: (n or 0) + 10}),
+    *_toxic("latency", Mutant("latency", "tenth", "a tenth of the latency", toxic={"latency": _scaled(0.1)})),
+    *_toxic("bandwidth", Mutant("bandwidth", "tenfold", "ten times the rate", toxic={"rate": _scaled(10)})),
+    *_toxic("limit-data", Mutant("limit-data", "later", "cuts ten times later", toxic={"bytes": _scaled(10)})),
+    *_toxic("reset-peer"),
+    *_toxic("slicer", Mutant("slicer", "tenfold", "pieces ten times larger", toxic={"average_size": _scaled(10)})),
+    *_toxic("slow-close", Mutant("slow-close", "tenth", "a tenth of the delay", toxic={"delay": _scaled(0.1)})),
+    *_toxic("timeout"),
+]
+
+BY_KEY: dict[str, Mutant] = {m.key: m for m in CATALOGUE}
+
+
+def get(key: str) -> Mutant:
+    """The mutant ``FAULT:NAME``, or a UsageError listing the ones there are."""
+    try:
+        return BY_KEY[key]
+    except KeyError:
+        raise UsageError(f"unknown mutant {key!r}; known mutants: {', '.join(sorted(BY_KEY))}") from None
+
+
+def for_fault(fault: str) -> list[Mutant]:
+    return [m for m in CATALOGUE if m.fault == fault]
+
+
+def _rewrite(fields: dict[str, Any], rules: Mapping[str, Rewrite]) -> dict[str, Any]:
+    out = dict(fields)
+    for key, rule in rules.items():
+        out[key] = rule(out.get(key)) if callable(rule) else rule
+    return out
+
+
+class _Rewriting:
+    """A stand-in for the server agent or Toxiproxy client: rewrites or swallows a few calls, passes the rest."""
+
+    def __init__(self, real: Any, mutant: Mutant, log: Callable[[str], None]) -> None:
+        self._real, self._mutant, self._log = real, mutant, log
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    # the server agent
+    def block(self, port: int | None = None, **fields: Any) -> Any:
+        if "block" in self._mutant.swallow:
+            self._log("block swallowed")
+            return []
+        changed = _rewrite({"port": port, **fields}, self._mutant.block)
+        self._log(f"block {changed}")
+        return self._real.block(**changed)
+
+    def signal(self, target: str, signal: str) -> Any:
+        if "signal" in self._mutant.swallow:
+            self._log(f"signal {signal} to {target} swallowed")
+            return []
+        target = self._mutant.server.get(target, target)
+        signal = self._mutant.signal.get(signal, signal)
+        self._log(f"signal {signal} to {target}")
+        return self._real.signal(target, signal)
+
+    def wait_process(self, target: str, state: str, **kwargs: Any) -> Any:
+        return self._real.wait_process(self._mutant.server.get(target, target), state, **kwargs)
+
+    # Toxiproxy
+    def add_toxic(self, proxy: str, kind: str, **fields: Any) -> Any:
+        if "add_toxic" in self._mutant.swallow:
+            self._log(f"{kind} toxic swallowed")
+            return {}
+        changed = _rewrite({"proxy": proxy, **fields}, self._mutant.toxic)
+        proxy = changed.pop("proxy")
+        self._log(f"{kind} toxic on {proxy}: {changed}")
+        return self._real.add_toxic(proxy, kind, **changed)
+
+    def remove_toxic(self, proxy: str, name: str) -> Any:
+        if "remove_toxic" in self._mutant.swallow:
+            return None
+        return self._real.remove_toxic(_rewrite({"proxy": proxy}, self._mutant.toxic)["proxy"], name)
+
+
+class MutatedContext:
+    """The runner's context as a mutant fault sees it: its outgoing requests rewritten, all else the same."""
+
+    def __init__(self, ctx: Any, mutant: Mutant) -> None:
+        self._ctx, self._mutant = ctx, mutant
+        self.server_agent = _Rewriting(ctx.server_agent, mutant, self._log)
+        self.toxiproxy = _Rewriting(ctx.toxiproxy, mutant, self._log)
+
+    def _log(self, what: str) -> None:
+        self._ctx.mark("lab", f"mutant {self._mutant.key}: {what}")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+    def server_control(self, server: str = "threaded", **request: Any) -> Any:
+        server = self._mutant.server.get(server, server)
+        if request.get("cmd") == "behave":
+            if "behave" in self._mutant.swallow:
+                self._log("behave swallowed")
+                return self._ctx.server_control(server, cmd="stats") | {"behaviour": {}}
+            request = _rewrite(request, self._mutant.control)
+            self._log(f"behave on {server}: {request}")
+        return self._ctx.server_control(server, **request)
