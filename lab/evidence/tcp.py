@@ -53,7 +53,7 @@ from lab.evidence.pcap import ACK, FIN, LINK_NAMES, RST, SYN, Endpoint, Segment,
 
 __all__ = [
     "FlagStat", "DirectionSummary", "Event", "ConnectionSummary", "CaptureSummary",
-    "summarize", "summarize_file", "TcpdumpStats", "tcpdump_stats",
+    "summarize", "summarize_file", "summary_from_dict", "TcpdumpStats", "tcpdump_stats",
 ]
 
 
@@ -471,6 +471,33 @@ def summarize(data: bytes, *, server_port: int | None = None) -> CaptureSummary:
 
 def summarize_file(path: str | Path, *, server_port: int | None = None) -> CaptureSummary:
     return summarize(Path(path).read_bytes(), server_port=server_port)
+
+
+def _endpoint(text: str) -> Endpoint:
+    host, _, port = str(text).rpartition(":")
+    return Endpoint(host[1:-1] if host.startswith("[") else host, int(port))
+
+
+def _direction_from_dict(data: dict[str, object]) -> DirectionSummary:
+    values = dict(data)
+    for name in ("sender", "receiver"):
+        values[name] = _endpoint(str(values[name]))
+    for name in ("syn", "syn_ack", "fin", "rst"):
+        values[name] = FlagStat(**values[name])   # type: ignore[arg-type]
+    return DirectionSummary(**values)             # type: ignore[arg-type]
+
+
+def summary_from_dict(data: dict[str, object]) -> CaptureSummary:
+    """The inverse of :meth:`CaptureSummary.as_dict`: a summary kept in a report, to render again."""
+    values = dict(data)
+    values["connections"] = [
+        ConnectionSummary(index=c["index"], client=_endpoint(c["client"]), server=_endpoint(c["server"]),
+                          roles_from=c["roles_from"], outcome=c["outcome"],
+                          client_to_server=_direction_from_dict(c["client_to_server"]),
+                          server_to_client=_direction_from_dict(c["server_to_client"]),
+                          timeline=[Event(**e) for e in c["timeline"]])
+        for c in data["connections"]]   # type: ignore[union-attr]
+    return CaptureSummary(**values)     # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

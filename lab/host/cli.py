@@ -595,9 +595,10 @@ def cmd_demo(opts: Opts, name: str, no_pause: bool, keep: bool, results: Path | 
     if ui.out is not None:
         views.print_timeline(ui.out, report)
     else:
-        for event in report["timeline"]:
-            facts = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("t", "actor", "what") and v is not None)
-            ui.echo(f"  +{event['t']:7.3f}s  {event['actor']:<18} {event['what']}" + (f"  ({facts})" if facts else ""))
+        from lab.inlab import timeline
+
+        for line in timeline.plain_lines(report):   # long runs of identical events folded
+            ui.echo(line)
     wait()
     say("What to remember", "\n".join(narrate.remember(report)))
     ui.echo(f"\nevidence (sequence diagram, packets, report): {folder}")

@@ -56,6 +56,7 @@ def _scaled(factor: float) -> Callable[[Any], Any]:
 
 OTHER_SERVER = {"threaded": "selectors", "selectors": "threaded"}
 OTHER_PORT = {7000: 7100, 7100: 7000}
+OTHER_STREAM = {"upstream": "downstream", "downstream": "upstream"}
 
 
 def _iptables(fault: str, *extra: Mutant) -> list[Mutant]:
@@ -79,9 +80,12 @@ CATALOGUE: list[Mutant] = [
                Mutant("vanish", "out-only", "drops only what the server sends", block={"direction": "out"})),
     *_iptables("loss",
                Mutant("loss", "tenth", "drops a tenth of the configured share", block={"probability": _scaled(0.1)}),
-               Mutant("loss", "in-only", "drops only what comes in to the server", block={"direction": "in"})),
+               Mutant("loss", "in-only", "drops only what comes in to the server", block={"direction": "in"}),
+               Mutant("loss", "out-only", "drops only what the server sends", block={"direction": "out"})),
     *_iptables("reject",
-               Mutant("reject", "drop", "drops silently instead of answering with RST", block={"action": "drop"})),
+               Mutant("reject", "drop", "drops silently instead of answering with RST", block={"action": "drop"}),
+               Mutant("reject", "syn-only", "resets only new connections' SYNs, not the established ones",
+                      block={"syn_only": True})),
     *_iptables("syn-drop",
                Mutant("syn-drop", "reject", "answers SYNs with RST instead of dropping them",
                       block={"action": "reject-rst"})),
@@ -93,16 +97,27 @@ CATALOGUE: list[Mutant] = [
     Mutant("crash", "wrong-server", "kills the other server", server=OTHER_SERVER),
     Mutant("refuse", "no-op", "does not ask the supervisor to stop the servers", swallow=frozenset({"signal"})),
     Mutant("refuse", "cont", "sends the supervisor SIGCONT instead of the stop request", signal={"USR1": "CONT"}),
+    Mutant("refuse", "brief", "kills only the threaded server, which the supervisor restarts 0.5 s later",
+           server={"supervisor": "threaded"}, signal={"USR1": "KILL", "USR2": "CONT"}),  # its clear-up: harmless
     Mutant("behave", "no-op", "leaves the server's behaviour as it was", swallow=frozenset({"behave"})),
     Mutant("behave", "wrong-server", "changes the other server's behaviour", server=OTHER_SERVER),
     Mutant("behave", "later", "applies the behaviour ten messages later", control={"after": lambda n: (n or 0) + 10}),
-    *_toxic("latency", Mutant("latency", "tenth", "a tenth of the latency", toxic={"latency": _scaled(0.1)})),
-    *_toxic("bandwidth", Mutant("bandwidth", "tenfold", "ten times the rate", toxic={"rate": _scaled(10)})),
+    *_toxic("latency", Mutant("latency", "tenth", "a tenth of the latency", toxic={"latency": _scaled(0.1)}),
+            Mutant("latency", "other-stream", "delays the other direction", toxic={"stream": OTHER_STREAM.get})),
+    *_toxic("bandwidth", Mutant("bandwidth", "tenfold", "ten times the rate", toxic={"rate": _scaled(10)}),
+            Mutant("bandwidth", "other-stream", "limits the other direction", toxic={"stream": OTHER_STREAM.get})),
     *_toxic("limit-data", Mutant("limit-data", "later", "cuts ten times later", toxic={"bytes": _scaled(10)})),
-    *_toxic("reset-peer"),
-    *_toxic("slicer", Mutant("slicer", "tenfold", "pieces ten times larger", toxic={"average_size": _scaled(10)})),
+    # 6 s: later than robust's 5 s read deadline, so its RST comes after the client's own FIN (a
+    # teardown RST), yet before the watchdog, so removing the toxic never waits on its timer.
+    *_toxic("reset-peer", Mutant("reset-peer", "late", "resets 6 s after the first data instead of at once",
+                                 toxic={"timeout": 6000})),
+    *_toxic("slicer", Mutant("slicer", "tenfold", "pieces ten times larger", toxic={"average_size": _scaled(10)}),
+            Mutant("slicer", "other-stream", "slices the other direction", toxic={"stream": OTHER_STREAM.get})),
     *_toxic("slow-close", Mutant("slow-close", "tenth", "a tenth of the delay", toxic={"delay": _scaled(0.1)})),
-    *_toxic("timeout"),
+    *_toxic("timeout", Mutant("timeout", "closes", "closes the connection 0.5 s after the last data instead of "
+                              "holding it", toxic={"timeout": 500}),
+            Mutant("timeout", "other-stream", "holds the client's bytes instead of the server's",
+                   toxic={"stream": OTHER_STREAM.get})),
 ]
 
 BY_KEY: dict[str, Mutant] = {m.key: m for m in CATALOGUE}
@@ -170,7 +185,9 @@ class _Rewriting:
     def remove_toxic(self, proxy: str, name: str) -> Any:
         if "remove_toxic" in self._mutant.swallow:
             return None
-        return self._real.remove_toxic(_rewrite({"proxy": proxy}, self._mutant.toxic)["proxy"], name)
+        # Only the proxy rule applies here: the toxic's other fields are not part of a removal.
+        where = {key: rule for key, rule in self._mutant.toxic.items() if key == "proxy"}
+        return self._real.remove_toxic(_rewrite({"proxy": proxy}, where)["proxy"], name)
 
 
 class MutatedContext:

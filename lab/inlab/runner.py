@@ -106,6 +106,20 @@ class Context:
             self.timeline.append({"t": t, "actor": actor, "what": what, **facts})
         return t
 
+    def mark_at(self, wall: float, actor: str, what: str, **facts: Any) -> float:
+        """Record an event that happened at wall-clock time ``wall`` (time.time()), learnt of later.
+
+        It goes into the timeline at its own time, among the events around it (a restart the
+        kernel dated, for example), not at the moment the lab found out.
+        """
+        t = round(self.now() - (time.time() - wall), 4)
+        with self._lock:
+            at = len(self.timeline)
+            while at > 0 and self.timeline[at - 1]["t"] > t:
+                at -= 1
+            self.timeline.insert(at, {"t": t, "actor": actor, "what": what, **facts})
+        return t
+
     def check(self, impl: str, name: str, ok: bool, detail: str = "") -> None:
         self.checks[impl].append(Check(name, bool(ok), detail))
 
@@ -174,14 +188,21 @@ class Context:
         return handle
 
     # Packet evidence ---------------------------------------------------------------------------
-    def capture(self, where: str = "server", port: int = DEFAULT_PORT) -> "CaptureHandle":
-        """Start tcpdump in the server's (or the client's) namespace; stopped at the latest at clean-up."""
+    def capture(self, where: str = "server", port: int = DEFAULT_PORT, *,
+                filter: str | None = None) -> "CaptureHandle":  # noqa: A002 - tcpdump's word
+        """Start tcpdump in the server's (or the client's) namespace; stopped at the latest at clean-up.
+
+        ``filter`` (the agent's small grammar) narrows the default ``tcp and port PORT``, e.g. to
+        ``tcp and src port 7000`` when only what the server sends matters and a healthy run
+        would push more bytes the other way than a capture may hold.
+        """
         agent = self.server_agent if where == "server" else self.client_agent
         name = f"{self.scenario.name}-{where}"[:32].strip("-")
-        agent.capture_start(name, f"tcp and port {port}")
+        chosen = filter or f"tcp and port {port}"
+        agent.capture_start(name, chosen)
         handle = CaptureHandle(self, agent, name, where, port)
         self.on_cleanup(handle.discard)
-        self.mark("lab", f"capturing at the {where}", filter=f"tcp and port {port}")
+        self.mark("lab", f"capturing at the {where}", filter=chosen)
         return handle
 
     # Running the subjects ----------------------------------------------------------------------
@@ -527,22 +548,21 @@ def report(ctx: Context, aborted: str | None) -> RunReport:
 
 
 def render(rep: RunReport) -> str:
+    """The report as plain text: runs of identical events folded, times since the fault in place."""
+    from lab.inlab import timeline as tl
+
     s = rep["scenario"]
     lines = [f"== {s['title']} ({s['name']}) — HOWTO: {s['howto']} — path: {s['path']}",
-             f"   wire: {' '.join(s['wire'].split())}", f"   injection: {' '.join(s['injection'].split())}", "",
-             "timeline:"]
-    for e in rep["timeline"]:
-        extra = {k: v for k, v in e.items() if k not in ("t", "actor", "what")}
-        facts = " ".join(f"{k}={v}" for k, v in extra.items() if v is not None)
-        lines.append(f"  +{e['t']:7.3f}s  {e['actor']:<26} {e['what']}" + (f"  ({facts})" if facts else ""))
+             f"   wire: {' '.join(s['wire'].split())}", f"   injection: {' '.join(s['injection'].split())}", ""]
+    lines += tl.plain_lines(rep)
     lines.append("")
     lines.append("fault really happened:" if rep["fidelity_ok"] else "FAULT NOT PROVEN:")
-    for c in rep["fidelity"] or [{"ok": False, "name": "no evidence recorded", "detail": ""}]:
-        lines.append(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {c['detail']}")
+    for c in rep["fidelity"] or [{"ok": False, "name": "no evidence recorded", "detail": "the scenario proved nothing"}]:
+        lines.append(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {tl.detail_of(c)}")
     for impl, v in rep["verdicts"].items():
         lines.append(f"{impl}: {'PASS' if v['ok'] else 'FAIL'}")
         for c in v["checks"]:
-            lines.append(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {c['detail']}")
+            lines.append(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {tl.detail_of(c, rep, impl)}")
     for impl, sub in rep.get("submissions", {}).items():
         o = sub["outcome"]
         lines.append(f"{impl}: not judged (graded by lab.grading.card): {o['status']}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 
+from lab.inlab import timeline as tl
 from lab.inlab.runreport import RunReport
 from typing import Any
 
@@ -67,8 +68,22 @@ def expectation_line(oracle: dict[str, Any], watchdog: Any = None) -> str:
     return text
 
 
-def _facts(event: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("t", "actor", "what") and v is not None)
+def _facts(row: tl.Run) -> str:
+    return ", ".join(f"{k}={v}" for k, v in row.shown_facts().items())
+
+
+def _rows(report: RunReport) -> list[tuple[str, str, str, str, str]]:
+    """(t, since the fault, who, what, facts) per timeline row, runs of identical events folded."""
+    out = []
+    for row in tl.fold(report.get("timeline", [])):
+        since = tl.since_fault(report, row.t)
+        out.append((f"{row.t:.3f}", f"{since:+.3f}" if since is not None and since >= 0 else "", row.actor,
+                    row.label(), _facts(row)))
+    return out
+
+
+def _fault_when(report: RunReport) -> str:
+    return tl.fault_line(report) or "no fault was injected"
 
 
 def render_html(report: RunReport, *, svg: str | None = None, capture_text: str | None = None) -> str:
@@ -79,8 +94,7 @@ def render_html(report: RunReport, *, svg: str | None = None, capture_text: str 
            f"<style>{_CSS}</style></head><body>",
            f"<h1>{_e(s.get('title', '?'))} <small>({_e(s.get('name', '?'))})</small></h1>",
            f'<p class="sub">HOWTO section: <b>{_e(s.get("howto", "?"))}</b> · path: {_e(s.get("path", "?"))} · '
-           f"watchdog: {_e(report.get('watchdog_s', '?'))} s · fault at: "
-           f"{_e(report.get('fault_at'))} s</p>",
+           f"watchdog: {_e(report.get('watchdog_s', '?'))} s · {_e(_fault_when(report))}</p>",
            f'<p class="verdict">verdict: {_flag(ok).replace(">ok<", ">PASS<")}</p>',
            f'<p class="remember"><b>Remember:</b> {_e(s.get("remember", ""))}</p>',
            "<h2>What happens</h2>",
@@ -94,16 +108,15 @@ def render_html(report: RunReport, *, svg: str | None = None, capture_text: str 
         # picture.render_svg escapes its own text; the XML prolog is not allowed inside HTML.
         inline = svg.split("?>", 1)[1] if svg.lstrip().startswith("<?xml") else svg
         out += ["<h2>Sequence diagram</h2>", f"<figure>{inline}</figure>"]
-    out += ["<h2>Timeline</h2>", "<table><tr><th>t (s)</th><th>who</th><th>what</th><th>facts</th></tr>"]
-    for event in report.get("timeline", []):
-        t = float(event.get("t", 0.0))
-        out.append(f"<tr><td>{t:.3f}</td><td>{_e(event.get('actor', ''))}</td>"
-                   f"<td>{_e(event.get('what', ''))}</td><td>{_e(_facts(event))}</td></tr>")
+    out += ["<h2>Timeline</h2>", "<table><tr><th>t (s)</th><th>since the fault (s)</th><th>who</th><th>what</th>"
+            "<th>facts</th></tr>"]
+    for row in _rows(report):
+        out.append("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>")
     out.append("</table>")
     out.append("<h2>Verdicts</h2>")
     for impl, verdict in report.get("verdicts", {}).items():
         out.append(f"<h3>{_e(impl)}: {_flag(verdict.get('ok')).replace('>ok<', '>PASS<')}</h3>")
-        out.append(_checks_table(verdict.get("checks", [])))
+        out.append(_checks_table(verdict.get("checks", []), report, impl))
     out.append(f"<h2>Fidelity: did the fault really happen? {_flag(report.get('fidelity_ok'))}</h2>")
     out.append(_checks_table(report.get("fidelity", [])) if report.get("fidelity")
                else '<p class="fail">no evidence was recorded that the fault happened</p>')
@@ -115,9 +128,9 @@ def render_html(report: RunReport, *, svg: str | None = None, capture_text: str 
     return "\n".join(out) + "\n"
 
 
-def _checks_table(checks: list[dict[str, Any]]) -> str:
+def _checks_table(checks: list[dict[str, Any]], report: RunReport | None = None, impl: str | None = None) -> str:
     rows = "".join(f"<tr><td>{_flag(c.get('ok'))}</td><td>{_e(c.get('name', ''))}</td>"
-                   f"<td>{_e(c.get('detail', ''))}</td></tr>" for c in checks)
+                   f"<td>{_e(tl.detail_of(c, report, impl))}</td></tr>" for c in checks)
     return f"<table><tr><th></th><th>check</th><th>detail</th></tr>{rows}</table>"
 
 
@@ -146,7 +159,7 @@ def render_markdown(report: RunReport, *, capture_text: str | None = None,
     ok = report.get("ok")
     lines = [f"# {_md(s.get('title', '?'))} ({_md(s.get('name', '?'))}): {'PASS' if ok else 'FAIL'}", "",
              f"HOWTO section: **{_md(s.get('howto', '?'))}** · path: {_md(s.get('path', '?'))} · "
-             f"watchdog: {_md(report.get('watchdog_s', '?'))} s · fault at: {_md(report.get('fault_at'))} s", "",
+             f"watchdog: {_md(report.get('watchdog_s', '?'))} s · {_md(_fault_when(report))}", "",
              f"> **Remember:** {_md(s.get('remember', ''))}", "",
              "## What happens", "", f"**On the wire.** {_md(s.get('wire', ''))}", "",
              f"**How the lab does it.** {_md(s.get('injection', ''))}", "",
@@ -155,14 +168,14 @@ def render_markdown(report: RunReport, *, capture_text: str | None = None,
         lines.append(f"- **{_md(impl)}**: {_md(expectation_line(oracle, report.get('watchdog_s')))}")
     if svg_name:
         lines += ["", "## Sequence diagram", "", f"![sequence diagram]({svg_name})"]
-    lines += ["", "## Timeline", "", "| t (s) | who | what | facts |", "| ---: | --- | --- | --- |"]
-    for event in report.get("timeline", []):
-        lines.append(f"| {float(event.get('t', 0)):.3f} | {_md(event.get('actor', ''))} | "
-                     f"{_md(event.get('what', ''))} | {_md(_facts(event))} |")
+    lines += ["", "## Timeline", "", "| t (s) | since the fault (s) | who | what | facts |",
+              "| ---: | ---: | --- | --- | --- |"]
+    for row in _rows(report):
+        lines.append("| " + " | ".join(_md(cell) for cell in row) + " |")
     lines += ["", "## Verdicts"]
     for impl, verdict in report.get("verdicts", {}).items():
         lines += ["", f"### {_md(impl)}: {'PASS' if verdict.get('ok') else 'FAIL'}", ""]
-        lines += _md_checks(verdict.get("checks", []))
+        lines += _md_checks(verdict.get("checks", []), report, impl)
     lines += ["", f"## Fidelity: {'the fault really happened' if report.get('fidelity_ok') else 'FAULT NOT PROVEN'}",
               ""]
     lines += _md_checks(report.get("fidelity", [])) or ["No evidence was recorded that the fault happened."]
@@ -173,10 +186,10 @@ def render_markdown(report: RunReport, *, capture_text: str | None = None,
     return "\n".join(lines) + "\n"
 
 
-def _md_checks(checks: list[dict[str, Any]]) -> list[str]:
+def _md_checks(checks: list[dict[str, Any]], report: RunReport | None = None, impl: str | None = None) -> list[str]:
     if not checks:
         return []
     rows = ["| | check | detail |", "| --- | --- | --- |"]
-    rows += [f"| {'ok' if c.get('ok') else '**FAIL**'} | {_md(c.get('name', ''))} | {_md(c.get('detail', ''))} |"
-             for c in checks]
+    rows += [f"| {'ok' if c.get('ok') else '**FAIL**'} | {_md(c.get('name', ''))} | "
+             f"{_md(tl.detail_of(c, report, impl))} |" for c in checks]
     return rows

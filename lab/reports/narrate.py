@@ -19,6 +19,7 @@ from typing import Any
 
 from lab.reports.document import expectation_line
 from lab.inlab.runreport import RunReport
+from lab.inlab.timeline import since_fault
 
 __all__ = ["Step", "narrate", "verdict_sentence", "remember"]
 
@@ -60,10 +61,9 @@ def narrate(summary: dict[str, Any], *, watchdog: float | None = None) -> list[S
 
 
 def _since_fault(report: RunReport, outcome: dict[str, Any]) -> str:
-    fault_at, ended = report.get("fault_at"), outcome.get("ended_at")
-    if isinstance(fault_at, (int, float)) and isinstance(ended, (int, float)):
-        return f" {ended - fault_at:.2f} s after the fault"
-    return ""
+    # From the fault being in place: the lab's own time to put it there is nobody's doing.
+    since = since_fault(report, outcome.get("ended_at"))
+    return f" {since:.2f} s after the fault was in place" if since is not None else ""
 
 
 def verdict_sentence(report: RunReport, impl: str) -> str:

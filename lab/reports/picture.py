@@ -5,10 +5,13 @@ Lanes, left to right: one per client implementation (``client[robust]``,
 faults). Time runs down the page with a scale in seconds on the left; every
 timeline event is one row, drawn from its actor towards the lane it concerns:
 echoes as arrows client ⇄ server, the fault as a red band across every lane,
-errors as red crosses where they were detected (with the time since the fault),
-"BLOCKED at the watchdog" as a dark square after a dashed "stuck" line. Runs
-of intact echoes from one client are folded into one row. The verdicts close
-the picture. ::
+errors as red crosses where they were detected (with the time since the fault
+was in place), "BLOCKED at the watchdog" as a dark square after a dashed "stuck"
+line. The RSTs and FINs the captures saw are arrows from the lane of whoever
+sent them (Toxiproxy's from the Toxiproxy lane: :func:`lab.reports.results.roles_for`
+says who is who). Runs of identical events of one actor (299 intact echoes) are
+folded into one row (:func:`lab.inlab.timeline.fold`). The verdicts close the
+picture. ::
 
     from lab.reports.picture import render_svg
     Path("timeline.svg").write_text(render_svg(report))   # report: lab.inlab.runner's JSON
@@ -21,14 +24,15 @@ from the report is XML-escaped.
 from __future__ import annotations
 
 import bisect
-import dataclasses
+import heapq
 import re
 
 from lab.inlab.runreport import RunReport
+from lab.inlab.timeline import Run, fault_in_place, fold, in_place_event
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-__all__ = ["Row", "lanes_for", "rows_for", "render_svg"]
+__all__ = ["Row", "lanes_for", "rows_for", "packet_events", "render_svg"]
 
 # Geometry, in SVG user units (pixels).
 AXIS_W = 120          # the time scale on the left
@@ -46,18 +50,9 @@ COLOURS = {"ok": "#1b7f3b", "error": "#c62828", "blocked": "#6a1b1b", "fault": "
            "corrupt": "#e65100", "send": "#1565c0", "muted": "#757575", "lane": "#9e9e9e", "text": "#212121"}
 LANE_FILL = {"client": "#e3f2fd", "toxiproxy": "#f3e5f5", "server": "#e8f5e9", "lab": "#ffebee"}
 
+_DRAWN_PACKETS = ("RST", "FIN")   # the packets that end conversations: who sent them is the lesson
 
-@dataclasses.dataclass
-class Row:
-    """One row of the diagram: an event (or a run of intact echoes) at a time."""
-
-    t: float
-    actor: str
-    what: str
-    facts: dict[str, Any]
-    count: int = 1              # >1 for a folded run of echoes
-    until: float | None = None  # the last folded event's time
-    last_seq: Any = None
+Row = Run   # one row of the diagram: an event, or a folded run of identical events
 
 
 def lanes_for(report: RunReport) -> list[str]:
@@ -71,32 +66,40 @@ def lanes_for(report: RunReport) -> list[str]:
 
 
 def rows_for(timeline: list[dict[str, Any]]) -> list[Row]:
-    """Timeline events as rows; consecutive intact echoes of one client fold into one row.
+    """Timeline events as rows, runs of identical events of one actor folded (lab.inlab.timeline.fold)."""
+    return fold(timeline)
 
-    A run stays open across the other client's echoes (they interleave) and is
-    closed by any other kind of event, so nothing that happened between two
-    folded echoes is hidden.
+
+def packet_events(report: RunReport) -> list[dict[str, Any]]:
+    """The RSTs and FINs the captures saw on the lanes' connections, as timeline events of their sender.
+
+    Capture times are wall-clock; the timeline's are seconds since the run began. The runner
+    took ``facts["fault_wall"]`` just before it marked "fault in place", which ties the two
+    clocks together; without that mark no packet is placed.
     """
-    rows: list[Row] = []
-    open_runs: dict[str, Row] = {}
-    for event in timeline:
-        actor, what = str(event.get("actor", "?")), str(event.get("what", ""))
-        facts = {k: v for k, v in event.items() if k not in ("t", "actor", "what")}
-        t = float(event.get("t", 0.0))
-        if what == "echo intact":
-            run = open_runs.get(actor)
-            if run is not None:
-                run.count += 1
-                run.until = t
-                run.last_seq = facts.get("seq")
-                continue
-            row = Row(t, actor, what, facts)
-            open_runs[actor] = row
-            rows.append(row)
+    from lab.evidence import CaptureSummary
+    from lab.reports.results import roles_for, summaries
+
+    anchor, wall = in_place_event(report), report.get("facts", {}).get("fault_wall")
+    if anchor is None or isinstance(wall, bool) or not isinstance(wall, (int, float)):
+        return []
+    offset = float(anchor["t"]) - wall
+    lanes = set(lanes_for(report))
+    events = []
+    for where, summary in summaries(report).items():
+        if not isinstance(summary, CaptureSummary) or summary.start is None:
             continue
-        open_runs.clear()
-        rows.append(Row(t, actor, what, facts))
-    return rows
+        names = roles_for(report, where, summary)
+        for conn in summary.connections:
+            client, server = names.get(conn.client), names.get(conn.server)
+            if client not in lanes or server not in lanes:
+                continue
+            for event in conn.timeline:
+                if event.what in _DRAWN_PACKETS:
+                    sender, receiver = (client, server) if event.direction == "c2s" else (server, client)
+                    events.append({"t": round(summary.start + event.t + offset, 4), "actor": sender,
+                                   "what": event.what, "to": receiver, "capture": f"{where}.pcap"})
+    return sorted(events, key=lambda e: e["t"])
 
 
 class _Scale:
@@ -185,10 +188,11 @@ def render_svg(report: RunReport) -> str:
     lanes = lanes_for(report)
     lane_x = {lane: AXIS_W + LANE_W * (i + 0.5) for i, lane in enumerate(lanes)}
     width = AXIS_W + LANE_W * len(lanes) + RIGHT_PAD
-    rows = rows_for(report.get("timeline", []))
+    rows = rows_for(list(heapq.merge(report.get("timeline", []), packet_events(report), key=lambda e: e["t"])))
     rows_top = TOP + HEADER_H + 24
     scale = _Scale([row.t for row in rows], rows_top)
     fault_at = report.get("fault_at")
+    in_place = fault_in_place(report)
     verdict_lines = _verdict_lines(report)
     height = scale.bottom + 50 + 20 * len(verdict_lines)
 
@@ -220,7 +224,7 @@ def render_svg(report: RunReport) -> str:
             # A folded run of echoes lasts: a bar on the client's lane down to its last echo.
             svg.add(f'<rect x="{lane_x[row.actor] - 3:.1f}" y="{y:.1f}" width="6" '
                     f'height="{max(scale.y(row.until) - y, 0):.1f}" fill="{COLOURS["echo"]}" opacity="0.45"/>')
-        _draw_row(svg, row, y, lane_x, lanes, fault_at, direct)
+        _draw_row(svg, row, y, lane_x, lanes, (fault_at, in_place), direct)
 
     y = scale.bottom + 44
     svg.add(f'<line x1="16" y1="{y - 20:.1f}" x2="{width - 16:.0f}" y2="{y - 20:.1f}" stroke="#bdbdbd"/>')
@@ -285,12 +289,13 @@ def _stuck_segments(rows: list[Row], scale: _Scale) -> dict[str, tuple[float, fl
     for row, y in zip(rows, scale.row_y):
         if row.what.startswith("BLOCKED"):
             found[row.actor] = (last_y.get(row.actor, y), y)
-        last_y[row.actor] = y
+        last_y[row.actor] = max(y, scale.y(row.until)) if row.until is not None else y
     return found
 
 
-def _draw_row(svg: _Svg, row: Row, y: float, lane_x: dict[str, float], lanes: list[str], fault_at: Any,
-              direct: bool) -> None:
+def _draw_row(svg: _Svg, row: Row, y: float, lane_x: dict[str, float], lanes: list[str],
+              fault: tuple[Any, float | None], direct: bool) -> None:
+    fault_at, in_place = fault
     x_actor = lane_x.get(row.actor, lane_x["server"] if row.actor.startswith("server") else lane_x["lab"])
     x_server, x_lab = lane_x["server"], lane_x["lab"]
     time_note = f"+{row.t:.3f} s"
@@ -326,13 +331,16 @@ def _draw_row(svg: _Svg, row: Row, y: float, lane_x: dict[str, float], lanes: li
         svg.text((x_actor + x_server) / 2, y - 6, f"{what}  {time_note}", anchor="middle", size=11,
                  colour=COLOURS[kind])
         return
+    if row.facts.get("capture") and row.facts.get("to") in lane_x:
+        _draw_packet(svg, row, y, x_actor, lane_x[row.facts["to"]], time_note)
+        return
     if what.startswith("ERROR"):
         c = COLOURS["error"]
         svg.add(f'<path d="M{x_actor - 7},{y - 7} l14,14 M{x_actor - 7},{y + 7} l14,-14" stroke="{c}" '
                 f'stroke-width="3.5"/>')
         since = ""
-        if isinstance(fault_at, (int, float)):
-            since = f", detected {row.t - fault_at:.3f} s after the fault"
+        if in_place is not None:
+            since = f", detected {row.t - in_place:.3f} s after the fault was in place"
         errno = f" [{row.facts['errno']}]" if row.facts.get("errno") else ""
         svg.text(x_actor + 14, y - 2, f"{what}{errno}  {time_note}{since}", size=12, colour=c, weight="bold")
         if row.facts.get("message"):
@@ -352,13 +360,26 @@ def _draw_row(svg: _Svg, row: Row, y: float, lane_x: dict[str, float], lanes: li
         return
     # Anything else: a dot on the actor's lane, labelled; the lab's own notes point at the server.
     colour = COLOURS["fault"] if what.startswith("fault in place") else COLOURS["muted"]
-    extra = _fact_text(row.facts)
-    label = _short(f"{what}" + (f" ({extra})" if extra else ""), 90) + f"  {time_note}"
+    extra = _fact_text(row.shown_facts())
+    if what.startswith("fault in place") and row.t == in_place and isinstance(fault_at, (int, float)) \
+            and in_place - fault_at >= 0.0005:
+        extra = f"{in_place - fault_at:.3f} s after it was asked for: times since the fault count from here"
+    label = _short(f"{row.label()}" + (f" ({extra})" if extra else ""), 110) + f"  {time_note}"
     svg.add(f'<circle cx="{x_actor:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>')
     if x_actor >= x_lab:
         svg.text(x_actor - 10, y + 4, label, anchor="end", size=11, colour=colour)
     else:
         svg.text(x_actor + 10, y + 4, label, size=11, colour=colour)
+
+
+def _draw_packet(svg: _Svg, row: Row, y: float, x_from: float, x_to: float, time_note: str) -> None:
+    """An RST or FIN a capture saw, as an arrow from the lane of its sender to its receiver's."""
+    kind = "fault" if row.what == "RST" else "muted"
+    step = 6 if x_to > x_from else -6
+    svg.line(x_from + step, y, x_to - step, y, colour=COLOURS[kind], width=2 if kind == "fault" else 1.5,
+             end=f"head-{kind}")
+    label = f"{row.label()} from {row.actor} to {row.facts['to']} (in {row.facts['capture']})"
+    svg.text((x_from + x_to) / 2, y - 6, f"{label}  {time_note}", anchor="middle", size=11, colour=COLOURS[kind])
 
 
 def _verdict_lines(report: RunReport) -> list[tuple[str, str, str]]:

@@ -9,6 +9,10 @@ writes ``report.json`` (the report without the raw captures), ``timeline.svg``
 (:mod:`lab.reports.picture`), ``report.html`` and ``report.md`` (:mod:`lab.reports.document`),
 and, when the scenario captured, ``server.pcap`` / ``client.pcap`` (open them in
 Wireshark) and ``capture.txt`` (:func:`lab.evidence.render` of each).
+
+A capture knows addresses, not who is who: :func:`roles_for` names each connection's ends from
+the report (the subjects' local ports, the capture point, the scenario's path), so a packet that
+Toxiproxy sent is Toxiproxy's, in ``capture.txt`` and in the diagram, never the server's.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from lab.inlab.runreport import RunReport
 from pathlib import Path
 from typing import Any
 
-__all__ = ["default_dir", "save", "capture_text", "split_pcaps"]
+__all__ = ["default_dir", "save", "capture_text", "split_pcaps", "summaries", "roles_for"]
 
 _PORT_RE = re.compile(r"port (\d+)")
 
@@ -49,19 +53,78 @@ def _capture_port(report: RunReport, where: str) -> int | None:
     return None
 
 
+def summaries(report: RunReport, pcaps: dict[str, bytes] | None = None) -> dict[str, Any]:
+    """Each capture point's :class:`~lab.evidence.CaptureSummary`: read from its pcap when given, else
+    the summary the runner made in the lab (kept in the report's facts). An unreadable pcap is its
+    :class:`~lab.evidence.CaptureError` instead."""
+    from lab.evidence import CaptureError, summarize
+    from lab.evidence.tcp import summary_from_dict
+
+    found: dict[str, Any] = {}
+    for where, data in sorted((pcaps or {}).items()):
+        try:
+            found[where] = summarize(data, server_port=_capture_port(report, where))
+        except CaptureError as exc:
+            found[where] = exc
+    for where, capture in sorted((report.get("facts", {}).get("captures") or {}).items()):
+        if where not in found and isinstance(capture.get("summary"), dict):
+            found[where] = summary_from_dict(capture["summary"])
+    return found
+
+
+def roles_for(report: RunReport, where: str, summary: Any) -> dict[Any, str]:
+    """Who each end of each captured connection is: {Endpoint: "client[robust]" | "toxiproxy" | "server" | "client"}.
+
+    ``where`` is the capture point: "client" is the client's namespace, whose peer is the server
+    on the direct path and Toxiproxy on the proxied one; "server" is the server's namespace, whose
+    peer is a client on the direct path and Toxiproxy's own connection on the proxied one. A
+    subject is known by the local ports the runner recorded (``facts["client_ports"]``); a client
+    socket that is not a subject's (a filler, a bystander) is just "client".
+    """
+    proxied = report.get("scenario", {}).get("path") == "proxied"
+    by_port = {int(port): f"client[{impl}]" for impl, ports in
+               (report.get("facts", {}).get("client_ports") or {}).items() for port in ports}
+    client_hosts = _client_hosts(report)
+    names: dict[Any, str] = {}
+    for conn in summary.connections:
+        if where == "client":
+            names[conn.client] = by_port.get(conn.client.port, "client")
+            names[conn.server] = "toxiproxy" if proxied else "server"
+        else:
+            names[conn.server] = "server"
+            if proxied and conn.client.host not in client_hosts:
+                names[conn.client] = "toxiproxy"   # the proxy's own connection to the server
+            else:
+                names[conn.client] = by_port.get(conn.client.port, "client")
+    return names
+
+
+def _client_hosts(report: RunReport) -> set[str]:
+    # The client's own address, where a capture in its namespace shows it.
+    capture = (report.get("facts", {}).get("captures") or {}).get("client") or {}
+    return {str(c.get("client", "")).rpartition(":")[0].strip("[]")
+            for c in (capture.get("summary") or {}).get("connections", [])}
+
+
 def capture_text(report: RunReport, pcaps: dict[str, bytes]) -> str | None:
-    """lab.evidence.render of each pcap; without pcaps, the summaries the runner rendered in the lab."""
-    from lab.evidence import CaptureError, render, summarize
+    """lab.evidence.render of each pcap, its ends named by role; without pcaps, the summaries the
+    runner made in the lab, named the same way."""
+    from lab.evidence import CaptureError, render
 
     parts = []
-    for where, data in sorted(pcaps.items()):
-        try:
-            text = render(summarize(data, server_port=_capture_port(report, where)))
-        except CaptureError as exc:
-            text = f"unreadable capture: {exc}\n"
-        parts.append(f"== {where}.pcap ({len(data)} bytes)\n{text}")
-    if not parts:
-        for where, capture in sorted((report.get("facts", {}).get("captures") or {}).items()):
+    lab_only = report.get("facts", {}).get("captures") or {}
+    for where, summary in summaries(report, pcaps).items():
+        if where in pcaps:
+            head = f"== {where}.pcap ({len(pcaps[where])} bytes)"
+        else:
+            head = f"== {where} (summarised in the lab)"
+        if isinstance(summary, CaptureError):
+            text = f"unreadable capture: {summary}\n"
+        else:
+            text = render(summary, roles_for(report, where, summary))
+        parts.append(f"{head}\n{text}")
+    for where, capture in sorted(lab_only.items()):
+        if where not in pcaps and not isinstance(capture.get("summary"), dict):
             parts.append(f"== {where} (summarised in the lab)\n{capture.get('text', '')}")
     return "\n".join(parts) if parts else None
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from lab.inlab import timeline as tl
 from lab.inlab.runreport import RunReport
 
 __all__ = ["explanation", "list_rows", "print_list", "plain_list", "print_report", "timeline_style",
@@ -59,8 +60,8 @@ def timeline_style(event: dict[str, Any]) -> str:
     return ""
 
 
-def _facts(event: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in event.items() if k not in ("t", "actor", "what") and v is not None)
+def _facts(row: tl.Run) -> str:
+    return " ".join(f"{k}={v}" for k, v in row.shown_facts().items())
 
 
 def _mark(ok: Any) -> Text:
@@ -68,15 +69,20 @@ def _mark(ok: Any) -> Text:
 
 
 def print_timeline(console: Console, report: RunReport) -> None:
-    table = Table(title="Timeline", header_style="bold", expand=False)
+    """The timeline, runs of identical events folded into one row, with the time since the fault."""
+    fault = tl.fault_line(report)
+    table = Table(title="Timeline", caption=fault, header_style="bold", expand=False)
     table.add_column("t (s)", justify="right")
+    table.add_column("since fault", justify="right")
     table.add_column("who")
     table.add_column("what")
     table.add_column("facts", overflow="fold", style="dim")
-    for event in report.get("timeline", []):
+    for row in tl.fold(report.get("timeline", [])):
+        since = tl.since_fault(report, row.t)
         # Text, not str: "client[robust]" would otherwise be read as rich markup and vanish.
-        table.add_row(f"{float(event.get('t', 0)):.3f}", Text(str(event.get("actor", ""))),
-                      Text(str(event.get("what", "")), style=timeline_style(event)), Text(_facts(event)))
+        table.add_row(f"{row.t:.3f}", f"{since:+.3f}" if since is not None and since >= 0 else "",
+                      Text(row.actor), Text(row.label(), style=timeline_style({"what": row.what})),
+                      Text(_facts(row)))
     console.print(table)
 
 
@@ -89,14 +95,16 @@ def print_report(console: Console, report: RunReport, *, results: str | None = N
     console.print(f"[dim]injection:[/] {escape(' '.join(s['injection'].split()))}")
     print_timeline(console, report)
     console.print("[bold]Did the fault really happen?[/]")
-    for check in report.get("fidelity") or [{"ok": False, "name": "no evidence recorded", "detail": ""}]:
-        console.print(Text.assemble("  [", _mark(check["ok"]), f"] {check['name']}: {check['detail']}"))
+    for check in report.get("fidelity") or [{"ok": False, "name": "no evidence recorded",
+                                             "detail": "the scenario proved nothing"}]:
+        console.print(Text.assemble("  [", _mark(check["ok"]), f"] {check['name']}: {tl.detail_of(check)}"))
     for impl, verdict in report.get("verdicts", {}).items():
         console.print(Text.assemble(Text(f"{impl}: ", style="bold"),
                                     Text("PASS", style="bold green") if verdict["ok"] else
                                     Text("FAIL", style="bold red")))
         for check in verdict["checks"]:
-            console.print(Text.assemble("  [", _mark(check["ok"]), f"] {check['name']}: {check['detail']}"))
+            console.print(Text.assemble("  [", _mark(check["ok"]), f"] {check['name']}: "
+                                        f"{tl.detail_of(check, report, impl)}"))
     if report.get("aborted"):
         console.print(f"[bold red]ABORTED:[/] {escape(str(report['aborted']))}")
     console.print(Text.assemble("verdict: ", Text("PASS", style="bold green") if report["ok"] else

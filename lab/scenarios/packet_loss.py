@@ -1,6 +1,11 @@
 """One packet in ten is lost, in both directions (iptables statistic DROP)."""
 
+import math
+
 from lab.addresses import DEFAULT_PORT
+from lab.evidence.anchor import Window, segments
+from lab.evidence.streams import resent
+from lab.inlab.faults._iptables import Tally, per_direction
 from lab.inlab.scenario import Expect
 from lab.inlab.workloads import converse
 
@@ -9,37 +14,72 @@ TITLE = "Packet loss"
 HOWTO = "Using a Socket"
 WIRE = """
 The server's namespace drops a random 10 % of the packets to and from its port. TCP repairs
-it: unacknowledged segments are sent again after a retransmission timeout (200 ms at
-least on Linux), so every byte still arrives, in order, only later. This is the failure TCP
-was built to hide, and socket code should not notice it beyond the delay.
+it: what was not acknowledged is sent again, within milliseconds when a tail-loss probe or
+duplicate ACKs reveal the gap, after a retransmission timeout (200 ms at least on Linux) when
+nothing does. Every byte still arrives, in order, only later. This is the failure TCP was
+built to hide, and socket code should not notice it beyond the delay.
 """
-INJECTION = (f"The server-agent drops packets of port {DEFAULT_PORT} at random, probability 0.1 each way "
-             "(iptables statistic).")
+PROBABILITY = 0.1
+INJECTION = (f"The server-agent drops packets of port {DEFAULT_PORT} at random, probability {PROBABILITY} each way "
+             "(iptables statistic), with a rule that only counts in front of each, so the rate is measured.")
 PATH = "direct"
-COUNT = 40
+WATCHDOG = 20.0  # 80 exchanges, some waiting out 200 ms retransmission timeouts: 2 to 7 s measured
+COUNT = 80       # exchanges after the fault: some 320 packets each way in all, so the loss proof can tell 0.1 from 0.01
 SIZE = 2048
+Z = 3.5          # the loss proof's interval: the configured share +- Z binomial standard deviations
 EXPECT = {
     "robust": Expect("completed", note="every reply intact, some late"),
     "naive": Expect("completed", note="TCP retransmits; blocking loops just wait"),
 }
 REMEMBER = "TCP hides loss by retransmitting: you see delay, never missing bytes."
-LOOK_FOR = "Retransmitted segments (the same sequence numbers again) after gaps of 200 ms or more; every byte arrives in the end."
+LOOK_FOR = ("Retransmitted segments (the same sequence numbers again), some a few milliseconds after the original, "
+            "some after gaps of 200 ms or more; every byte arrives in the end. The DROP counters, against the "
+            "counting rules in front of them, give the loss rate each way.")
 
 
 def run(ctx):
-    before = ctx.client_agent.tcp_stats()
+    capture = ctx.capture("server")
     handle = {}
 
     def fault():
-        handle["loss"] = ctx.apply("loss", port=DEFAULT_PORT, probability=0.1)
+        # Counting rules first in the chain: every packet of the port passes them, then meets the loss rules.
+        handle["tally"] = Tally(ctx.server_agent, DEFAULT_PORT)
+        handle["loss"] = ctx.apply("loss", port=DEFAULT_PORT, probability=PROBABILITY)
 
     ctx.side_by_side(converse(before=1, after=COUNT, size=SIZE), fault=fault)
-    dropped = handle["loss"].dropped() if "loss" in handle else 0
-    after = ctx.client_agent.tcp_stats()
-    retrans = after["tcp"]["RetransSegs"] - before["tcp"]["RetransSegs"]
-    ctx.facts["client_retransmissions"] = retrans
-    ctx.prove("packets were really dropped", dropped > 0, f"{dropped} packets dropped by the rules")
-    ctx.prove("the client's kernel retransmitted", retrans > 0, f"RetransSegs grew by {retrans}")
+    rules = ctx.server_agent.counters()     # one reading for both, so they count the same packets
+    met = per_direction(rules, handle["tally"].ids, DEFAULT_PORT)
+    dropped = per_direction(rules, handle["loss"].ids, DEFAULT_PORT, target="DROP")
+    capture.stop()
+    win = Window(ctx.fault_wall, ctx.teardown_wall)
+    ports = ctx.client_ports()
+    others = [s for s in segments(capture.pcap, win, dst_port=DEFAULT_PORT) if s.src.port not in ports]
+    for direction in ("in", "out"):
+        prove_loss_rate(ctx, direction, met[direction], dropped[direction], others)
+    again_in = resent(capture.pcap, win, dst_port=DEFAULT_PORT, peer_ports=ports)
+    again_out = resent(capture.pcap, win, src_port=DEFAULT_PORT, peer_ports=ports)
+    ctx.prove("what was lost was sent again, after the fault, on the subjects' connections",
+              len(again_in) + len(again_out) > 0,
+              f"client to server: {len(again_in)} segments sent again, server to client: {len(again_out)}")
     for impl in ctx.impls:
         ctx.check(impl, f"all {COUNT + 1} replies intact", ctx.outcomes[impl].exchanges_ok == COUNT + 1,
                   f"{ctx.outcomes[impl].exchanges_ok} intact")
+
+
+def prove_loss_rate(ctx, direction, n, dropped, others):
+    """One direction's measured drop share must be the configured one, within a binomial interval.
+
+    ``n`` packets met the loss rule (the counting rule in front of it saw them all) and it
+    dropped ``dropped``, each with probability p: dropped/n lies within p +- Z*sqrt(p(1-p)/n).
+    ``n`` must be large enough for that interval to leave out a tenth of p: a sample too small
+    to tell 0.1 from 0.01 proves nothing. The counters count the whole port, so the capture
+    must show that the subjects' connections were all there was on it.
+    """
+    share = dropped / n if n else 0.0
+    half = Z * math.sqrt(PROBABILITY * (1 - PROBABILITY) / n) if n else 0.0
+    low, high = PROBABILITY - half, PROBABILITY + half
+    way = "to the server" if direction == "in" else "from the server"
+    ctx.prove(f"the measured loss {way} is the configured {PROBABILITY:g}",
+              n > 0 and low <= share <= high and low > PROBABILITY / 10 and not others,
+              f"{dropped} of {n} packets {way} dropped = {share:.3f}; {Z:g} sigma interval [{low:.3f}, {high:.3f}] "
+              f"(iptables counters); segments of other connections on :{DEFAULT_PORT} after the fault: {len(others)}")

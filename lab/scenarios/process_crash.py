@@ -1,6 +1,9 @@
 """The server process is killed (SIGKILL) in the middle of a conversation."""
 
-from lab.addresses import DEFAULT_PORT
+import time
+
+from lab.inlab.processes import serving
+from lab.inlab.proofs import per_connection, prove_restarted, server_closed_first, subjects
 from lab.inlab.scenario import Expect, fixed
 from lab.inlab.workloads import converse
 
@@ -25,18 +28,21 @@ LOOK_FOR = "The server's kernel closes for the dead process: a FIN, or an RST if
 
 
 def run(ctx):
-    capture = ctx.capture("server")
+    _, port = ctx.target()
+    capture = ctx.capture("server", port)
     crash = {}
 
     def fault():
+        # Which process serves the clients' port, and when the kill was asked for: the proofs
+        # below are about that process and what its kernel did from that moment on.
+        crash["before"] = serving(ctx.server_agent.processes(), port)
+        crash["asked"] = time.time()
         crash["handle"] = ctx.apply("crash", server="threaded")
 
     ctx.side_by_side(converse(before=2, after=1), fault=fault)
-    new_pid = crash["handle"].wait_restarted()
-    summary = capture.stop()
-    conns = summary.connections_to(DEFAULT_PORT)
-    ctx.prove("the server's kernel closed every connection (FIN or RST)",
-              conns and all(c.server_to_client.fin.count + c.server_to_client.rst.count >= 1 for c in conns),
-              ", ".join(f"{c.client}: FIN {c.server_to_client.fin.count} RST {c.server_to_client.rst.count}"
-                        for c in conns))
-    ctx.prove("the supervisor restarted the server", bool(new_pid), f"new pid {new_pid}")
+    crash["handle"].wait_restarted()
+    capture.stop()
+    per_connection(ctx, "the dead server's kernel closed each connection (FIN or RST) before the client did",
+                   subjects(ctx, capture.pcap, port, EXPECT), lambda conn: server_closed_first(conn, crash["asked"]))
+    prove_restarted(ctx, port, crash["before"], crash["asked"])
+

@@ -1,8 +1,13 @@
 """The server restarts while 1000 messages are flowing."""
 
+import time
 import zlib
 
+from lab.evidence.legs import connections
 from lab.sockets.reliable import ReliableSender
+from lab.sockets.robust import RobustConnection
+from lab.inlab.processes import serving
+from lab.inlab.proofs import per_connection, prove_restarted, server_closed_first, subjects
 from lab.inlab.scenario import Expect, fixed
 from lab.inlab.workloads import body
 
@@ -33,13 +38,23 @@ LOOK_FOR = "The old connection ends with the kernel's FIN or RST; a new handshak
 
 def reliable(ctx, subject, outcome):
     events = outcome.measurements.setdefault("events", [])
+    ports = outcome.measurements.setdefault("local_ports", [])   # one per connection, in order
+
+    def connect(host, port, config):
+        # The sender makes its own connections; their local ports find them in the capture.
+        conn = RobustConnection.connect(host, port, config)
+        ports.append(conn.socket.getsockname()[1])
+        return conn
 
     def on_event(name, facts):
-        if name in ("connected", "reconnecting", "resent"):
+        if name == "acked":   # robust's traffic in the timeline too (renderings fold the long runs)
+            what = "echo intact" if facts.get("via") == "echo" else "delivered (server's HELLO says so)"
+            ctx.mark("client[robust]", what, seq=facts["seq"])
+        elif name in ("connected", "reconnecting", "resent"):
             events.append({"event": name, **{k: v for k, v in facts.items() if isinstance(v, (int, float, str))}})
             ctx.mark("client[robust]", name, **{k: v for k, v in facts.items() if isinstance(v, (int, float, str))})
 
-    with ReliableSender(subject.host, subject.port, ctx.config, on_event=on_event) as sender:
+    with ReliableSender(subject.host, subject.port, ctx.config, on_event=on_event, connect=connect) as sender:
         ctx.facts["robust_session"] = sender.session_id.hex()
         for seq in range(1, COUNT + 1):
             if seq == KILL_AT:
@@ -63,14 +78,28 @@ def worker(ctx, subject, outcome):
 
 
 def run(ctx):
+    _, port = ctx.target()
+    capture = ctx.capture("server", port)
     crash = {}
 
     def fault():
+        # The process behind the clients' port, the connections open on it, and when the kill
+        # was asked for: the proofs are about those, from that moment on.
+        crash["before"] = serving(ctx.server_agent.processes(), port)
+        if "robust" in ctx.impls:
+            crash["robust_ports"] = set(ctx.outcomes["robust"].measurements.get("local_ports", []))
+        crash["asked"] = time.time()
         crash["handle"] = ctx.apply("crash", server="threaded")
 
     ctx.side_by_side(worker, fault=fault)
-    new_pid = crash["handle"].wait_restarted() if "handle" in crash else None
-    ctx.prove("the server process was killed and restarted", bool(new_pid), f"new pid {new_pid}")
+    crash["handle"].wait_restarted()     # until the new server answers on its ports
+    capture.stop()
+    prove_restarted(ctx, port, crash["before"], crash["asked"])
+    conns = subjects(ctx, capture.pcap, port, EXPECT)
+    if "robust" in conns:   # the sender's own connections: the one open at the kill is under test
+        conns["robust"] = connections(capture.pcap, server_port=port, client_ports=crash["robust_ports"])
+    per_connection(ctx, "the dead server's kernel closed the connections open at the kill, before the client did",
+                   conns, lambda conn: server_closed_first(conn, crash["asked"]))
     stats = ctx.server_stats("threaded")
     if "robust" in ctx.impls:
         session = stats.get("sessions", {}).get(ctx.facts.get("robust_session"), {})

@@ -3,6 +3,7 @@
 import time
 
 from lab.addresses import DEFAULT_PORT
+from lab.evidence.anchor import ACK, RST, Window, first, segments
 from lab.inlab.scenario import Expect, fixed
 from lab.inlab.workloads import body
 
@@ -43,14 +44,44 @@ def worker(ctx, subject, outcome):
 
 
 def run(ctx):
-    capture = ctx.capture("server")
-    ctx.side_by_side(worker, fault=lambda: ctx.apply("reject", port=DEFAULT_PORT))
-    summary = capture.stop()
-    conns = summary.connections_to(DEFAULT_PORT)
-    ctx.prove("RSTs reached the client after the fault", conns and all(c.server_to_client.rst.count >= 1
-                                                                       for c in conns),
-              ", ".join(f"{c.client}: RST {c.server_to_client.rst.count}" for c in conns))
+    capture = ctx.capture("client")
+    handle = {}
+
+    def fault():
+        handle["reject"] = ctx.apply("reject", port=DEFAULT_PORT)
+
+    ctx.side_by_side(worker, fault=fault)
+    rejected = handle["reject"].matched("in", target="REJECT")
+    capture.stop()
+    prove_resets(ctx, capture.pcap, rejected)
     for impl in ctx.impls:
         sends = ctx.outcomes[impl].measurements.get("sends_after_reset", 0)
         ctx.check(impl, "the error came on the first or second send after the reset", sends <= 1,
                   f"{sends} sends returned before the error")
+
+
+def prove_resets(ctx, pcap, rejected):
+    """The RSTs the subjects got came from the rule, after the fault, as answers to their own
+    segments: not the teardown's, which would follow the client's FIN after the window."""
+    win = Window(ctx.fault_wall, ctx.teardown_wall)
+    ports = ctx.client_ports()
+    sent = segments(pcap, win, dst_port=DEFAULT_PORT, peer_ports=ports)
+    ctx.prove("the REJECT rule answered the client's segments after the fault",
+              rejected > 0 and bool(sent),
+              f"REJECT (tcp-reset) on INPUT matched {rejected} packets; the subjects sent {len(sent)} segments "
+              f"in {win.describe(ctx.fault_wall)}")
+    found = {}
+    for port in sorted(ports):
+        asked = first([s for s in sent if s.src.port == port], ACK)   # established: every segment has ACK
+        rst = first(segments(pcap, win, src_port=DEFAULT_PORT, peer_ports={port}), RST)
+        found[port] = (asked, rst)
+    ctx.prove("an RST from the server's port answered every subject connection after the fault",
+              len(found) == len(ctx.impls)
+              and all(rst is not None and asked is not None and rst.time_ns >= asked.time_ns
+                      for asked, rst in found.values()),
+              ", ".join(f":{port}: first segment after the fault {_at(ctx, asked)}, first RST back {_at(ctx, rst)}"
+                        for port, (asked, rst) in found.items()) + " (client's interface)")
+
+def _at(ctx, segment):
+    """When a segment was captured, in ms after the fault."""
+    return "never" if segment is None else f"+{(segment.time_ns / 1e9 - ctx.fault_wall) * 1000:.1f} ms"

@@ -221,9 +221,14 @@ class RobustConnection:
 
     Build one with :meth:`connect`, or wrap an already connected socket
     (``RobustConnection(sock, config)``, e.g. one end of ``socket.socketpair()``).
-    After a ConnectionLost, SendStalled or ProtocolError the connection is
-    broken: every later call raises that same error. After PeerUnresponsive
-    it stays usable (the stream is still aligned), so a caller may wait again.
+    When it gives up (ConnectionLost, PeerClosed, SendStalled, ProtocolError, a
+    peer that heartbeats declared dead, a kernel timeout) the connection is
+    broken: its socket is closed there and then, so the peer sees our FIN and no
+    keepalive probe goes on for a conversation nobody listens to, and every later
+    call raises that same error. After a read or idle deadline (PeerUnresponsive
+    with detected_by "read-deadline" or "idle-deadline": the peer may be alive,
+    only slow or quiet) it stays usable, the stream still aligned, so a caller may
+    wait again.
     """
 
     def __init__(self, sock: socket.socket, config: RobustConfig | None = None, *,
@@ -410,8 +415,9 @@ class RobustConnection:
         if self._closed:
             return
         try:
-            with translating("close", peer=self.peer):
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
+            if self._sock.fileno() != -1:  # not already released when the connection gave up
+                with translating("close", peer=self.peer):
+                    self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
         finally:
             self.close()
 
@@ -446,16 +452,35 @@ class RobustConnection:
             raise self._broken
 
     def _break(self, error: LabError) -> None:
-        self._broken = error
+        self._give_up(error)
         raise error
 
     def _note_failure(self, exc: LabError) -> None:
-        # Our own read deadlines leave the stream aligned, so the caller may
-        # wait again; anything else (kernel timeouts included) ends it.
-        if not (isinstance(exc, PeerUnresponsive) and exc.errno is None):
-            if exc.peer is None:
-                exc.peer = self.peer
-            self._broken = exc
+        # Our own read and idle deadlines leave the stream aligned and the peer
+        # perhaps alive, so the caller may wait again; anything else (a peer
+        # the heartbeats declared dead, kernel timeouts included) ends it.
+        if isinstance(exc, PeerUnresponsive) and exc.errno is None and exc.detected_by != "heartbeat":
+            return
+        if exc.peer is None:
+            exc.peer = self.peer
+        self._give_up(exc)
+
+    def _give_up(self, error: LabError) -> None:
+        """A terminal error: remember it for every later call and release the socket now.
+
+        Keeping the socket after giving up would keep the conversation alive on
+        the wire (keepalive probes answered for nobody, our FIN only when the
+        owner gets round to close()). Idempotent, and it never replaces the
+        error being raised. The fd stays registered with the poller until
+        :meth:`close`: the wait loops' clean-up still modifies it, and a broken
+        connection is never polled again.
+        """
+        if self._broken is None:
+            self._broken = error
+        try:
+            self._sock.close()
+        except OSError:
+            pass  # the caller is told what went wrong with the peer, not that a release failed
 
     def _deadline(self, timeout: float | None) -> float | None:
         if timeout is not None and timeout < 0:  # -1: "the configured read timeout"

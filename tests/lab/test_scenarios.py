@@ -22,6 +22,25 @@ SCENARIOS = scenario.discover()
 
 pytestmark = pytest.mark.usefixtures("healthy_before_and_reset_after")
 
+# The Toxiproxy scenarios prove their toxic by what it did on the wire, on the subjects' own
+# connections and in magnitude, not by Toxiproxy listing it: these proofs must be there and hold.
+WIRE_PROOFS = {
+    "latency": ("on the wire every round trip after the toxic took 200 ms", "the 200 ms sat on the server's replies"),
+    "bandwidth": ("on the wire the proxy passed the client's bytes to the server at 500 KB/s",),
+    "mid-message-cut": ("on the wire the proxy's stream stopped at exactly 2526 bytes",),
+    "reset": ("the proxy reset every connection when the server's reply reached it",),
+    "fragmentation": ("on the wire the proxy sent the replies in pieces of 64±32 B",),
+    "black-hole": ("after the fault the proxy ACKed every byte the client sent",
+                   "the server's answers after the fault reached the proxy"),
+    "slow-close": ("on the wire the proxy passed the server's FIN on 1000 ms late",),
+}
+
+
+def assert_wire_proofs(report: dict, name: str) -> None:
+    held = [c["name"] for c in report["fidelity"] if c["ok"] and c["detail"]]
+    for wanted in WIRE_PROOFS.get(name, ()):
+        assert any(n.startswith(wanted) for n in held), f"{name}: no proof {wanted!r} held; held: {held}"
+
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_scenario(lab: Lab, name: str, request: pytest.FixtureRequest) -> None:
@@ -33,3 +52,12 @@ def test_scenario(lab: Lab, name: str, request: pytest.FixtureRequest) -> None:
     problems = failed_checks(report)
     assert not problems, "\n".join(problems)
     assert report["ok"] is True
+    assert_wire_proofs(report, name)
+
+
+@pytest.mark.parametrize("impl", ["naive", "naive-single-recv"])
+def test_fragmentation_is_proven_on_the_wire_whichever_implementation_ran(lab: Lab, impl: str) -> None:
+    # The slicer's proof reads the proxy's segments, not robust's recv calls: any one implementation proves it.
+    report = run_scenario(lab, "fragmentation", impls=[impl])
+    assert not failed_checks(report), "\n".join(failed_checks(report))
+    assert_wire_proofs(report, "fragmentation")

@@ -371,3 +371,76 @@ def test_a_quiet_live_peer_trips_the_idle_deadline_not_the_heartbeat() -> None:
     assert info.value.detected_by == "idle-deadline"
     assert 0.8 <= took < 0.8 + 0.5
     assert conn.stats.pings_sent >= 5  # heartbeats ran, and every one was answered
+
+
+# -- giving up releases the socket ------------------------------------------------------------------
+
+def read_until_eof(sock: socket.socket, timeout: float) -> bytes:
+    """Every byte the peer sends until its FIN; fails if the FIN does not come within ``timeout``."""
+    sock.settimeout(timeout)
+    data = bytearray()
+    while chunk := sock.recv(65536):
+        data += chunk
+    return bytes(data)
+
+
+def test_a_peer_declared_dead_by_heartbeats_gets_our_fin_at_once():
+    with listening() as lst:
+        conn, peer = connect_pair(lst, FAST)  # heartbeat 0.2 s, dead_after 0.8 s
+        with conn:
+            with pytest.raises(PeerUnresponsive) as info:
+                conn.request(b"hello?")
+            gave_up = time.monotonic()
+            assert info.value.detected_by == "heartbeat"
+            # Released there and then, not when the owner calls close() (which is still safe).
+            assert conn.socket.fileno() == -1 and not conn.closed
+            sent = read_until_eof(peer, timeout=0.5)   # the DATA and the PINGs, then our FIN
+            assert time.monotonic() - gave_up < 0.5
+            assert sent.startswith(framing.encode_data(1, b"hello?"))
+            # Every later call raises the very same error, never "closed" or EBADF.
+            with pytest.raises(PeerUnresponsive) as again:
+                conn.request(b"still there?")
+            assert again.value is info.value
+            conn.abort()   # after giving up, abort and close only release what is left
+        conn.close()
+        peer.close()
+
+
+def test_a_stalled_send_releases_the_socket_and_the_peer_reads_to_our_fin():
+    config = FAST.replace(timeouts=FAST.timeouts.replace(write=0.5))
+    with listening(rcvbuf=4096) as lst:
+        conn, peer = connect_pair(lst, config)
+        conn.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        with conn:
+            with pytest.raises(SendStalled) as info:
+                conn.send_message(b"z" * (8 * 1024 * 1024))
+            assert conn.socket.fileno() == -1
+            # What the kernel had taken still arrives, then the FIN: nothing hangs open.
+            received = read_until_eof(peer, timeout=3.0)
+            assert 0 < len(received) <= info.value.sent + framing.HEADER_SIZE + 8
+            with pytest.raises(SendStalled):
+                conn.send_message(b"more")
+        peer.close()
+
+
+def test_a_reset_releases_the_socket():
+    with listening() as lst:
+        conn, peer = connect_pair(lst)
+        with conn:
+            abort(peer)
+            wait_readable(conn.socket)
+            with pytest.raises(PeerReset):
+                conn.recv_frame()
+            assert conn.socket.fileno() == -1
+
+
+def test_a_read_deadline_keeps_the_socket_for_another_wait():
+    config = QUIET.replace(timeouts=QUIET.timeouts.replace(read=0.3))
+    with listening() as lst:
+        conn, peer = connect_pair(lst, config)
+        with conn:
+            with pytest.raises(PeerUnresponsive) as info:
+                conn.request(b"slow")
+            assert info.value.detected_by == "read-deadline"
+            assert conn.socket.fileno() != -1   # the peer may be alive: it is not given up on
+        peer.close()

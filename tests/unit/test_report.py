@@ -78,7 +78,7 @@ def test_markdown_escapes_html_and_table_breakers() -> None:
     md = render_markdown(report, capture_text="```\nfence inside\n```")
     assert "<script" not in md and "&lt;script&gt;" in md
     row = next(line for line in md.splitlines() if "ERROR PeerUnresponsive" in line)
-    assert row.count(" | ") == 3 and "\\|" in row                    # a '|' in a message is not a new cell
+    assert row.count(" | ") == 4 and "\\|" in row                    # five cells: a '|' in a message is not a sixth
     assert "````text\n```\nfence inside\n```\n````" in md           # the capture's fence cannot close early
     assert "![sequence diagram](timeline.svg)" in md
     assert "# Frozen process (frozen-process): PASS" in md

@@ -20,7 +20,9 @@ HOOKS = ("INPUT", "OUTPUT")
 COMMENT_PREFIX = "socket-lab:"
 LOOPBACK = "127.0.0.0/8"
 DIRECTIONS = ("in", "out", "both")
-ACTIONS = {"drop": ["DROP"], "reject-rst": ["REJECT", "--reject-with", "tcp-reset"]}
+# "count" has no target: the rule only counts what it matches and the packet goes on to the next
+# rule. Put before a fault's rules, it measures how many packets met them (a loss rate's n).
+ACTIONS = {"drop": ["DROP"], "reject-rst": ["REJECT", "--reject-with", "tcp-reset"], "count": []}
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,9 @@ class Rule:
             argv.append("--syn")
         if self.probability is not None:
             argv += ["-m", "statistic", "--mode", "random", "--probability", repr(self.probability)]
-        argv += ["-m", "comment", "--comment", f"{COMMENT_PREFIX}{self.id}", "-j", *ACTIONS[self.action]]
+        argv += ["-m", "comment", "--comment", f"{COMMENT_PREFIX}{self.id}"]
+        if ACTIONS[self.action]:
+            argv += ["-j", *ACTIONS[self.action]]
         return argv
 
     def describe(self) -> dict[str, Any]:

@@ -8,10 +8,14 @@ root is a parameter, so unit tests hand in a fake tree.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,7 @@ class ProcInfo:
     ppid: int
     state: str
     argv: tuple[str, ...] = ()
+    started: float | None = None    # wall-clock seconds (time.time()) when the process started, if known
 
     @property
     def module(self) -> str | None:
@@ -47,7 +52,8 @@ class ProcInfo:
         return self.state in ("T", "t")
 
     def describe(self) -> dict[str, Any]:
-        return {"pid": self.pid, "state": self.state, "role": self.role, "cmdline": " ".join(self.argv)}
+        return {"pid": self.pid, "state": self.state, "role": self.role, "cmdline": " ".join(self.argv),
+                "started": self.started}
 
 
 def _impl(argv: Sequence[str]) -> str:
@@ -59,9 +65,28 @@ def _impl(argv: Sequence[str]) -> str:
     return "threaded"  # lab.server's own default
 
 
+def _boot_clock(proc_root: Path) -> tuple[float, float] | None:
+    """(seconds since boot, wall-clock seconds), read together: turns a process's start tick into a time."""
+    try:
+        since_boot = float((proc_root / "uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return since_boot, time.time()
+
+
+def _started(stat_fields: Sequence[str], clock: tuple[float, float] | None) -> float | None:
+    # Field 22 of /proc/PID/stat (the 20th after the command name) is the start time in clock
+    # ticks since boot: a restart is dated by the kernel, not by whoever noticed it later.
+    if clock is None or len(stat_fields) < 20 or not stat_fields[19].isdigit():
+        return None
+    since_boot, wall = clock
+    return round(wall - (since_boot - int(stat_fields[19]) / _CLOCK_TICKS), 3)
+
+
 def read_processes(proc_root: Path, *, with_cmdline: bool = True) -> list[ProcInfo]:
     """Every process visible in ``proc_root``; ones that vanish while being read are skipped."""
     found = []
+    clock = _boot_clock(proc_root)
     try:
         entries = list(proc_root.iterdir())
     except OSError:
@@ -81,7 +106,7 @@ def read_processes(proc_root: Path, *, with_cmdline: bool = True) -> list[ProcIn
         rest = stat[stat.rfind(")") + 2:].split()
         if len(rest) < 2:
             continue
-        found.append(ProcInfo(int(entry.name), int(rest[1]), rest[0], argv))
+        found.append(ProcInfo(int(entry.name), int(rest[1]), rest[0], argv, _started(rest, clock)))
     return sorted(found, key=lambda p: p.pid)
 
 

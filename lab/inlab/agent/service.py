@@ -22,7 +22,7 @@ Protocol: one JSON object per line, one JSON reply per line::
 Ops (fields in brackets are optional):
 
     ping
-    block          port | peer_port, [direction in|out|both], [syn_only], [action drop|reject-rst],
+    block          port | peer_port, [direction in|out|both], [syn_only], [action drop|reject-rst|count],
                    [probability 0<p<=1]                       iptables rules in chain LAB-FAULTS
                                                               (TCP/IPv4, never loopback traffic)
     unblock                                                   flush LAB-FAULTS (idempotent)

@@ -3,8 +3,12 @@
 # answered. On the wire the peer looks alive and silent. Cleared with SIGCONT.
 from __future__ import annotations
 
+from lab.addresses import SERVER_PORTS
 from lab.inlab.context import FaultContext
 from lab.inlab.faults import Fault, ServerParams, register
+from lab.inlab.processes import describe, serving
+
+STOP_WAIT = 5.0
 
 
 @register
@@ -17,10 +21,18 @@ class Freeze(Fault):
         self.frozen = False
 
     def apply(self) -> None:
-        self.ctx.server_agent.signal(self.params.server, "STOP")
+        agent, port = self.ctx.server_agent, SERVER_PORTS[self.params.server]
+        before = serving(agent.processes(), port)
+        pids = agent.signal(self.params.server, "STOP")
         self.frozen = True
-        pid = self.ctx.server_agent.wait_process(self.params.server, "stopped", timeout=5)
-        self.ctx.prove("server process is stopped (state T)", bool(pid), f"pid {pid}")
+        # Raises AgentError when nothing stops: the runner records that as a failed proof.
+        agent.wait_process(self.params.server, "stopped", timeout=STOP_WAIT)
+        # The proof reads the process list itself, by port: the process that serves the server's
+        # port must be the same one as before, now in state T (stopped by a signal).
+        now = serving(agent.processes(), port)
+        ok = before is not None and now is not None and now["pid"] == before["pid"] and now["state"] == "T"
+        self.ctx.prove(f"the process serving port {port} is stopped (state T)", ok,
+                       f"before: {describe(before)}; SIGSTOP sent to pids {pids}; now: {describe(now)}")
 
     def clear(self) -> None:
         if self.frozen:

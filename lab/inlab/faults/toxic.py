@@ -40,9 +40,14 @@ class Toxic(Fault):
         self.ctx.toxiproxy.add_toxic(p.proxy, self.kind, stream=p.stream, toxicity=p.toxicity, name=self.toxic_name,
                                      **p.attributes())
         self.added = True
+        # Only a first check: a toxic that is listed may still do nothing (toxicity 0) or less than
+        # asked. Each scenario proves the toxic's effect on the wire, on its own connections.
         listed = {t["name"]: t for t in self.ctx.toxiproxy.toxics(p.proxy)}
-        self.ctx.prove(f"toxiproxy lists the {self.kind} toxic", self.toxic_name in listed,
-                       f"{p.proxy}/{p.stream}: {listed.get(self.toxic_name, {}).get('attributes')}")
+        found = listed.get(self.toxic_name)
+        self.ctx.prove(f"toxiproxy lists the {self.kind} toxic on the {p.proxy} proxy", found is not None,
+                       f"{p.proxy}: {found.get('stream')}, toxicity {found.get('toxicity')}, {found.get('attributes')}"
+                       if found is not None else
+                       f"{p.proxy}: no toxic named {self.toxic_name}; listed: {', '.join(sorted(listed)) or 'none'}")
 
     def clear(self) -> None:
         if self.added:
