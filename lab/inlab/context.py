@@ -148,6 +148,9 @@ class ScenarioContext(Protocol):
     def capture(self, where: str = "server", port: int = ..., *, filter: str | None = None) -> Capture: ...
 
     # The connections under test
+    @property
+    def judged(self) -> list[str]: ...
+
     def client_ports(self, impl: str | None = None) -> set[int]: ...
 
     # The subjects

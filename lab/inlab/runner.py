@@ -339,12 +339,22 @@ class Context:
                 self._client_ports.setdefault(subject.impl, set()).add(port)
                 self.facts.setdefault("client_ports", {})[subject.impl] = sorted(self._client_ports[subject.impl])
 
+    @property
+    def judged(self) -> list[str]:
+        """The implementations this run judges: code being graded beside them is not among them."""
+        return [impl for impl in self.impls if impl not in self.unjudged]
+
     def client_ports(self, impl: str | None = None) -> set[int]:
-        """The local ports the subjects' connections used (one implementation's, or everyone's)."""
+        """The local ports the subjects' connections used: one implementation's, or every judged one's.
+
+        Fault proofs rest on the judged implementations' connections only: code being graded
+        beside them may do anything at all (connect twice, or never), and must not be able to
+        make the proof that the fault happened fail or pass.
+        """
         with self._lock:
             if impl is not None:
                 return set(self._client_ports.get(impl, ()))
-            return set().union(*self._client_ports.values()) if self._client_ports else set()
+            return set().union(*(self._client_ports.get(i, set()) for i in self.judged))
 
     # Clean-up ----------------------------------------------------------------------------------
     def reset_lab(self) -> None:

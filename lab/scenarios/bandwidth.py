@@ -89,6 +89,6 @@ def prove_rate(ctx, client_pcap, server_pcap):
         details.append(f"{conn.client} via {leg.client}: {sent} bytes to the server at "
                        + (f"{rate:.0f} KB/s" if rate is not None else "no measurable rate"))
     ctx.prove(f"on the wire the proxy passed the client's bytes to the server at {RATE_KBPS} KB/s ±15 %",
-              bool(oks) and all(oks) and len(oks) == len(ctx.impls),
+              bool(oks) and all(oks) and len(oks) == len(ctx.judged),
               f"{'; '.join(details) or 'no subject connection in client.pcap'} "
               f"(expected {FRAME} bytes per connection at {low:.0f}–{high:.0f} KB/s, from server.pcap)")

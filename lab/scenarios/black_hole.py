@@ -62,7 +62,7 @@ def prove_client_side(ctx, held):
                        f"{sum(s.payload_len for s in back)} B, {len(closed)} FIN/RST "
                        f"in {window.describe(ctx.fault_wall)}")
     ctx.prove("after the fault the proxy ACKed every byte the client sent and sent nothing back, not even a close",
-              bool(oks) and all(oks) and len(oks) == len(ctx.impls),
+              bool(oks) and all(oks) and len(oks) == len(ctx.judged),
               "; ".join(details) or "no subject connection in client.pcap")
 
 
@@ -82,5 +82,5 @@ def prove_server_side(ctx, held):
                        f"server, it answered {sum(s.payload_len for s in replies)} B, the client got "
                        f"{sum(s.payload_len for s in passed)} B")
     ctx.prove("the server's answers after the fault reached the proxy and went no further",
-              bool(oks) and all(oks) and len(oks) == len(ctx.impls),
+              bool(oks) and all(oks) and len(oks) == len(ctx.judged),
               "; ".join(details) or "no subject connection in client.pcap")

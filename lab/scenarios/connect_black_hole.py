@@ -53,7 +53,7 @@ def prove_syns_retried(ctx, pcap):
     win = Window(ctx.fault_wall, ctx.teardown_wall)
     tries = Counter(s.src.port for s in segments(pcap, win, dst_port=DEFAULT_PORT, flags=SYN))
     ctx.prove("every subject's SYNs reached the server's interface after the fault, and were retried",
-              len(tries) == len(ctx.impls) and ctx.client_ports() <= set(tries)
+              len(tries) == len(ctx.judged) and ctx.client_ports() <= set(tries)
               and all(n >= 2 for n in tries.values()),
               ", ".join(f":{port} sent {n} SYNs" for port, n in sorted(tries.items()))
               + f" in {win.describe(ctx.fault_wall)} (server's interface)")

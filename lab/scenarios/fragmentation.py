@@ -78,7 +78,7 @@ def prove_pieces(ctx, pcap):
                        f"median gap {gap * 1e6:.0f} µs")
     ctx.prove(f"on the wire the proxy sent the replies in pieces of {AVERAGE}±{VARIATION} B, "
               f"at least {FRAME / largest:.0f} per reply, {DELAY_US} µs or more apart",
-              bool(oks) and all(oks) and len(oks) == len(ctx.impls),
+              bool(oks) and all(oks) and len(oks) == len(ctx.judged),
               f"{'; '.join(details) or 'no subject connection in client.pcap'} "
               f"(expected ≥ {FRAME} B per connection, of {AFTER} replies of {FRAME} B; "
               f"window {window.describe(ctx.fault_wall)})")

@@ -62,7 +62,7 @@ def prove_inbound(ctx, pcap, dropped_in):
     arrived = {p: segments(pcap, win, dst_port=DEFAULT_PORT, peer_ports={p}) for p in sorted(ports)}
     seen_in = len(segments(pcap, win, dst_port=DEFAULT_PORT))
     ctx.prove("the client's segments reached the server after the fault, on every subject connection",
-              len(ports) == len(ctx.impls) and all(arrived.values()),
+              len(ports) == len(ctx.judged) and all(arrived.values()),
               ", ".join(f":{p} sent {len(s)}" for p, s in arrived.items())
               + f" in {win.describe(ctx.fault_wall)} from the fault (server's interface)")
     ctx.prove("the INPUT rule dropped every one of them",

@@ -63,6 +63,6 @@ def prove_cut(ctx, pcap):
                        + (", before the client's own close" if first_close else
                           ", after the client's own close" if fin is not None else ", no FIN from the proxy"))
     ctx.prove(f"on the wire the proxy's stream stopped at exactly {CUT} bytes, then its FIN, on every connection",
-              bool(oks) and all(oks) and len(oks) == len(ctx.impls),
+              bool(oks) and all(oks) and len(oks) == len(ctx.judged),
               f"{'; '.join(details) or 'no subject connection in client.pcap'} "
               f"(window {window.describe(ctx.fault_wall)})")

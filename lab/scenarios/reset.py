@@ -71,6 +71,6 @@ def prove_reset(ctx, client_pcap, server_pcap):
                        + ("before" if before_close else "after") + " the client's own close, "
                        f"{sum(s.payload_len for s in leaked)} reply bytes before it")
     ctx.prove("the proxy reset every connection when the server's reply reached it, before the client closed",
-              bool(oks) and all(oks) and len(oks) == len(ctx.impls),
+              bool(oks) and all(oks) and len(oks) == len(ctx.judged),
               f"{'; '.join(details) or 'no subject connection in client.pcap'} (expected an RST within "
               f"{TIMEOUT_MS} ms + {SLACK_S * 1000:.0f} ms of the reply, no reply byte, before any FIN of the client)")

@@ -81,7 +81,7 @@ def prove_server_closed(ctx, client_pcap, server_pcap):
                        f"server's FIN, {'before' if first else 'after'} the proxy's own close; "
                        f"{len(resets)} RST from the server before its FIN")
     ctx.prove("the server closed right after its first reply (FIN, no RST before it), before the proxy closed",
-              bool(oks) and all(oks) and len(oks) == len(ctx.impls),
+              bool(oks) and all(oks) and len(oks) == len(ctx.judged),
               "; ".join(details) or "no subject connection in client.pcap")
 
 
@@ -108,6 +108,6 @@ def prove_close_held(ctx, client_pcap, server_pcap):
         details.append(f"{conn.client} via {leg.client}: the proxy's FIN {held * 1000:.0f} ms after the server's, "
                        + ("before" if first else "after") + " the client's own close")
     ctx.prove(f"on the wire the proxy passed the server's FIN on {DELAY_MS} ms late",
-              bool(oks) and all(oks) and len(oks) == len(ctx.impls),
+              bool(oks) and all(oks) and len(oks) == len(ctx.judged),
               f"{'; '.join(details) or 'no subject connection in client.pcap'} (expected "
               f"{low * 1000:.0f}–{high * 1000:.0f} ms; window {window.describe(ctx.fault_wall)})")

@@ -76,7 +76,7 @@ def prove_resets(ctx, pcap, rejected):
         rst = first(segments(pcap, win, src_port=DEFAULT_PORT, peer_ports={port}), RST)
         found[port] = (asked, rst)
     ctx.prove("an RST from the server's port answered every subject connection after the fault",
-              len(found) == len(ctx.impls)
+              len(found) == len(ctx.judged)
               and all(rst is not None and asked is not None and rst.time_ns >= asked.time_ns
                       for asked, rst in found.values()),
               ", ".join(f":{port}: first segment after the fault {_at(ctx, asked)}, first RST back {_at(ctx, rst)}"
