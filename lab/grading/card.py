@@ -80,6 +80,7 @@ class ReportCard:
     reason: str = ""                       # why the file is invalid
     framing: str | None = None
     msglen: int | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)   # how the file was read (an inferred FRAMING)
     results: list[ScenarioResult] = dataclasses.field(default_factory=list)
     elapsed_s: float = 0.0
 
@@ -95,7 +96,8 @@ class ReportCard:
 
     def as_dict(self) -> dict[str, Any]:
         return {"submission": self.submission, "impl": self.impl, "verdict": self.verdict, "valid": self.valid,
-                "reason": self.reason, "framing": self.framing, "msglen": self.msglen, "totals": self.totals(),
+                "reason": self.reason, "framing": self.framing, "msglen": self.msglen, "notes": list(self.notes),
+                "totals": self.totals(),
                 "elapsed_s": round(self.elapsed_s, 2), "results": [r.as_dict() for r in self.results]}
 
 
@@ -212,7 +214,8 @@ def grade(lab: Lab, path: str | Path, *, scenarios: Sequence[str] | None = None,
             return ReportCard(submission=name, impl="", valid=False, reason=str(exc),
                               elapsed_s=time.monotonic() - started)
         uploaded = _upload(lab, _upload_name(info.path), info.source)
-        card = ReportCard(submission=name, impl=uploaded, framing=info.framing, msglen=info.msglen)
+        card = ReportCard(submission=name, impl=uploaded, framing=info.framing, msglen=info.msglen,
+                          notes=list(info.notes))
     try:
         for s in chosen:
             result = _run_one(lab, s, card.impl, watchdog)
@@ -253,7 +256,7 @@ def _totals_line(card: ReportCard) -> str:
 
 def render_text(card: ReportCard) -> str:
     """A plain-text table: scenario, verdict, time vs bound, evidence; then the fault evidence."""
-    lines = [_heading(card)]
+    lines = [_heading(card), *(f"note: {note}" for note in card.notes)]
     if not card.valid:
         lines += [f"INVALID: {card.reason}", "nothing was sent to the lab"]
         return "\n".join(lines)
@@ -278,6 +281,8 @@ def _md(text: str) -> str:
 def render_markdown(card: ReportCard) -> str:
     """The same report card as Markdown: a heading, a table, totals, the fault evidence."""
     lines = [f"## {_md(_heading(card))}", ""]
+    if card.notes:
+        lines += [*(f"Note: {_md(note)}" for note in card.notes), ""]
     if not card.valid:
         lines += [f"**Invalid**: {_md(card.reason)}", "", "Nothing was sent to the lab."]
         return "\n".join(lines)
