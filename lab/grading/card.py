@@ -10,6 +10,9 @@ returns a :class:`ReportCard`::
     card = grade(lab, "examples/submissions/careful.py", scenarios=["clean-close", "refused"])
     print(render_text(card))          # also render_markdown(card), card.as_dict() for JSON
 
+    invalid_card("mine.py")           # the "invalid" card of a file the static check refuses, or None;
+                                      # needs no lab: the command line calls it before starting one
+
 The built-ins are graded the same way by name: ``grade(lab, "naive")``.
 
 A *gradable* scenario is one that judges "naive": its workers drive any
@@ -35,7 +38,7 @@ from lab.grading import verdicts as gv
 from lab.inlab import scenario as scn
 from lab.inlab import submission
 from lab.host.engine import EngineError
-from lab.grading.static import InvalidSubmission, check_file
+from lab.grading.static import InvalidSubmission, SubmissionInfo, check_file
 from lab.host.runner_handle import ScenarioInputError, run_scenario
 from lab.host.topology import Lab
 from lab.toolerrors import UsageError
@@ -195,6 +198,32 @@ def _run_one(lab: Lab, s: scn.Scenario, impl: str, watchdog: float | None) -> Sc
     return result_from_report(s, impl, report)
 
 
+def is_builtin(path: str | Path) -> bool:
+    """A built-in implementation's name (graded by name, no file), not a path."""
+    return str(path) in BUILTINS and not Path(str(path)).suffix
+
+
+def _static(path: str | Path, started: float) -> SubmissionInfo | ReportCard:
+    try:
+        return check_file(path)
+    except InvalidSubmission as exc:
+        # Nothing reaches the lab: the reason is the whole report.
+        return ReportCard(submission=str(path), impl="", valid=False, reason=str(exc),
+                          elapsed_s=time.monotonic() - started)
+
+
+def invalid_card(path: str | Path) -> ReportCard | None:
+    """The card of a file the static check refuses (verdict "invalid"), or None when it may be graded.
+
+    Needs no lab and no Docker: ``lab grade`` and ``lab run --impl`` call it before they
+    start anything, so an invalid file never brings the lab up. A built-in's name: None.
+    """
+    if is_builtin(path):
+        return None
+    checked = _static(path, time.monotonic())
+    return checked if isinstance(checked, ReportCard) else None
+
+
 def grade(lab: Lab, path: str | Path, *, scenarios: Sequence[str] | None = None, watchdog: float | None = None,
           progress: Callable[[ScenarioResult], None] | None = None) -> ReportCard:
     """Grade a submission file (or a built-in by name) on the gradable scenarios; see the module docstring."""
@@ -203,16 +232,13 @@ def grade(lab: Lab, path: str | Path, *, scenarios: Sequence[str] | None = None,
     if watchdog is not None and watchdog <= 0:
         raise GradeError(f"watchdog must be a number of seconds > 0; got {watchdog}")
     name = str(path)
-    if name in BUILTINS and not Path(name).suffix:
+    if is_builtin(name):
         card = ReportCard(submission=name, impl=name)
         uploaded = None
     else:
-        try:
-            info = check_file(path)
-        except InvalidSubmission as exc:
-            # Nothing reaches the lab: the reason is the whole report.
-            return ReportCard(submission=name, impl="", valid=False, reason=str(exc),
-                              elapsed_s=time.monotonic() - started)
+        info = _static(path, started)
+        if isinstance(info, ReportCard):
+            return info
         uploaded = _upload(lab, _upload_name(info.path), info.source)
         card = ReportCard(submission=name, impl=uploaded, framing=info.framing, msglen=info.msglen,
                           notes=list(info.notes))
@@ -296,5 +322,5 @@ def render_markdown(card: ReportCard) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["grade", "ReportCard", "ScenarioResult", "GradeError", "render_text", "render_markdown", "gradable",
-           "choose", "result_from_report", "BUILTINS"]
+__all__ = ["grade", "invalid_card", "is_builtin", "ReportCard", "ScenarioResult", "GradeError", "render_text",
+           "render_markdown", "gradable", "choose", "result_from_report", "BUILTINS"]

@@ -497,14 +497,20 @@ def _grade_files(opts: Opts, ui: Ui, paths: list[Path], scenarios: list[str] | N
                  results: Path | None, keep: bool) -> int:
     from lab.grading import card as grading   # imported only when grading is asked for
 
-    def job(lab: Lab) -> list[Any]:
-        cards = []
-        for path in paths:
-            with ui.status(f"grading {path.name}"):
-                cards.append(grading.grade(lab, path, scenarios=scenarios))
-        return cards
+    # Everything that needs no lab comes first: the scenarios asked for, then the static check of
+    # each file. A file it refuses gets its "invalid" card here; the lab (and Docker) is started
+    # only for files that can be graded, and not at all when there are none.
+    grading.choose(scenarios)
+    cards: list[Any] = [grading.invalid_card(path) for path in paths]
+    todo = [i for i, card in enumerate(cards) if card is None]
 
-    cards = _with_lab(opts, ui, job, keep=keep)
+    def job(lab: Lab) -> None:
+        for i in todo:
+            with ui.status(f"grading {paths[i].name}"):
+                cards[i] = grading.grade(lab, paths[i], scenarios=scenarios)
+
+    if todo:
+        _with_lab(opts, ui, job, keep=keep)
     code = EXIT_OK
     for path, card in zip(paths, cards):
         label = f"grade-{path.stem}"

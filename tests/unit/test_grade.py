@@ -732,6 +732,14 @@ def test_the_card_of_a_file_without_framing_carries_the_note(tmp_path: Path) -> 
                          scenarios=["clean-close"]).notes == []
 
 
+def test_invalid_card_needs_no_lab_and_answers_only_for_refused_files() -> None:
+    card = grading.invalid_card(EXAMPLES / "syntax_error.py")
+    assert card is not None and (card.verdict, card.valid, card.results) == ("invalid", False, [])
+    assert card.reason == "syntax_error.py: syntax error at line 16: expected ':'"
+    assert grading.invalid_card(EXAMPLES / "careful.py") is None
+    assert grading.invalid_card("robust") is None
+
+
 def test_an_invalid_card_renders_its_reason() -> None:
     card = grading.grade(RecordingLab(), EXAMPLES / "missing_myreceive.py")  # type: ignore[arg-type]
     assert grading.render_text(card).splitlines()[1:] == [f"INVALID: {card.reason}", "nothing was sent to the lab"]
