@@ -539,11 +539,24 @@ def cmd_grade(opts: Opts, path: Path, scenarios: tuple[str, ...], json_output: b
     """Grade your own client code (a .py file) in the lab's scenarios."""
     from lab.inlab import scenario
 
-    _, paths = _split_impls((str(path) if _is_path(str(path)) else f"./{path}",))
+    paths = [_grade_path(path)]
     for name in scenarios:
         scenario.get(name)   # an unknown name is bad input, listed before the lab starts
     return _grade_files(opts, Ui(json_output=json_output), paths, list(scenarios) or None, json_output, results,
                         keep)
+
+
+def _grade_path(path: Path) -> Path:
+    """The file ``lab grade`` was given, resolved; or what is wrong with the path (exit 2)."""
+    if not path.exists():
+        raise UsageProblem(f"{path}: no such file")
+    if path.is_dir():
+        raise UsageProblem(f"{path}: is a directory; give one .py file")
+    if not path.is_file():
+        raise UsageProblem(f"{path}: not a regular file; give one .py file")
+    if path.suffix != ".py":
+        raise UsageProblem(f"{path}: not a .py file")
+    return path.resolve()
 
 
 # --------------------------------------------------------------------------- classroom

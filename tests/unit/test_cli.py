@@ -325,3 +325,16 @@ def test_only_the_files_that_pass_the_static_check_start_the_lab(monkeypatch: py
     assert json.loads((tmp_path / "syntax_error" / "card.json").read_text())["verdict"] == "invalid"
     assert json.loads((tmp_path / "careful" / "card.json").read_text())["verdict"] == "passed"
 
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda tmp: tmp, "is a directory; give one .py file"),
+    (lambda tmp: tmp / "missing.py", "no such file"),
+    (lambda tmp: (tmp / "notes.txt").write_text("FRAMING = 'fixed'\n") and tmp / "notes.txt", "not a .py file"),
+])
+def test_grade_says_what_is_wrong_with_the_path(no_docker: list[str], tmp_path: Path, make: Any,
+                                                message: str) -> None:
+    path = make(tmp_path)
+    result = invoke("grade", str(path))
+    assert no_docker == [] and result.exit_code == 2
+    assert f"lab: error: {path}: {message}" in result.stderr
+    assert "--impl" not in result.output
