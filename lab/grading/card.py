@@ -10,6 +10,9 @@ returns a :class:`ReportCard`::
     card = grade(lab, "examples/submissions/careful.py", scenarios=["clean-close", "refused"])
     print(render_text(card))          # also render_markdown(card), card.as_dict() for JSON
 
+    invalid_card("mine.py")           # the "invalid" card of a file the static check refuses, or None;
+                                      # needs no lab: the command line calls it before starting one
+
 The built-ins are graded the same way by name: ``grade(lab, "naive")``.
 
 A *gradable* scenario is one that judges "naive": its workers drive any
@@ -35,7 +38,7 @@ from lab.grading import verdicts as gv
 from lab.inlab import scenario as scn
 from lab.inlab import submission
 from lab.host.engine import EngineError
-from lab.grading.static import InvalidSubmission, check_file
+from lab.grading.static import InvalidSubmission, SubmissionInfo, check_file
 from lab.host.runner_handle import ScenarioInputError, run_scenario
 from lab.host.topology import Lab
 from lab.toolerrors import UsageError
@@ -80,6 +83,7 @@ class ReportCard:
     reason: str = ""                       # why the file is invalid
     framing: str | None = None
     msglen: int | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)   # how the file was read (an inferred FRAMING)
     results: list[ScenarioResult] = dataclasses.field(default_factory=list)
     elapsed_s: float = 0.0
 
@@ -95,7 +99,8 @@ class ReportCard:
 
     def as_dict(self) -> dict[str, Any]:
         return {"submission": self.submission, "impl": self.impl, "verdict": self.verdict, "valid": self.valid,
-                "reason": self.reason, "framing": self.framing, "msglen": self.msglen, "totals": self.totals(),
+                "reason": self.reason, "framing": self.framing, "msglen": self.msglen, "notes": list(self.notes),
+                "totals": self.totals(),
                 "elapsed_s": round(self.elapsed_s, 2), "results": [r.as_dict() for r in self.results]}
 
 
@@ -193,6 +198,32 @@ def _run_one(lab: Lab, s: scn.Scenario, impl: str, watchdog: float | None) -> Sc
     return result_from_report(s, impl, report)
 
 
+def is_builtin(path: str | Path) -> bool:
+    """A built-in implementation's name (graded by name, no file), not a path."""
+    return str(path) in BUILTINS and not Path(str(path)).suffix
+
+
+def _static(path: str | Path, started: float) -> SubmissionInfo | ReportCard:
+    try:
+        return check_file(path)
+    except InvalidSubmission as exc:
+        # Nothing reaches the lab: the reason is the whole report.
+        return ReportCard(submission=str(path), impl="", valid=False, reason=str(exc),
+                          elapsed_s=time.monotonic() - started)
+
+
+def invalid_card(path: str | Path) -> ReportCard | None:
+    """The card of a file the static check refuses (verdict "invalid"), or None when it may be graded.
+
+    Needs no lab and no Docker: ``lab grade`` and ``lab run --impl`` call it before they
+    start anything, so an invalid file never brings the lab up. A built-in's name: None.
+    """
+    if is_builtin(path):
+        return None
+    checked = _static(path, time.monotonic())
+    return checked if isinstance(checked, ReportCard) else None
+
+
 def grade(lab: Lab, path: str | Path, *, scenarios: Sequence[str] | None = None, watchdog: float | None = None,
           progress: Callable[[ScenarioResult], None] | None = None) -> ReportCard:
     """Grade a submission file (or a built-in by name) on the gradable scenarios; see the module docstring."""
@@ -201,18 +232,16 @@ def grade(lab: Lab, path: str | Path, *, scenarios: Sequence[str] | None = None,
     if watchdog is not None and watchdog <= 0:
         raise GradeError(f"watchdog must be a number of seconds > 0; got {watchdog}")
     name = str(path)
-    if name in BUILTINS and not Path(name).suffix:
+    if is_builtin(name):
         card = ReportCard(submission=name, impl=name)
         uploaded = None
     else:
-        try:
-            info = check_file(path)
-        except InvalidSubmission as exc:
-            # Nothing reaches the lab: the reason is the whole report.
-            return ReportCard(submission=name, impl="", valid=False, reason=str(exc),
-                              elapsed_s=time.monotonic() - started)
+        info = _static(path, started)
+        if isinstance(info, ReportCard):
+            return info
         uploaded = _upload(lab, _upload_name(info.path), info.source)
-        card = ReportCard(submission=name, impl=uploaded, framing=info.framing, msglen=info.msglen)
+        card = ReportCard(submission=name, impl=uploaded, framing=info.framing, msglen=info.msglen,
+                          notes=list(info.notes))
     try:
         for s in chosen:
             result = _run_one(lab, s, card.impl, watchdog)
@@ -253,7 +282,7 @@ def _totals_line(card: ReportCard) -> str:
 
 def render_text(card: ReportCard) -> str:
     """A plain-text table: scenario, verdict, time vs bound, evidence; then the fault evidence."""
-    lines = [_heading(card)]
+    lines = [_heading(card), *(f"note: {note}" for note in card.notes)]
     if not card.valid:
         lines += [f"INVALID: {card.reason}", "nothing was sent to the lab"]
         return "\n".join(lines)
@@ -278,6 +307,8 @@ def _md(text: str) -> str:
 def render_markdown(card: ReportCard) -> str:
     """The same report card as Markdown: a heading, a table, totals, the fault evidence."""
     lines = [f"## {_md(_heading(card))}", ""]
+    if card.notes:
+        lines += [*(f"Note: {_md(note)}" for note in card.notes), ""]
     if not card.valid:
         lines += [f"**Invalid**: {_md(card.reason)}", "", "Nothing was sent to the lab."]
         return "\n".join(lines)
@@ -291,5 +322,5 @@ def render_markdown(card: ReportCard) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["grade", "ReportCard", "ScenarioResult", "GradeError", "render_text", "render_markdown", "gradable",
-           "choose", "result_from_report", "BUILTINS"]
+__all__ = ["grade", "invalid_card", "is_builtin", "ReportCard", "ScenarioResult", "GradeError", "render_text",
+           "render_markdown", "gradable", "choose", "result_from_report", "BUILTINS"]

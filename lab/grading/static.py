@@ -8,7 +8,8 @@ millisecond. What is checked is the contract of docs/grading.md:
   reported with its line);
 - imports from the standard library only;
 - a module-level ``FRAMING`` of ``"fixed"`` (with an integer ``MSGLEN``, 13 or
-  more) or ``"length-prefixed"``;
+  more) or ``"length-prefixed"``; or, as the HOWTO's class is written, an
+  ``MSGLEN`` and no ``FRAMING``, which is read as ``"fixed"`` with a note saying so;
 - a module-level class ``MySocket`` that can be built as ``MySocket()`` and has
   ``connect(host, port)``, ``mysend(msg)``, ``myreceive()``, optionally ``close()``.
 
@@ -17,7 +18,7 @@ elsewhere (say ``socket.socket``) cannot be seen into, so then only the methods
 the file shows are checked, and the lab finds any that are missing::
 
     info = check_file(Path("mine.py"))      # SubmissionInfo, or raises InvalidSubmission
-    info.framing, info.msglen
+    info.framing, info.msglen, info.notes
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class SubmissionInfo:
     framing: str
     msglen: int | None
     has_close: bool
+    notes: tuple[str, ...] = ()     # what the report card should say about how the file was read
 
 
 def check_file(path: Path | str) -> SubmissionInfo:
@@ -81,18 +83,15 @@ def check_source(source: bytes, path: Path) -> SubmissionInfo:
     except ValueError as exc:  # null bytes, undecodable source
         raise InvalidSubmission(f"{where}: not readable Python source: {exc}") from None
     _check_imports(tree, where)
-    constants = _module_constants(tree, where)
-    if "FRAMING" not in constants:
-        raise InvalidSubmission(f"{where}: no module-level FRAMING; declare FRAMING = \"fixed\" (with MSGLEN = "
-                                f"<int >= {submission.MIN_MSGLEN}>) or FRAMING = \"length-prefixed\"")
     try:
-        msglen = submission.validate_constants(constants["FRAMING"], constants.get("MSGLEN"), where)
+        # The same rule as the in-lab loader's: MSGLEN without FRAMING is fixed-length, with a note.
+        constants = submission.read_constants(_module_constants(tree, where), where)
     except submission.SubmissionError as exc:
         raise InvalidSubmission(str(exc)) from None
     methods = _class_methods(tree, where)
     has_close = _check_methods(methods, where)
-    return SubmissionInfo(path=path, source=source, framing=constants["FRAMING"], msglen=msglen,
-                          has_close=has_close)
+    return SubmissionInfo(path=path, source=source, framing=constants.framing, msglen=constants.msglen,
+                          has_close=has_close, notes=(constants.note,) if constants.note else ())
 
 
 def _check_imports(tree: ast.Module, where: str) -> None:

@@ -497,14 +497,20 @@ def _grade_files(opts: Opts, ui: Ui, paths: list[Path], scenarios: list[str] | N
                  results: Path | None, keep: bool) -> int:
     from lab.grading import card as grading   # imported only when grading is asked for
 
-    def job(lab: Lab) -> list[Any]:
-        cards = []
-        for path in paths:
-            with ui.status(f"grading {path.name}"):
-                cards.append(grading.grade(lab, path, scenarios=scenarios))
-        return cards
+    # Everything that needs no lab comes first: the scenarios asked for, then the static check of
+    # each file. A file it refuses gets its "invalid" card here; the lab (and Docker) is started
+    # only for files that can be graded, and not at all when there are none.
+    grading.choose(scenarios)
+    cards: list[Any] = [grading.invalid_card(path) for path in paths]
+    todo = [i for i, card in enumerate(cards) if card is None]
 
-    cards = _with_lab(opts, ui, job, keep=keep)
+    def job(lab: Lab) -> None:
+        for i in todo:
+            with ui.status(f"grading {paths[i].name}"):
+                cards[i] = grading.grade(lab, paths[i], scenarios=scenarios)
+
+    if todo:
+        _with_lab(opts, ui, job, keep=keep)
     code = EXIT_OK
     for path, card in zip(paths, cards):
         label = f"grade-{path.stem}"
@@ -533,11 +539,24 @@ def cmd_grade(opts: Opts, path: Path, scenarios: tuple[str, ...], json_output: b
     """Grade your own client code (a .py file) in the lab's scenarios."""
     from lab.inlab import scenario
 
-    _, paths = _split_impls((str(path) if _is_path(str(path)) else f"./{path}",))
+    paths = [_grade_path(path)]
     for name in scenarios:
         scenario.get(name)   # an unknown name is bad input, listed before the lab starts
     return _grade_files(opts, Ui(json_output=json_output), paths, list(scenarios) or None, json_output, results,
                         keep)
+
+
+def _grade_path(path: Path) -> Path:
+    """The file ``lab grade`` was given, resolved; or what is wrong with the path (exit 2)."""
+    if not path.exists():
+        raise UsageProblem(f"{path}: no such file")
+    if path.is_dir():
+        raise UsageProblem(f"{path}: is a directory; give one .py file")
+    if not path.is_file():
+        raise UsageProblem(f"{path}: not a regular file; give one .py file")
+    if path.suffix != ".py":
+        raise UsageProblem(f"{path}: not a .py file")
+    return path.resolve()
 
 
 # --------------------------------------------------------------------------- classroom

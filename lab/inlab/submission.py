@@ -10,6 +10,10 @@ lab this module turns that name into a class, and nothing else::
     obj = loaded.cls()                                          # MySocket()
     loaded.framing, loaded.msglen                               # "fixed", 1024
 
+A file that sets ``MSGLEN`` and no ``FRAMING`` (the HOWTO's class as written) is
+fixed-length; :func:`read_constants` is the one rule, for the host's static check
+and for this loader.
+
 The import runs in a daemon thread with a deadline, because module-level code is
 the submitter's and may never return; a load that fails (an exception, a missing
 method, an import that does not finish) raises :class:`SubmissionLoadFailed`,
@@ -30,6 +34,7 @@ import stat
 import sys
 import threading
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +56,7 @@ CLASS_NAME = "MySocket"
 REQUIRED_METHODS: dict[str, tuple[str, ...]] = {"connect": ("host", "port"), "mysend": ("msg",), "myreceive": ()}
 OPTIONAL_METHODS = ("close",)
 IMPORT_TIMEOUT_S = 5.0
+IMPLIED_FIXED_NOTE = "FRAMING not set: graded as fixed-length MSGLEN messages, as the HOWTO's class is written"
 CLOSE_TIMEOUT_S = 2.0
 
 
@@ -78,6 +84,7 @@ class Loaded:
     cls: type
     framing: str
     msglen: int | None
+    note: str | None = None                # set when the framing was inferred (MSGLEN and no FRAMING)
 
 
 def is_submission(impl: str) -> bool:
@@ -103,6 +110,35 @@ def validate_constants(framing: Any, msglen: Any, where: str) -> int | None:
         raise SubmissionError(f"{where}: FRAMING 'fixed' needs MSGLEN, an int from {MIN_MSGLEN} (a frame's header "
                               f"and sequence number) to {MAX_MSGLEN}; got {msglen!r}")
     return msglen
+
+
+@dataclasses.dataclass(frozen=True)
+class Constants:
+    """What a submission's FRAMING and MSGLEN mean, and a note when the lab had to infer the framing."""
+
+    framing: str
+    msglen: int | None
+    note: str | None = None
+
+
+def read_constants(found: Mapping[str, Any], where: str) -> Constants:
+    """FRAMING and MSGLEN from the names a file defines (only those it defines are in ``found``).
+
+    The one rule for the host's static check and the in-lab loader alike: ``FRAMING``
+    is checked as given; a file with ``MSGLEN`` and no ``FRAMING`` is the HOWTO's class
+    as written, graded as fixed-length with a note saying so; a file with neither is refused.
+    """
+    if "FRAMING" in found:
+        return Constants(found["FRAMING"], validate_constants(found["FRAMING"], found.get("MSGLEN"), where))
+    if "MSGLEN" not in found:
+        raise SubmissionError(f"{where}: no module-level FRAMING; declare FRAMING = \"fixed\" (with MSGLEN = "
+                              f"<int >= {MIN_MSGLEN}>) or FRAMING = \"length-prefixed\"")
+    msglen = found["MSGLEN"]
+    if isinstance(msglen, bool) or not isinstance(msglen, int) or not MIN_MSGLEN <= msglen <= MAX_MSGLEN:
+        raise SubmissionError(f"{where}: FRAMING not set, so MSGLEN means fixed-length messages and must be an int "
+                              f"from {MIN_MSGLEN} (a frame's header and sequence number) to {MAX_MSGLEN}; got "
+                              f"{msglen!r} (or declare FRAMING = \"length-prefixed\")")
+    return Constants("fixed", msglen, IMPLIED_FIXED_NOTE)
 
 
 _lock = threading.Lock()
@@ -191,13 +227,15 @@ def _check(impl: str, path: Path, module: Any) -> Loaded:
     cls = getattr(module, CLASS_NAME, None)
     if not isinstance(cls, type):
         raise SubmissionError(f"{where}: no class {CLASS_NAME} at module level")
-    msglen = validate_constants(getattr(module, "FRAMING", None), getattr(module, "MSGLEN", None), where)
+    constants = read_constants({name: getattr(module, name) for name in ("FRAMING", "MSGLEN")
+                                if hasattr(module, name)}, where)
     _check_callable(cls, "__init__", (), where)
     for method, params in REQUIRED_METHODS.items():
         _check_callable(cls, method, params, where)
     if hasattr(cls, "close"):
         _check_callable(cls, "close", (), where)
-    return Loaded(impl=impl, path=path, cls=cls, framing=module.FRAMING, msglen=msglen)
+    return Loaded(impl=impl, path=path, cls=cls, framing=constants.framing, msglen=constants.msglen,
+                  note=constants.note)
 
 
 def _check_callable(cls: type, method: str, params: tuple[str, ...], where: str) -> None:
@@ -247,6 +285,6 @@ def close_bounded(obj: Any, timeout: float = CLOSE_TIMEOUT_S) -> None:
 
 
 __all__ = ["SUBMISSIONS_DIR", "IMPL_PREFIX", "NAME_PATTERN", "FRAMINGS", "MIN_MSGLEN", "MAX_MSGLEN", "CLASS_NAME",
-           "REQUIRED_METHODS", "OPTIONAL_METHODS", "IMPORT_TIMEOUT_S", "SubmissionError", "SubmissionLoadFailed",
-           "Loaded", "is_submission", "parse_impl", "validate_constants", "load", "load_file", "find_socket",
-           "close_bounded"]
+           "REQUIRED_METHODS", "OPTIONAL_METHODS", "IMPORT_TIMEOUT_S", "IMPLIED_FIXED_NOTE", "SubmissionError",
+           "SubmissionLoadFailed", "Loaded", "Constants", "is_submission", "parse_impl", "validate_constants",
+           "read_constants", "load", "load_file", "find_socket", "close_bounded"]

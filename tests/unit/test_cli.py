@@ -246,3 +246,95 @@ def test_a_report_card_sets_the_exit_code(verdict: str, code: int) -> None:
     from lab.host.cli import _card_exit
 
     assert _card_exit(SimpleNamespace(verdict=verdict)) == code
+
+
+# --------------------------------------------------------------------------- grading: before Docker is touched
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "submissions"
+
+
+@pytest.fixture
+def no_docker(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every way to Docker raises (and is recorded): the engine, the lab, the runner, grading in the lab."""
+    from lab.grading import card as grading
+    from lab.host import engine, topology
+
+    touched: list[str] = []
+
+    def forbidden(what: str):  # type: ignore[no-untyped-def]
+        def call(*_args: Any, **_kwargs: Any) -> Any:
+            touched.append(what)
+            raise AssertionError(f"{what} was called")
+        return call
+
+    for owner, name in [(cli, "_engine"), (cli, "_with_lab"), (cli, "Lab"), (engine, "prepare"), (engine, "Runner"),
+                        (topology, "Lab"), (runner_handle, "run_scenario"), (grading, "run_scenario"),
+                        (grading, "grade")]:
+        monkeypatch.setattr(owner, name, forbidden(f"{getattr(owner, '__name__', owner)}.{name}"))
+    return touched
+
+
+@pytest.mark.parametrize("command", [("grade",), ("run", "frozen-process", "--impl")])
+def test_an_invalid_file_gets_its_card_without_docker(no_docker: list[str], tmp_path: Path,
+                                                      command: tuple[str, ...]) -> None:
+    result = invoke(*command, str(EXAMPLES / "syntax_error.py"), "--results", str(tmp_path))
+    assert no_docker == []
+    assert result.exit_code == 2, result.output
+    assert "INVALID: syntax_error.py: syntax error at line 16: expected ':'" in result.stdout
+    assert "nothing was sent to the lab" in result.stdout
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert (card["verdict"], card["reason"]) == ("invalid", "syntax_error.py: syntax error at line 16: expected ':'")
+
+
+def test_an_invalid_file_as_json_without_docker(no_docker: list[str], tmp_path: Path) -> None:
+    result = invoke("grade", str(EXAMPLES / "missing_myreceive.py"), "--json", "--results", str(tmp_path))
+    assert no_docker == [] and result.exit_code == 2
+    card = json.loads(result.stdout)
+    assert card["verdict"] == "invalid" and card["valid"] is False and card["results"] == []
+    assert card["reason"].startswith("missing_myreceive.py: MySocket has no method myreceive(self)")
+
+
+def test_a_scenario_that_cannot_grade_is_refused_without_docker(no_docker: list[str]) -> None:
+    result = invoke("run", "half-close", "--impl", str(EXAMPLES / "careful.py"))
+    assert no_docker == [] and result.exit_code == 2
+    assert "scenario 'half-close' judges only robust" in result.stderr
+
+
+def test_only_the_files_that_pass_the_static_check_start_the_lab(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    from lab.grading import card as grading
+
+    graded: list[str] = []
+
+    def with_lab(opts, ui, job, *, keep=False):  # type: ignore[no-untyped-def]
+        graded.append("lab up")
+        return job(object())
+
+    def grade(lab, path, *, scenarios=None):  # type: ignore[no-untyped-def]
+        graded.append(Path(path).name)
+        return grading.ReportCard(submission=str(path), impl="file:/tmp/submissions/x.py",
+                                  results=[grading.ScenarioResult("clean-close", "t", "survived", "ok", "careful")])
+
+    monkeypatch.setattr(cli, "_with_lab", with_lab)
+    monkeypatch.setattr(grading, "grade", grade)
+    result = invoke("run", "clean-close", "--impl", str(EXAMPLES / "syntax_error.py"), "--impl",
+                    str(EXAMPLES / "careful.py"), "--results", str(tmp_path))
+    assert graded == ["lab up", "careful.py"]
+    assert result.exit_code == 2   # the worst card decides: one invalid file
+    assert "INVALID: syntax_error.py" in result.stdout and "PASSED" in result.stdout
+    assert json.loads((tmp_path / "syntax_error" / "card.json").read_text())["verdict"] == "invalid"
+    assert json.loads((tmp_path / "careful" / "card.json").read_text())["verdict"] == "passed"
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda tmp: tmp, "is a directory; give one .py file"),
+    (lambda tmp: tmp / "missing.py", "no such file"),
+    (lambda tmp: (tmp / "notes.txt").write_text("FRAMING = 'fixed'\n") and tmp / "notes.txt", "not a .py file"),
+])
+def test_grade_says_what_is_wrong_with_the_path(no_docker: list[str], tmp_path: Path, make: Any,
+                                                message: str) -> None:
+    path = make(tmp_path)
+    result = invoke("grade", str(path))
+    assert no_docker == [] and result.exit_code == 2
+    assert f"lab: error: {path}: {message}" in result.stderr
+    assert "--impl" not in result.output

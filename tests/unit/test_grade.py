@@ -172,6 +172,92 @@ def test_a_broken_contract_is_refused_saying_what_and_what_is_accepted(tmp_path:
     assert str(info.value) == message
 
 
+# The HOWTO's class exactly as the HOWTO prints it, with the MSGLEN it leaves to the reader and no FRAMING.
+HOWTO_SOURCE = '''
+import socket
+
+MSGLEN = 1024
+
+
+class MySocket:
+    """demonstration class only
+      - coded for clarity, not efficiency
+    """
+
+    def __init__(self, sock=None):
+        if sock is None:
+            self.sock = socket.socket(
+                            socket.AF_INET, socket.SOCK_STREAM)
+        else:
+            self.sock = sock
+
+    def connect(self, host, port):
+        self.sock.connect((host, port))
+
+    def mysend(self, msg):
+        totalsent = 0
+        while totalsent < MSGLEN:
+            sent = self.sock.send(msg[totalsent:])
+            if sent == 0:
+                raise RuntimeError("socket connection broken")
+            totalsent = totalsent + sent
+
+    def myreceive(self):
+        chunks = []
+        bytes_recd = 0
+        while bytes_recd < MSGLEN:
+            chunk = self.sock.recv(min(MSGLEN - bytes_recd, 2048))
+            if chunk == b'':
+                raise RuntimeError("socket connection broken")
+            chunks.append(chunk)
+            bytes_recd = bytes_recd + len(chunk)
+        return b''.join(chunks)
+'''
+IMPLIED = "FRAMING not set: graded as fixed-length MSGLEN messages, as the HOWTO's class is written"
+
+
+def test_the_howto_class_with_msglen_and_no_framing_is_graded_as_fixed_length(tmp_path: Path) -> None:
+    path = write(tmp_path, HOWTO_SOURCE)
+    info = check_file(path)
+    assert (info.framing, info.msglen, info.notes) == ("fixed", 1024, (IMPLIED,))
+    assert submission.IMPLIED_FIXED_NOTE == IMPLIED
+    # The in-lab loader reads the file the same way.
+    loaded = submission.load_file(path)
+    assert (loaded.framing, loaded.msglen, loaded.note) == ("fixed", 1024, IMPLIED)
+
+
+@pytest.mark.parametrize(("declared", "framing", "msglen"), [
+    ('FRAMING = "fixed"\nMSGLEN = 1024', "fixed", 1024),
+    ('FRAMING = "length-prefixed"\nMSGLEN = 1024', "length-prefixed", None),
+    ('FRAMING = "length-prefixed"', "length-prefixed", None),
+])
+def test_an_explicit_framing_is_read_as_declared_without_a_note(tmp_path: Path, declared: str, framing: str,
+                                                                 msglen: int | None) -> None:
+    path = write(tmp_path, replaced('FRAMING = "length-prefixed"', declared))
+    info = check_file(path)
+    assert (info.framing, info.msglen, info.notes) == (framing, msglen, ())
+    loaded = submission.load_file(path)
+    assert (loaded.framing, loaded.msglen, loaded.note) == (framing, msglen, None)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    (replaced('FRAMING = "length-prefixed"', ""),
+     "mine.py: no module-level FRAMING; declare FRAMING = \"fixed\" (with MSGLEN = <int >= 13>) or "
+     "FRAMING = \"length-prefixed\""),
+    (HOWTO_SOURCE.replace("MSGLEN = 1024", "MSGLEN = 12"),
+     "mine.py: FRAMING not set, so MSGLEN means fixed-length messages and must be an int from 13 (a frame's "
+     "header and sequence number) to 1048576; got 12 (or declare FRAMING = \"length-prefixed\")"),
+])
+def test_without_framing_the_host_and_the_loader_refuse_alike(tmp_path: Path, source: str, message: str) -> None:
+    path = write(tmp_path, source)
+    with pytest.raises(InvalidSubmission) as static:
+        check_file(path)
+    assert str(static.value) == message
+    with pytest.raises(submission.SubmissionLoadFailed) as loaded:
+        submission.load_file(path)
+    assert (loaded.value.error, loaded.value.message) == ("ContractError", message)
+
+
 def test_methods_inherited_from_a_class_in_the_same_file_count(tmp_path: Path) -> None:
     source = replaced("class MySocket:", "class Base:\n    def myreceive(self):\n        return b''\n\n"
                                          "class MySocket(Base):").replace("    def myreceive(self):\n"
@@ -632,6 +718,26 @@ def test_the_json_card_round_trips() -> None:
     assert [r["verdict"] for r in data["results"]] == [gv.REPORTED, gv.SURVIVED, gv.HUNG]
     assert set(data["results"][0]) >= {"scenario", "verdict", "reason", "careful", "error", "took_s", "bound_s",
                                        "fault_proven", "fidelity"}
+
+
+def test_the_card_of_a_file_without_framing_carries_the_note(tmp_path: Path) -> None:
+    card = grading.grade(RecordingLab(), write(tmp_path, HOWTO_SOURCE),  # type: ignore[arg-type]
+                         scenarios=["clean-close"])
+    assert (card.framing, card.msglen, card.notes) == ("fixed", 1024, [IMPLIED])
+    assert grading.render_text(card).splitlines()[:2] == [f"Report card: {tmp_path / 'mine.py'}, fixed MSGLEN=1024",
+                                                          f"note: {IMPLIED}"]
+    assert f"Note: {IMPLIED}" in grading.render_markdown(card)
+    assert card.as_dict()["notes"] == [IMPLIED]
+    assert grading.grade(RecordingLab(), EXAMPLES / "careful.py",  # type: ignore[arg-type]
+                         scenarios=["clean-close"]).notes == []
+
+
+def test_invalid_card_needs_no_lab_and_answers_only_for_refused_files() -> None:
+    card = grading.invalid_card(EXAMPLES / "syntax_error.py")
+    assert card is not None and (card.verdict, card.valid, card.results) == ("invalid", False, [])
+    assert card.reason == "syntax_error.py: syntax error at line 16: expected ':'"
+    assert grading.invalid_card(EXAMPLES / "careful.py") is None
+    assert grading.invalid_card("robust") is None
 
 
 def test_an_invalid_card_renders_its_reason() -> None:
