@@ -32,3 +32,10 @@ AGENT_PORT = 9009
 
 TOXIPROXY_API_PORT = 8474
 TOXIPROXY_API = f"http://{TOXIPROXY_HOST}:{TOXIPROXY_API_PORT}"
+
+# Graded code runs in a sandbox container of its own that joins the client's network namespace
+# (lab/sandbox/, lab/host/sandbox.py), as this uid. The lab's launcher inside it listens on the
+# driver port of that namespace's loopback; the judge (the in-lab runner) dials it once per subject.
+SANDBOX_UID = 10003
+DRIVER_HOST = LOOPBACK
+DRIVER_PORT = 7900

@@ -18,6 +18,7 @@ what the lab observes, never how the tool fails::
           │    ├── SubmissionError                lab.inlab.submission: not an accepted submission name or contract
           │    ├── BadRequest                     lab.inlab.agent: a request the fault agent refuses
           │    ├── InvalidSubmission              lab.grading.static: a submitted file that breaks the contract
+          │    │    └── NotElf                    a file that is not an x86-64 Linux executable
           │    ├── GradeError                     lab.grading.card: a grading request that cannot be done as asked
           │    └── CaptureError                   lab.evidence: a file that is not a readable classic pcap
           ├── SetupError                       3  Docker, Compose, the images or the lab did not do their part
@@ -28,6 +29,7 @@ what the lab observes, never how the tool fails::
           │    │    └── ToxicRejected             the Toxiproxy server refused a toxic
           │    ├── AgentError                     lab.inlab.agent.client: the fault agent failed or is unreachable
           │    ├── OpFailed                       lab.inlab.agent: the namespace would not do what was asked
+          │    ├── BuildError                     lab.host.build: an example program could not be built
           │    └── ReportError                    lab.inlab.runreport: a run report this lab cannot read
           └── CheckFailed                      1  what was checked did not hold
                └── SubmissionLoadFailed           lab.inlab.submission: submitted code that raised, broke the

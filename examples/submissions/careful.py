@@ -4,7 +4,8 @@ Every recv and send may wait at most TIMEOUT_S for progress; a peer that goes
 quiet (frozen, vanished, not reading) becomes a TimeoutError instead of a hang.
 A peer that closes is reported as ConnectionError, saying how much of the frame
 had arrived. Expected on the lab: "reported correctly" or "survived" everywhere but
-server-restart, where careful code reconnects and resends (this class reports instead: "crashed").
+server-restart, where careful code reconnects and resends (this class reports the broken stream
+instead and does not reconnect: "reported, did not recover").
 """
 
 import socket

@@ -26,19 +26,16 @@ are in :mod:`lab.grading.verdicts`; the static check in :mod:`lab.grading.static
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 from lab.grading import verdicts as gv
 from lab.inlab import scenario as scn
-from lab.inlab import submission
 from lab.host.engine import EngineError
-from lab.grading.static import InvalidSubmission, SubmissionInfo, check_file
+from lab.grading.static import InvalidSubmission, ProgramInfo, check_program
 from lab.host.runner_handle import ScenarioInputError, run_scenario
 from lab.host.topology import Lab
 from lab.toolerrors import UsageError
@@ -150,8 +147,15 @@ def result_from_report(scenario: scn.Scenario, impl: str, report: RunReport) -> 
     # Careful code ran beside it: how many intact replies there were to get before the failure.
     ref = report.get("verdicts", {}).get(REFERENCE)
     reference = ref["outcome"].get("exchanges_ok") if ref and ref.get("ok") and impl != REFERENCE else None
+    if ((report.get("facts") or {}).get("sandboxed") or {}).get(impl, {}).get("framing") == "fixed":
+        # Fixed-length code carries the same data in more bytes (MSGLEN messages, each with its own
+        # header), so a cut or a limit meets it after fewer exchanges: that count is no yardstick.
+        reference = None
+    # The bytes a workload must move to reach the fault, as the runner's scenario summary states them.
+    reach = (report.get("scenario") or {}).get("reach_bytes")
     v = gv.decide(scenario.expect[REFERENCE], outcome, fault_at=report.get("fault_at"),
-                  watchdog=report.get("watchdog_s") or gv.DEFAULT_WATCHDOG_S, reference_exchanges=reference)
+                  watchdog=report.get("watchdog_s") or gv.DEFAULT_WATCHDOG_S, reference_exchanges=reference,
+                  reach_bytes=reach if isinstance(reach, int) and not isinstance(reach, bool) else None)
     base.verdict, base.reason, base.took_s, base.bound_s = v.verdict, v.reason, v.took_s, v.bound_s
     if ran and not base.fault_proven:
         failed = "; ".join(f"{c['name']}: {c['detail']}" for c in base.fidelity if not c["ok"]) or "no evidence"
@@ -165,28 +169,14 @@ def result_from_report(scenario: scn.Scenario, impl: str, report: RunReport) -> 
 
 
 # Grading -------------------------------------------------------------------------------------------------
-def _upload_name(path: Path) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_-]", "_", path.stem)[:40].lstrip("_-") or "submission"
-    return f"{stem}-{uuid.uuid4().hex[:8]}"
+def _sandboxed(lab: Lab, info: ProgramInfo) -> Any:
+    """A fresh sandbox for one scenario, holding the program the static check passed."""
+    from lab.host.sandbox import Sandbox
+
+    return Sandbox(lab, info.path, info.kind)
 
 
-def _upload(lab: Lab, name: str, source: bytes) -> str:
-    target = f"{submission.SUBMISSIONS_DIR}/{name}.py"
-    impl = f"{submission.IMPL_PREFIX}{target}"
-    submission.parse_impl(impl)  # the name is checked before it reaches a shell command line
-    res = lab.exec("client", ["sh", "-c", f"mkdir -p {submission.SUBMISSIONS_DIR} && cat > {target}"],
-                   stdin=source, timeout=30)
-    if res.returncode != 0:
-        raise EngineError(f"could not copy the submission into the client container (exit {res.returncode}): "
-                          f"{res.stderr.strip()[-500:]}")
-    return impl
-
-
-def _remove(lab: Lab, impl: str) -> None:
-    lab.exec("client", ["rm", "-f", str(submission.parse_impl(impl))], timeout=30)
-
-
-def _run_one(lab: Lab, s: scn.Scenario, impl: str, watchdog: float | None) -> ScenarioResult:
+def _run_one(lab: Lab, s: scn.Scenario, impl: str, watchdog: float | None) -> tuple[ScenarioResult, RunReport | None]:
     impls = [REFERENCE] if impl == REFERENCE else [REFERENCE, impl]
     limit = (watchdog or s.watchdog or gv.DEFAULT_WATCHDOG_S) + RUN_MARGIN_S
     try:
@@ -194,8 +184,8 @@ def _run_one(lab: Lab, s: scn.Scenario, impl: str, watchdog: float | None) -> Sc
     except (ScenarioInputError, EngineError, ValueError) as exc:
         # ValueError: the report line could not be parsed (the code under test may print anything).
         return ScenarioResult(scenario=s.name, title=s.title, verdict=gv.INCONCLUSIVE,
-                              reason=f"the lab could not run it: {exc}", careful=gv.careful(s.expect[REFERENCE]))
-    return result_from_report(s, impl, report)
+                              reason=f"the lab could not run it: {exc}", careful=gv.careful(s.expect[REFERENCE])), None
+    return result_from_report(s, impl, report), report
 
 
 def is_builtin(path: str | Path) -> bool:
@@ -203,9 +193,9 @@ def is_builtin(path: str | Path) -> bool:
     return str(path) in BUILTINS and not Path(str(path)).suffix
 
 
-def _static(path: str | Path, started: float) -> SubmissionInfo | ReportCard:
+def _static(path: str | Path, started: float) -> ProgramInfo | ReportCard:
     try:
-        return check_file(path)
+        return check_program(path)
     except InvalidSubmission as exc:
         # Nothing reaches the lab: the reason is the whole report.
         return ReportCard(submission=str(path), impl="", valid=False, reason=str(exc),
@@ -224,40 +214,52 @@ def invalid_card(path: str | Path) -> ReportCard | None:
     return checked if isinstance(checked, ReportCard) else None
 
 
+SandboxFactory = Callable[[Lab, ProgramInfo], ContextManager[Any]]
+"""Makes the sandbox one scenario's run of a program happens in: lab.host.sandbox.Sandbox, or a fake in tests."""
+
+
 def grade(lab: Lab, path: str | Path, *, scenarios: Sequence[str] | None = None, watchdog: float | None = None,
-          progress: Callable[[ScenarioResult], None] | None = None) -> ReportCard:
+          progress: Callable[[ScenarioResult], None] | None = None,
+          sandbox: SandboxFactory | None = None) -> ReportCard:
     """Grade a submission file (or a built-in by name) on the gradable scenarios; see the module docstring."""
     started = time.monotonic()
     chosen = choose(scenarios)
     if watchdog is not None and watchdog <= 0:
         raise GradeError(f"watchdog must be a number of seconds > 0; got {watchdog}")
     name = str(path)
+    info: ProgramInfo | None = None
     if is_builtin(name):
         card = ReportCard(submission=name, impl=name)
-        uploaded = None
     else:
-        info = _static(path, started)
-        if isinstance(info, ReportCard):
-            return info
-        uploaded = _upload(lab, _upload_name(info.path), info.source)
-        card = ReportCard(submission=name, impl=uploaded, framing=info.framing, msglen=info.msglen,
+        checked = _static(path, started)
+        if isinstance(checked, ReportCard):
+            return checked
+        info = checked
+        module = info.python
+        card = ReportCard(submission=name, impl=f"sandbox ({info.kind}, {info.format})",
+                          framing=module.framing if module else None, msglen=module.msglen if module else None,
                           notes=list(info.notes))
-    try:
-        for s in chosen:
-            result = _run_one(lab, s, card.impl, watchdog)
-            card.results.append(result)
-            if progress:
-                progress(result)
-            if result.fault_proven is None and result.verdict in (gv.HUNG, gv.CRASHED):
-                # The file cannot even be loaded: every other scenario would say the same.
-                for rest in chosen[len(card.results):]:
-                    card.results.append(dataclasses.replace(
-                        result, scenario=rest.name, title=rest.title, careful=gv.careful(rest.expect[REFERENCE]),
-                        reason=f"not run: {result.reason}"))
-                break
-    finally:
-        if uploaded:
-            _remove(lab, uploaded)
+    for s in chosen:
+        if info is None:
+            result, _ = _run_one(lab, s, card.impl, watchdog)
+        else:
+            # One sandbox per scenario: whatever the code started dies with it, before the next.
+            with (sandbox or _sandboxed)(lab, info) as box:
+                result, report = _run_one(lab, s, box.impl, watchdog)
+            if card.framing is None and report is not None:
+                # An executable states its framing in its hello; the first run that got one tells the card.
+                said = ((report.get("facts") or {}).get("sandboxed") or {}).get(box.impl) or {}
+                card.framing, card.msglen = said.get("framing"), said.get("msglen")
+        card.results.append(result)
+        if progress:
+            progress(result)
+        if result.fault_proven is None and result.verdict in (gv.HUNG, gv.CRASHED):
+            # The file cannot even be loaded: every other scenario would say the same.
+            for rest in chosen[len(card.results):]:
+                card.results.append(dataclasses.replace(
+                    result, scenario=rest.name, title=rest.title, careful=gv.careful(rest.expect[REFERENCE]),
+                    reason=f"not run: {result.reason}"))
+            break
     card.elapsed_s = time.monotonic() - started
     return card
 

@@ -349,7 +349,7 @@ def cmd_list(json_output: bool) -> int:
 
 
 def _is_path(impl: str) -> bool:
-    """``--impl`` takes a built-in implementation's name or a path to someone's own .py file."""
+    """``--impl`` takes a built-in implementation's name, or a path to someone's own .py file or program."""
     return impl.endswith(".py") or "/" in impl or "\\" in impl
 
 
@@ -358,9 +358,9 @@ def _split_impls(impls: tuple[str, ...]) -> tuple[list[str], list[Path]]:
     for impl in impls:
         if _is_path(impl):
             path = Path(impl)
-            if not path.is_file() or path.suffix != ".py":
-                raise UsageProblem(f"--impl {impl}: no such Python file (give a built-in implementation's "
-                                   "name, or the path to a .py file to grade)")
+            if not path.is_file():
+                raise UsageProblem(f"--impl {impl}: no such file (give a built-in implementation's name, or the "
+                                   "path to a .py file with MySocket or to an executable to grade)")
             paths.append(path.resolve())
         else:
             names.append(impl)
@@ -536,7 +536,7 @@ def _grade_files(opts: Opts, ui: Ui, paths: list[Path], scenarios: list[str] | N
 @_command
 def cmd_grade(opts: Opts, path: Path, scenarios: tuple[str, ...], json_output: bool, keep: bool,
               results: Path | None) -> int:
-    """Grade your own client code (a .py file) in the lab's scenarios."""
+    """Grade your own client code (a .py file with MySocket, or an executable) in the lab's scenarios."""
     from lab.inlab import scenario
 
     paths = [_grade_path(path)]
@@ -551,11 +551,11 @@ def _grade_path(path: Path) -> Path:
     if not path.exists():
         raise UsageProblem(f"{path}: no such file")
     if path.is_dir():
-        raise UsageProblem(f"{path}: is a directory; give one .py file")
+        raise UsageProblem(f"{path}: is a directory; give one .py file with MySocket, or one executable")
     if not path.is_file():
-        raise UsageProblem(f"{path}: not a regular file; give one .py file")
-    if path.suffix != ".py":
-        raise UsageProblem(f"{path}: not a .py file")
+        raise UsageProblem(f"{path}: not a regular file; give one .py file with MySocket, or one executable")
+    # What else may be wrong with it (not executable, not a Linux program, a broken .py) is the
+    # static check's to say, on the card, before anything starts.
     return path.resolve()
 
 

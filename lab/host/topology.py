@@ -30,6 +30,7 @@ from lab.addresses import LOOPBACK, TOXIPROXY_API_PORT, TOXIPROXY_HOST
 from lab.host.engine import LABEL, EngineError, Result, Runner
 
 DEFAULT_PROJECT = "socket-lab"
+ONE_OFF = "com.docker.compose.oneoff=True"  # the label of a `compose run` container
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
@@ -72,6 +73,12 @@ class Lab:
                      timeout=self.up_timeout + 600)
 
     def down(self) -> None:
+        # `compose down` leaves `compose run` containers (the sandbox's, lab/host/sandbox.py) running,
+        # even with their profile: remove those first, by the project's label.
+        one_offs = self.runner.run(["docker", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project="
+                                    f"{self.project}", "--filter", f"label={ONE_OFF}"], timeout=30)
+        if one_offs.ok and one_offs.stdout.split():
+            self.runner.run(["docker", "rm", "-f", "-v", *one_offs.stdout.split()], timeout=120)
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120, check=False)
 
     def __enter__(self) -> "Lab":
@@ -111,7 +118,7 @@ class Lab:
 
     def sick(self, expected: int = 5) -> tuple[list[str], bool]:
         """What is wrong with the lab (empty when all is fine), and whether something is not running at all."""
-        rows = self.status()
+        rows = [r for r in self.status() if ONE_OFF not in str(r.get("Labels", ""))]  # a sandbox is no service
         problems = [f"{r.get('Service')}: {r.get('State')}/{r.get('Health') or 'no healthcheck'}" for r in rows
                     if r.get("State") != "running" or r.get("Health") != "healthy"]
         down = len(rows) < expected or any(r.get("State") != "running" for r in rows)

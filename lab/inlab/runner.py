@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import socket
 import sys
 import threading
@@ -39,7 +38,7 @@ from typing import Any
 
 from lab.addresses import AGENT_PORT, CONTROL_PORTS, DEFAULT_PORT, LOOPBACK, SERVER_HOST, SERVER_PORTS, \
     TOXIPROXY_API, TOXIPROXY_HOST
-from lab.inlab import mutants, runreport
+from lab.inlab import mutants, runreport, submission
 from lab.inlab.agent.client import AgentError
 from lab.inlab import scenario as scn
 from lab.inlab.runreport import RunReport
@@ -52,6 +51,7 @@ from lab.inlab.subjects import Subject, expected_echo, make_subject
 from lab.inlab.toxics import ToxiproxyError
 
 DEFAULT_WATCHDOG = 10.0
+REMOTE_MARGIN_S = 30.0
 READY_TIMEOUT = 15.0
 
 
@@ -84,6 +84,8 @@ class Context:
         self.mutant: mutants.Mutant | None = None  # the mutation suite's weakened fault, if any
         self._client_ports: dict[str, set[int]] = {}   # impl -> local ports its connections used
         self.unjudged: list[str] = []   # graded, not judged: see _unjudged_impls
+        self.sandboxed: list[tuple[str, str, Subject]] = []   # (impl, server, subject) run in the sandbox
+        self.started_wall = time.time()
         self.toxiproxy = Toxiproxy(TOXIPROXY_API)
         self.server_agent = AgentClient(SERVER_HOST, AGENT_PORT)
         self.client_agent = AgentClient(LOOPBACK, AGENT_PORT)
@@ -138,6 +140,9 @@ class Context:
 
     def subject(self, impl: str, server: str = "threaded", *, config: RobustConfig | None = None) -> Subject:
         host, port = self.target(server)
+        if submission.is_submission(impl):
+            # No reply from a sandboxed program may be awaited for ever, even one the watchdog missed.
+            return make_subject(impl, host, port, hard_timeout=self.watchdog + REMOTE_MARGIN_S)
         return make_subject(impl, host, port, config=config or self.config)
 
     # The server's own controls ----------------------------------------------------------------
@@ -219,7 +224,9 @@ class Context:
         """One round trip, recorded; a reply that differs from what was sent counts as corrupt."""
         self.note_ports(subject)
         reply = subject.exchange(body)
-        if reply == expected_echo(subject, body):
+        # A sandboxed subject checks its replies itself (sequence number and body, message by message).
+        intact = getattr(subject, "last_exchange_intact", None)
+        if intact if intact is not None else reply == expected_echo(subject, body):
             outcome.exchanges_ok += 1
             self.mark(f"client[{subject.impl}]", "echo intact", seq=subject.seq, bytes=len(reply))
         else:
@@ -248,6 +255,14 @@ class Context:
     def _run_group(self, impls: list[str], worker: Worker,
                    fault: Callable[[], Any] | None, server: str, configs: dict[str, RobustConfig] | None) -> None:
         subjects = {impl: self.subject(impl, server, config=(configs or {}).get(impl)) for impl in impls}
+        remote = {impl: s for impl, s in subjects.items() if submission.is_submission(impl)}
+        if remote:
+            # The sandbox's uid reaches nothing until now, and only this group's targets from now on.
+            from lab.inlab import sandboxed
+
+            allowed = sandboxed.allow(self.client_agent, [(s.host, s.port) for s in remote.values()])
+            self.mark("lab", "sandbox may reach", targets=[f"{a}:{p}" for a, p in allowed])
+            self.sandboxed += [(impl, server, s) for impl, s in remote.items()]
         threads: dict[str, threading.Thread] = {}
         done: dict[str, threading.Event] = {impl: threading.Event() for impl in impls}
         for impl in impls:
@@ -312,16 +327,26 @@ class Context:
     def _record_error(self, actor: str, outcome: Outcome, exc: BaseException) -> None:
         t = self.now()
         if outcome.status == "blocked":
-            outcome.facts["after_unblock"] = type(exc).__name__
+            outcome.facts["after_unblock"] = getattr(exc, "error_name", None) or type(exc).__name__
+            return
+        if isinstance(exc, submission.SubmissionLoadFailed):
+            # The program passed its probe but could not get ready again for this subject.
+            outcome.status, outcome.error, outcome.message = exc.status, exc.error, exc.message
+            outcome.ended_at = t if exc.status != "blocked" else None
+            outcome.facts["phase"] = "import"
+            self.mark(actor, f"could not be loaded: {exc.error}", message=exc.message[:200])
             return
         outcome.status = "error"
-        outcome.error = type(exc).__name__
+        # A sandboxed program's failure carries the name it gave; everything else is an exception here.
+        outcome.error = getattr(exc, "error_name", None) or type(exc).__name__
         outcome.message = str(exc)
         outcome.ended_at = t
         if isinstance(exc, LabError):
             outcome.facts.update(exc.as_dict())
         errno_value = getattr(exc, "errno", None)
-        if isinstance(errno_value, int):
+        if getattr(exc, "errno_name", None):
+            outcome.errno_name = exc.errno_name  # type: ignore[attr-defined]
+        elif isinstance(errno_value, int):
             import errno as errno_mod
             outcome.errno_name = errno_mod.errorcode.get(errno_value)
         self.mark(actor, f"ERROR {outcome.error}", message=str(exc)[:160], errno=outcome.errno_name)
@@ -445,8 +470,17 @@ def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float |
     if mutant is not None:
         ctx.mutant = mutant
         ctx.facts["mutant"] = mutant.key
-    if _load_submissions(ctx):
-        return report(ctx, None)
+    from lab.inlab import remote
+
+    try:
+        if _load_submissions(ctx):
+            return report(ctx, None)
+    except remote.DriverUnavailable as exc:
+        # The lab's part failed (no sandbox answered), not the program: nothing can be judged.
+        ctx.mark("lab", f"ABORTED: the sandbox did not answer: {exc}")
+        ctx.facts["not_run"] = "not run: the sandbox did not answer"
+        ctx.impls = []
+        return report(ctx, f"the sandbox did not answer on the driver port: {exc}")
     aborted = None
     try:
         ctx.reset_lab()
@@ -464,6 +498,7 @@ def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float |
             ctx.reset_lab()
         except Exception as exc:  # noqa: BLE001 - reported, and the host side sweeps anyway
             ctx.mark("lab", f"reset after the run failed: {exc}")
+    _verify_sandboxed(ctx)
     rep = report(ctx, aborted)
     if pcaps:
         rep["pcaps"] = {where: base64.b64encode(data).decode("ascii") for where, data in ctx.pcaps.items()}
@@ -479,7 +514,6 @@ def gradable_scenarios() -> list[str]:
 
 
 def _unjudged_impls(scenario: Scenario, impls: list[str]) -> list[str]:
-    from lab.inlab import submission
     from lab.inlab.subjects import IMPLS
 
     unjudged = []
@@ -502,22 +536,28 @@ def _unjudged_impls(scenario: Scenario, impls: list[str]) -> list[str]:
 
 
 def _load_submissions(ctx: Context) -> list[str]:
-    """Import every submitted file before the lab is touched; returns those that could not be loaded.
+    """Make sure every sandboxed program gets ready before the lab is touched; returns those that did not.
 
-    A file that raises, breaks the contract or never finishes importing gets that as
-    its outcome, and the scenario is not run at all: a stuck import keeps running in
-    a thread of this process and would distort the other implementations' timing.
+    Each is asked for its hello in a process of its own (in the sandbox, never here). A
+    program that exits, breaks the protocol, or whose Python file raises, breaks the
+    contract or never finishes importing gets that as its outcome, and the scenario is not
+    run at all.
     """
-    from lab.inlab import submission
+    from lab.inlab import remote
 
     failed = []
     for impl in ctx.unjudged:
         if not submission.is_submission(impl):
             continue
         try:
-            submission.load(impl)
-        except submission.SubmissionLoadFailed as exc:
+            hello = remote.probe(impl)   # DriverUnavailable (the lab's failure) goes to the caller
+            ctx.facts.setdefault("sandboxed", {})[impl] = {"framing": hello.framing, "msglen": hello.msglen}
+        except remote.DriverUnavailable:
+            raise
+        except (submission.SubmissionLoadFailed, remote.RemoteFailure) as exc:
             outcome = ctx.outcomes[impl]
+            if isinstance(exc, remote.RemoteFailure):   # it exited, or broke the protocol, before its hello
+                exc = submission.SubmissionLoadFailed("error", exc.error_name, str(exc))
             outcome.status, outcome.error, outcome.message = exc.status, exc.error, exc.message
             outcome.facts["phase"] = "import"
             ctx.mark(f"client[{impl}]", f"could not be loaded: {exc.error}", message=exc.message[:200])
@@ -526,6 +566,35 @@ def _load_submissions(ctx: Context) -> list[str]:
         ctx.facts["not_run"] = f"not run: {', '.join(failed)} could not be loaded"
         ctx.impls = []
     return failed
+
+
+def _verify_sandboxed(ctx: Context) -> None:
+    """Check what each sandboxed subject claimed against the server's own record (after the reset)."""
+    from lab.inlab import sandboxed
+
+    if not ctx.sandboxed:
+        return
+    try:
+        sandboxed.close_all(ctx.client_agent)
+    except (OSError, AgentError) as exc:
+        ctx.mark("lab", f"could not close the sandbox's way to the servers: {exc}")
+    for impl, server, subject in ctx.sandboxed:
+        outcome = ctx.outcomes[impl]
+        try:
+            facts = sandboxed.verify(subject, lambda **req: ctx.server_control(server, **req),
+                                     completed=outcome.status == "completed", since=ctx.started_wall)
+        except (OSError, ValueError, ScenarioAbort) as exc:
+            outcome.facts["record_error"] = f"the server's record could not be read: {exc}"
+            continue
+        for key in ("bytes_sent", "messages", "delivered"):
+            outcome.facts[key] = outcome.facts.get(key, 0) + facts.pop(key, 0)
+        for key in ("fabricated", "duplicated", "lost"):
+            if key in facts:
+                outcome.facts[key] = outcome.facts.get(key, 0) + facts.pop(key)
+        if "rejected" in facts and "rejected" not in outcome.facts:
+            outcome.facts["rejected"] = facts.pop("rejected")
+        ctx.mark(f"client[{impl}]", "checked against the server's record",
+                 **{k: outcome.facts.get(k) for k in ("messages", "delivered", "fabricated", "duplicated", "lost")})
 
 
 def _submission_reports(ctx: Context, aborted: str | None) -> dict[str, Any]:
@@ -592,7 +661,8 @@ def main(argv: list[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="run one scenario and judge it")
     p_run.add_argument("name")
     p_run.add_argument("--impl", action="append",
-                       help="implementation(s) to run (default: all it judges); also file:/tmp/submissions/NAME.py")
+                       help="implementation(s) to run (default: all it judges); also sandbox:NAME, a program the host "
+                            "started in the sandbox (lab.host.sandbox)")
     p_run.add_argument("--watchdog", type=float, default=None, help="seconds before a call counts as blocked")
     p_run.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p_run.add_argument("--pcaps", action="store_true", help="add the captures to the report, base64 (with --json)")
@@ -633,11 +703,6 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     print(runreport.dumps(rep) if opts.json else render(rep), flush=True)
     code = 0 if rep["ok"] else 1
-    if any(i.startswith("file:") for i in opts.impl or []):
-        # Submitted code may have left threads running (non-daemon ones would keep this process
-        # alive for ever): the report is out, so end the process without waiting for them.
-        sys.stderr.flush()
-        os._exit(code)
     return code
 
 

@@ -80,6 +80,7 @@ class ScenarioDict(TypedDict):
     remember: str
     look_for: NotRequired[str]
     watchdog: NotRequired[float | None]
+    reach_bytes: NotRequired[int | None]
     expect: dict[str, dict[str, Any]]
 
 

@@ -12,6 +12,8 @@ A scenario is one way a TCP conversation dies, told as a Python file under
     EXPECT     {"robust": Expect(...), "naive": Expect(...)}   the oracle per implementation
     REMEMBER   "..."                          one line for the class to take home
     LOOK_FOR   "..."                          (optional) what to look for in the packet capture
+    REACH_BYTES 2526                          (optional) bytes a graded program's workload must send
+                                              for the fault to matter; fewer: "did not reach the fault"
     def run(ctx): ...                         drives the subjects and the fault (see lab.inlab.runner;
                                               what ctx offers: lab.inlab.context.ScenarioContext)
 
@@ -183,12 +185,13 @@ class Scenario:
     source: Path
     watchdog: float | None = None
     look_for: str = ""
+    reach_bytes: int | None = None
     module: Any = None
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "howto": self.howto, "path": self.path,
                 "wire": self.wire, "injection": self.injection, "remember": self.remember,
-                "look_for": self.look_for, "watchdog": self.watchdog,
+                "look_for": self.look_for, "watchdog": self.watchdog, "reach_bytes": self.reach_bytes,
                 "expect": {k: dataclasses.asdict(v) for k, v in self.expect.items()}}
 
 
@@ -246,10 +249,13 @@ def load(path: Path, *, impls: tuple[str, ...] | None = None) -> Scenario:
                                  or watchdog <= 0):
         raise ScenarioError(f"{where}: WATCHDOG must be a number of seconds > 0; got {watchdog!r}")
     look_for = _text(module, "LOOK_FOR", where) if hasattr(module, "LOOK_FOR") else ""
+    reach = getattr(module, "REACH_BYTES", None)
+    if reach is not None and (isinstance(reach, bool) or not isinstance(reach, int) or reach <= 0):
+        raise ScenarioError(f"{where}: REACH_BYTES must be a whole number of bytes > 0; got {reach!r}")
     return Scenario(name=name, title=_text(module, "TITLE", where), howto=howto, wire=_text(module, "WIRE", where),
                     injection=_text(module, "INJECTION", where), path=module.PATH, expect=dict(expect),
                     remember=_text(module, "REMEMBER", where), run=module.run, source=path,
-                    watchdog=watchdog, look_for=look_for, module=module)
+                    watchdog=watchdog, look_for=look_for, reach_bytes=reach, module=module)
 
 
 def scenarios_dir() -> Path:

@@ -3,9 +3,10 @@
 A scenario says "connect, exchange two messages, then try a third"; a
 :class:`Subject` turns that into the calls each implementation really makes:
 :class:`~lab.sockets.robust.RobustConnection` for "robust", the HOWTO-style classes of
-:mod:`lab.sockets.naive` for the naive ones, a submitted file's MySocket for a graded
-submission (:mod:`lab.inlab.submission`). Nothing here catches an error: whatever
-the implementation raises is what the scenario's oracle judges.
+:mod:`lab.sockets.naive` for the naive ones, and for graded code (``sandbox:NAME``) a
+:class:`~lab.inlab.remote.RemoteSubject`, which drives a program in the sandbox container
+through the driver protocol: submitted code never runs in this process. Nothing here catches
+an error: whatever the implementation raises is what the scenario's oracle judges.
 
 Every subject remembers its socket, so the runner's watchdog can unblock a
 naive call that is (by design) blocked forever, by shutting the socket down
@@ -22,11 +23,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from lab.sockets import framing
-
-from lab.sockets import naive
-
 from lab.inlab import submission
+from lab.sockets import framing, naive
 from lab.sockets.robust import RobustConfig, RobustConnection
 
 IMPLS = ("robust", *naive.REGISTRY)
@@ -158,86 +156,22 @@ class NaiveSubject(Subject):
         self.sock_obj.close()
 
 
-# Graded submissions (lab.grading.card) -------------------------------------------------------------------
-class SubmissionSubject(Subject):
-    """Someone's own MySocket (``file:/tmp/submissions/NAME.py``), driven exactly like NaiveSubject.
-
-    The file was imported by :func:`lab.inlab.submission.load` (bounded); the MySocket is
-    built in :meth:`connect`, i.e. in the worker's thread, so an ``__init__`` that
-    never returns is caught by the watchdog like any other blocked call. Its socket
-    is looked up again whenever it is needed, because careful code often makes a
-    new one in ``connect()``.
-    """
-
-    def __init__(self, impl: str, host: str, port: int) -> None:
-        super().__init__(host, port)
-        self.impl = impl
-        self.loaded = submission.load(impl)
-        self.sock_obj: Any = None
-
-    def connect(self) -> None:
-        self.sock_obj = self.loaded.cls()
-        self._sock = submission.find_socket(self.sock_obj)
-        self.sock_obj.connect(self.host, self.port)
-        self._sock = submission.find_socket(self.sock_obj) or self._sock
-
-    def _fit(self, body: bytes) -> bytes:
-        # Fixed-length framing: the body is padded or cut so that the whole frame is MSGLEN bytes.
-        if self.loaded.msglen is None:
-            return body
-        room = self.loaded.msglen - framing.HEADER_SIZE - framing.SEQ.size
-        return body[:room].ljust(room, b".")
-
-    def _send_one(self, body: bytes) -> int:
-        self.seq += 1
-        self.sock_obj.mysend(naive.make_message(self.seq, body))
-        return self.seq
-
-    def send(self, body: bytes) -> int:
-        # A send without a reply pushes every byte of the body (backpressure sends 15 MiB):
-        # with fixed framing, as consecutive MSGLEN messages rather than one cut to size.
-        room = (self.loaded.msglen or 0) - framing.HEADER_SIZE - framing.SEQ.size
-        if self.loaded.msglen is None or room <= 0:
-            return self._send_one(self._fit(body))
-        for start in range(0, max(len(body), 1), room):
-            self._send_one(self._fit(body[start:start + room]))
-        return self.seq
-
-    def receive(self) -> bytes:
-        reply = self.sock_obj.myreceive()
-        if not isinstance(reply, (bytes, bytearray)):
-            raise TypeError(f"myreceive() must return bytes (one whole frame); it returned {type(reply).__name__}")
-        return _body_of(bytes(reply))
-
-    def exchange(self, body: bytes) -> bytes:
-        self._send_one(self._fit(body))
-        return self.receive()
-
-    def expected_echo(self, body: bytes) -> bytes:
-        return self._fit(body)
-
-    def force_unblock(self) -> None:
-        self._sock = submission.find_socket(self.sock_obj) or self._sock
-        super().force_unblock()
-
-    def close(self) -> None:
-        # Called by the runner's own thread: the submission's close() must not hang or raise into it.
-        submission.close_bounded(self.sock_obj)
-        sock = submission.find_socket(self.sock_obj) or self._sock
-        if sock is not None:
-            sock.close()
-
-
-def make_subject(impl: str, host: str, port: int, *, config: RobustConfig | None = None) -> Subject:
+def make_subject(impl: str, host: str, port: int, *, config: RobustConfig | None = None,
+                 **remote: Any) -> Subject:
+    """The subject for ``impl``; ``remote`` goes to RemoteSubject for ``sandbox:NAME`` (dial=, hard_timeout=, ...)."""
     if impl == "robust":
         return RobustSubject(host, port, config)
     if impl in naive.REGISTRY:
         return NaiveSubject(impl, host, port)
     if submission.is_submission(impl):
-        return SubmissionSubject(impl, host, port)
+        # Imported here: lab.inlab.remote builds on Subject, defined above.
+        from lab.inlab.remote import RemoteSubject
+
+        return RemoteSubject(impl, host, port, **remote)
     raise ValueError(f"unknown implementation {impl!r}; accepted: {', '.join(IMPLS)}, or a submission "
-                     f"{submission.IMPL_PREFIX}{submission.SUBMISSIONS_DIR}/NAME.py")
+                     f"{submission.SANDBOX_PREFIX}NAME")
 
 
 def expected_echo(subject: Subject, body: bytes) -> bytes:
-    return subject.expected_echo(body) if isinstance(subject, (NaiveSubject, SubmissionSubject)) else body
+    """What an intact reply's body looks like: naive fixed-length pads; a RemoteSubject returns the body itself."""
+    return subject.expected_echo(body) if isinstance(subject, NaiveSubject) else body

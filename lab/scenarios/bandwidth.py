@@ -22,6 +22,8 @@ PATH = "proxied"
 RATE_KBPS = 500
 SIZE = 1024 * 1024
 FRAME = framing.HEADER_SIZE + framing.SEQ.size + SIZE   # the request's bytes on the wire
+# A graded program must push the whole message through the limit, or the limit never mattered.
+REACH_BYTES = SIZE
 EXPECT = {
     "robust": Expect("completed", note="intact; throughput within ±15 % of the limit; partial sends seen"),
     "naive": Expect("completed", note="the send and recv loops keep going until every byte is handled"),

@@ -22,6 +22,8 @@ CUT = 2 * FRAME + 500
 INJECTION = (f"A Toxiproxy limit_data toxic (downstream, bytes {CUT}) on the threaded proxy, in place "
              "before the client connects.")
 PATH = "proxied"
+# A graded program must send at least this much, or its echoes never reach the cut.
+REACH_BYTES = CUT
 EXPECT = {
     "robust": Expect("error", ("IncompleteMessage",), within=fixed(1.0), detail={"received": 500, "expected": FRAME},
                      note="EOF inside a frame is reported with its byte counts"),

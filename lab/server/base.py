@@ -9,7 +9,11 @@ adds only its way of waiting for sockets. Life cycle::
     server.stop()               # returns within about a second, connections closed
 
 ``emit`` receives one dict per event (listening, accepted, hello, delivered,
-duplicate, closed, error); the CLI prints them as JSON lines.
+duplicate, rejected, closed, error); the CLI prints them as JSON lines.
+
+A connection that ends because its bytes broke the protocol is also kept in
+``server.rejections`` (the control command ``rejections``), whichever server
+implementation served it: both end every connection through :meth:`BaseServer._finish`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from lab.sockets.framing import DEFAULT_MAX_PAYLOAD
 from lab.server.behaviour import Behaviour
 from lab.server.log import DeliveryLog
 from lab.server.protocol import ServerConnection
-from lab.server.stats import ServerStats
+from lab.server.stats import Rejections, ServerStats
 
 EventSink = Callable[[dict[str, Any]], None]
 RECV_SIZE = 65536
@@ -79,6 +83,7 @@ class BaseServer(abc.ABC):
         self._ids = iter(range(1, 2**63))
         self._ids_lock = threading.Lock()
         self.stats_ = ServerStats()
+        self.rejections = Rejections()
         self.log: DeliveryLog | None = None
         self._listener: socket.socket | None = None
         self._control: Any = None
@@ -173,8 +178,9 @@ class BaseServer(abc.ABC):
         return self._behaviour
 
     def reset(self) -> None:
-        """Back to the start-up behaviour, with connection counters zeroed. Deliveries are kept:
-        forgetting them would break exactly-once."""
+        """Back to the start-up behaviour, with connection counters zeroed. Deliveries (and their
+        digests) are kept: forgetting them would break exactly-once, and the grading judge asks
+        after a run that reset. Rejections are kept too (the judge selects them by time)."""
         with self._behaviour_lock:
             self._behaviour = self._initial_behaviour
         self.stats_.reset()
@@ -203,7 +209,8 @@ class BaseServer(abc.ABC):
         self.stats_.opened()
         self.emit("accepted", conn=conn_id, peer=peer_name(addr))
         assert self.log is not None
-        return ServerConnection(conn_id, self.log, self.behaviour, max_payload=self.max_payload, emit=self.emit)
+        return ServerConnection(conn_id, self.log, self.behaviour, max_payload=self.max_payload, emit=self.emit,
+                                peer=peer_name(addr))
 
     def _finish(self, sock: socket.socket, core: ServerConnection) -> None:
         """Close ``sock`` as the core decided and account for it; call exactly once per connection."""
@@ -211,6 +218,10 @@ class BaseServer(abc.ABC):
         if core.error is not None:
             record = self.stats_.error(core.conn_id, core.error)
             self.emit("error", **record)
+        # A protocol error always ends in close_gently: FIN (RST if the peer's bytes are still unread).
+        rejection = core.rejection(answer="closed the connection")
+        if rejection is not None:
+            self.emit("rejected", **self.rejections.add({"conn": core.conn_id, **rejection}))
         if how == "abort":
             abort(sock)
         else:

@@ -7,7 +7,23 @@ One request per line, one JSON reply per line, on any number of connections::
     {"cmd": "behave", "mode": "abort", "after": 2}   -> {"ok": true, "behaviour": {...}}
     {"cmd": "behave", "accepting": false}            (fields not given keep their value)
     {"cmd": "reset"}                                 -> start-up behaviour, counters zeroed
+                                                        (deliveries, digests and rejections kept)
+    {"cmd": "delivered", "digests": ["0123456789abcdef", ...]}
+                                                     -> {"ok": true, "counts": {"0123456789abcdef": 1, ...},
+                                                         "refused": {"0123456789abcdef": 0, ...}}
+    {"cmd": "rejections", "since": 1700000000.5}     -> {"ok": true, "rejections": [{"at": ..., "peer": "ip:port",
+                                                         "head": hex, "received": n, "error": "...",
+                                                         "kind": "BadFrame", "answer": "...", "conn": n}, ...]}
     anything else                                    -> {"ok": false, "error": "..."}
+
+``delivered`` is how the grading judge checks submitted code against what the
+server really received: each digest is ``blake2b(body, digest_size=8)`` of a
+DATA body (:func:`lab.server.log.body_digest`), at most :data:`MAX_DIGESTS_PER_REQUEST`
+per request; ``counts`` is how many times each was delivered (0: never, or
+forgotten beyond the log's bound), ``refused`` how many times it came again in
+its session and was refused as a duplicate. ``rejections`` lists, oldest
+first, the last connections that ended because what they sent broke the
+protocol (``since``, optional: only those at or after that unix time).
 
 It runs in its own small threaded server (:mod:`lab.server.jsonlines`) for both server
 implementations, so it keeps answering while the data side is told to stop
@@ -16,16 +32,22 @@ reading or accepting. :func:`control_request` is the client side, for tests and 
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from lab.server import jsonlines
 from lab.server.jsonlines import JsonLinesServer
+from lab.server.log import is_digest
 
 if TYPE_CHECKING:
     from lab.server.base import BaseServer
 
-COMMANDS = ("ping", "stats", "behave", "reset")
-MAX_LINE = 64 * 1024
+COMMANDS = ("ping", "stats", "behave", "reset", "delivered", "rejections")
+MAX_DIGESTS_PER_REQUEST = 4096
+MAX_LINE = 128 * 1024
+"""A request line's limit: a full ``delivered`` request (4096 digests, 19 bytes each as JSON) is about 78 KB."""
+DIGESTS_ACCEPTED = (f'"digests" is a list of at most {MAX_DIGESTS_PER_REQUEST} digests, each exactly 16 lowercase '
+                    f'hex characters (blake2b, digest_size=8, of a DATA body)')
 REPLY_TIMEOUT = 5.0
 
 
@@ -49,7 +71,50 @@ def handle_command(server: "BaseServer", request: Any) -> dict[str, Any]:
     if cmd == "reset":
         server.reset()
         return {"ok": True, "behaviour": server.behaviour().as_dict()}
+    if cmd == "delivered":
+        return _delivered(server, request)
+    if cmd == "rejections":
+        return _rejections(server, request)
     return {"ok": False, "error": f"unknown command {cmd!r}; accepted: {', '.join(COMMANDS)}"}
+
+
+def _unknown_fields(request: dict[str, Any], cmd: str, accepted: tuple[str, ...]) -> dict[str, Any] | None:
+    extra = sorted(k for k in request if k != "cmd" and k not in accepted)
+    if not extra:
+        return None
+    return {"ok": False, "error": f"unknown field(s) {', '.join(map(repr, extra))} for {cmd!r}; "
+                                  f"it takes {', '.join(map(repr, accepted))}"}
+
+
+def _delivered(server: "BaseServer", request: dict[str, Any]) -> dict[str, Any]:
+    if (bad := _unknown_fields(request, "delivered", ("digests",))) is not None:
+        return bad
+    digests = request.get("digests")
+    if not isinstance(digests, list):
+        return {"ok": False, "error": f"{DIGESTS_ACCEPTED}; got {type(digests).__name__}"}
+    if len(digests) > MAX_DIGESTS_PER_REQUEST:
+        return {"ok": False, "error": f"{DIGESTS_ACCEPTED}; got {len(digests)}: split them over several requests"}
+    for i, d in enumerate(digests):
+        if not is_digest(d):
+            return {"ok": False, "error": f"{DIGESTS_ACCEPTED}; digests[{i}] is {_short(d)}"}
+    assert server.log is not None, "the control port runs only while the server does"
+    return {"ok": True, "counts": server.log.delivered_counts(digests), "refused": server.log.refused_counts(digests)}
+
+
+def _rejections(server: "BaseServer", request: dict[str, Any]) -> dict[str, Any]:
+    if (bad := _unknown_fields(request, "rejections", ("since",))) is not None:
+        return bad
+    since = request.get("since")
+    if since is not None and (isinstance(since, bool) or not isinstance(since, (int, float))
+                              or not math.isfinite(since)):
+        return {"ok": False, "error": f'"since" is optional, a unix time in seconds (a number); got {_short(since)}'}
+    return {"ok": True, "rejections": server.rejections.since(since)}
+
+
+def _short(value: Any) -> str:
+    """A bad value, quoted but never long: the reply must stay one short line."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class ControlServer(JsonLinesServer):
@@ -83,4 +148,4 @@ def control_request(host: str, port: int, request: dict[str, Any], timeout: floa
                              closed=lambda _n: f"control port {host}:{port} closed before replying to {request!r}")
 
 
-__all__ = ["ControlServer", "handle_command", "control_request", "COMMANDS"]
+__all__ = ["ControlServer", "handle_command", "control_request", "COMMANDS", "MAX_DIGESTS_PER_REQUEST"]

@@ -19,6 +19,10 @@ session (reply: last seq delivered for it); DATA is delivered once per
 (session, seq) and always answered by ECHO, which goes out only after the
 delivery is on record; PING gets PONG. A protocol error ends this connection
 only, and so does EOF in the middle of a frame.
+
+The core also keeps the first :data:`HEAD_SIZE` bytes the connection ever
+received (``head``) and the total (``received``), so that a rejection can be
+shown to the grading judge as what was really sent (see ``rejection()``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ Closing = Literal["eof", "close", "abort", "error"]
 """Why the connection is ending: peer's clean EOF, behaviour close (FIN), behaviour abort (RST), an error."""
 
 Emit = Callable[..., None]
+HEAD_SIZE = 64
+"""Bytes kept from the start of every connection: enough to show a misframed header and its neighbours."""
+REJECTED = (ProtocolError, IncompleteMessage)
+"""The errors that mean "what this peer sent is not the lab protocol" (a rejection)."""
 
 
 def _no_emit(event: str, **fields: Any) -> None:
@@ -46,8 +54,11 @@ class ServerConnection:
     """Protocol state of one server-side connection; never touches a socket."""
 
     def __init__(self, conn_id: int, log: DeliveryLog, behaviour: Callable[[], Behaviour], *,
-                 max_payload: int = DEFAULT_MAX_PAYLOAD, emit: Emit = _no_emit) -> None:
+                 max_payload: int = DEFAULT_MAX_PAYLOAD, emit: Emit = _no_emit, peer: str = "") -> None:
         self.conn_id = conn_id
+        self.peer = peer
+        self.head = b""
+        self.received = 0
         self._log = log
         self._behaviour = behaviour
         self._emit = emit
@@ -69,6 +80,10 @@ class ServerConnection:
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from recv; ``b""`` means the peer sent FIN."""
+        # Only the first few bytes of a connection are ever copied: the cost is one length check per recv.
+        if len(self.head) < HEAD_SIZE:
+            self.head += bytes(data[:HEAD_SIZE - len(self.head)])
+        self.received += len(data)
         self._decoder.receive_data(data)
 
     def data_to_send(self) -> bytes:
@@ -81,6 +96,14 @@ class ServerConnection:
         if self.closing is None or self.error is None:
             self.error = error
             self.closing = "error"
+
+    def rejection(self, answer: str) -> dict[str, Any] | None:
+        """What the judge is shown when this connection ended because its bytes broke the protocol,
+        else None; ``answer`` says what the server did about it."""
+        if not isinstance(self.error, REJECTED):
+            return None
+        return {"peer": self.peer, "head": self.head.hex(), "received": self.received, "error": str(self.error),
+                "kind": self.error.kind, "answer": answer}
 
     def process(self) -> None:
         """Act on every whole frame the current behaviour lets through."""
@@ -141,4 +164,4 @@ class ServerConnection:
             self.closing = behaviour.mode  # type: ignore[assignment]
 
 
-__all__ = ["ServerConnection", "Closing"]
+__all__ = ["ServerConnection", "Closing", "HEAD_SIZE", "REJECTED"]

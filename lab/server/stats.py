@@ -3,17 +3,26 @@
 Deliveries, duplicates and checksums live in the :class:`~lab.server.log.DeliveryLog`
 (they must survive a restart); this holds what is about one run of the process:
 connections accepted, open and closed, and the errors seen per connection.
+
+:class:`Rejections` keeps the last :data:`REJECTION_LOG_SIZE` connections that
+ended because what they sent broke the protocol, with the bytes they began
+with: the grading judge reads them (control command ``rejections``) to tell
+"the code spoke the protocol wrong" from a crash of its own. A ``reset`` does
+not clear them: the runner resets after a run, before the judge asks, and the
+judge selects by time (``since``) anyway.
 """
 
 from __future__ import annotations
 
 import collections
 import threading
+import time
 from typing import Any
 
 from lab.sockets.errors import LabError
 
 ERROR_LOG_SIZE = 200
+REJECTION_LOG_SIZE = 64
 
 
 class ServerStats:
@@ -63,4 +72,24 @@ class ServerStats:
             }
 
 
-__all__ = ["ServerStats"]
+class Rejections:
+    """The last :data:`REJECTION_LOG_SIZE` protocol rejections, oldest first; safe from many threads."""
+
+    def __init__(self, size: int = REJECTION_LOG_SIZE) -> None:
+        self._lock = threading.Lock()
+        self._log: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
+
+    def add(self, record: dict[str, Any], at: float | None = None) -> dict[str, Any]:
+        """Keep one rejection (see ServerConnection.rejection), stamped with ``at`` (default now, unix time)."""
+        stamped = {"at": time.time() if at is None else at, **record}
+        with self._lock:
+            self._log.append(stamped)
+        return stamped
+
+    def since(self, t: float | None = None) -> list[dict[str, Any]]:
+        """The rejections at or after unix time ``t`` (all of them when None), oldest first."""
+        with self._lock:
+            return [dict(r) for r in self._log if t is None or r["at"] >= t]
+
+
+__all__ = ["ServerStats", "Rejections", "ERROR_LOG_SIZE", "REJECTION_LOG_SIZE"]

@@ -86,3 +86,14 @@ def test_the_default_server_is_one_of_the_servers() -> None:
     assert addresses.DEFAULT_PORT == addresses.SERVER_PORTS[addresses.DEFAULT_SERVER]
     assert addresses.DEFAULT_CONTROL_PORT == addresses.CONTROL_PORTS[addresses.DEFAULT_SERVER]
     assert set(addresses.CONTROL_PORTS) == set(addresses.SERVER_PORTS)
+
+
+def test_compose_runs_the_sandbox_as_the_uid_the_client_agent_guards() -> None:
+    services = _services(COMPOSE.read_text())
+    sandbox, guard = services["sandbox"], services["client-agent"]
+    assert re.findall(r'^    user: "(\d+):(\d+)"$', sandbox, re.M) == [(str(addresses.SANDBOX_UID),) * 2]
+    assert f'"--sandbox-uid", "{addresses.SANDBOX_UID}"' in guard
+    assert "--sandbox-uid" not in services["server-agent"]
+    listen = re.findall(r'"--listen", "([\d.]+):(\d+)"', sandbox)
+    assert listen == [(addresses.DRIVER_HOST, str(addresses.DRIVER_PORT))]
+    assert 'network_mode: "service:client"' in sandbox

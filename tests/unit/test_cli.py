@@ -88,7 +88,7 @@ def test_an_implementation_the_scenario_does_not_judge_exits_2() -> None:
 def test_impl_path_that_is_not_a_python_file_exits_2(tmp_path: Path) -> None:
     result = invoke("run", "refused", "--impl", str(tmp_path / "missing.py"))
     assert result.exit_code == 2
-    assert "no such Python file" in result.stderr
+    assert "no such file (give a built-in implementation's name, or the path to a .py file" in result.stderr
 
 
 def test_a_name_and_all_together_exit_2() -> None:
@@ -312,7 +312,7 @@ def test_only_the_files_that_pass_the_static_check_start_the_lab(monkeypatch: py
 
     def grade(lab, path, *, scenarios=None):  # type: ignore[no-untyped-def]
         graded.append(Path(path).name)
-        return grading.ReportCard(submission=str(path), impl="file:/tmp/submissions/x.py",
+        return grading.ReportCard(submission=str(path), impl="sandbox:x",
                                   results=[grading.ScenarioResult("clean-close", "t", "survived", "ok", "careful")])
 
     monkeypatch.setattr(cli, "_with_lab", with_lab)
@@ -327,9 +327,8 @@ def test_only_the_files_that_pass_the_static_check_start_the_lab(monkeypatch: py
 
 
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda tmp: tmp, "is a directory; give one .py file"),
+    (lambda tmp: tmp, "is a directory; give one .py file with MySocket, or one executable"),
     (lambda tmp: tmp / "missing.py", "no such file"),
-    (lambda tmp: (tmp / "notes.txt").write_text("FRAMING = 'fixed'\n") and tmp / "notes.txt", "not a .py file"),
 ])
 def test_grade_says_what_is_wrong_with_the_path(no_docker: list[str], tmp_path: Path, make: Any,
                                                 message: str) -> None:
@@ -338,3 +337,12 @@ def test_grade_says_what_is_wrong_with_the_path(no_docker: list[str], tmp_path: 
     assert no_docker == [] and result.exit_code == 2
     assert f"lab: error: {path}: {message}" in result.stderr
     assert "--impl" not in result.output
+
+
+def test_grade_of_a_file_that_is_neither_python_nor_executable_gets_its_invalid_card(no_docker: list[str],
+                                                                                      tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("FRAMING = 'fixed'\n")
+    result = invoke("grade", str(path), "--results", str(tmp_path / "card"))
+    assert no_docker == [] and result.exit_code == 2
+    assert f"INVALID: {path}: not executable (chmod +x it), or pass a .py file with MySocket" in result.stdout

@@ -25,6 +25,7 @@ from lab.grading import verdicts as gv
 from lab.inlab import runner
 from lab.inlab import scenario
 from lab.inlab import submission
+from lab.sandbox import pyloader
 from lab.host.engine import Result
 from lab.grading.static import MAX_BYTES, InvalidSubmission, check_file
 from lab.inlab.scenario import Expect
@@ -113,7 +114,7 @@ BAD_SOURCES = {
                  "mine.py: no module-level class MySocket; a submission defines class MySocket with "
                  "connect(host, port), mysend(msg), myreceive() and optionally close()"),
     "no FRAMING": (replaced('FRAMING = "length-prefixed"', ""),
-                   "mine.py: no module-level FRAMING; declare FRAMING = \"fixed\" (with MSGLEN = <int >= 13>) "
+                   "mine.py: no module-level FRAMING; declare FRAMING = \"fixed\" (with MSGLEN = <int >= 29>) "
                    "or FRAMING = \"length-prefixed\""),
     "unknown FRAMING": (replaced('"length-prefixed"', '"json-lines"'),
                         "mine.py: FRAMING must be one of 'fixed', 'length-prefixed'; got 'json-lines'"),
@@ -121,17 +122,17 @@ BAD_SOURCES = {
                               "mine.py: line 4: FRAMING must be a literal (a string), so it can be read without "
                               "running the file"),
     "fixed without MSGLEN": (replaced('"length-prefixed"', '"fixed"'),
-                             "mine.py: FRAMING 'fixed' needs MSGLEN, an int from 13 (a frame's header and sequence "
-                             "number) to 1048576; got None"),
+                             "mine.py: FRAMING 'fixed' needs MSGLEN, an int from 29 (a DATA frame's 5-byte header, "
+                             "8-byte sequence number and a 16-byte body the lab can check) to 1048576; got None"),
     "MSGLEN too small": (replaced('"length-prefixed"', '"fixed"\nMSGLEN = 12'),
-                         "mine.py: FRAMING 'fixed' needs MSGLEN, an int from 13 (a frame's header and sequence "
-                         "number) to 1048576; got 12"),
+                         "mine.py: FRAMING 'fixed' needs MSGLEN, an int from 29 (a DATA frame's 5-byte header, "
+                         "8-byte sequence number and a 16-byte body the lab can check) to 1048576; got 12"),
     "MSGLEN a string": (replaced('"length-prefixed"', '"fixed"\nMSGLEN = "1024"'),
-                        "mine.py: FRAMING 'fixed' needs MSGLEN, an int from 13 (a frame's header and sequence "
-                        "number) to 1048576; got '1024'"),
+                        "mine.py: FRAMING 'fixed' needs MSGLEN, an int from 29 (a DATA frame's 5-byte header, "
+                        "8-byte sequence number and a 16-byte body the lab can check) to 1048576; got '1024'"),
     "MSGLEN a bool": (replaced('"length-prefixed"', '"fixed"\nMSGLEN = True'),
-                      "mine.py: FRAMING 'fixed' needs MSGLEN, an int from 13 (a frame's header and sequence "
-                      "number) to 1048576; got True"),
+                      "mine.py: FRAMING 'fixed' needs MSGLEN, an int from 29 (a DATA frame's 5-byte header, "
+                      "8-byte sequence number and a 16-byte body the lab can check) to 1048576; got True"),
     "third-party import": (replaced("import socket", "import socket\nimport requests"),
                            "mine.py: line 3: imports 'requests', which is not in the standard library; "
                            "submissions may import the standard library only"),
@@ -222,7 +223,7 @@ def test_the_howto_class_with_msglen_and_no_framing_is_graded_as_fixed_length(tm
     assert (info.framing, info.msglen, info.notes) == ("fixed", 1024, (IMPLIED,))
     assert submission.IMPLIED_FIXED_NOTE == IMPLIED
     # The in-lab loader reads the file the same way.
-    loaded = submission.load_file(path)
+    loaded = pyloader.load_file(path)
     assert (loaded.framing, loaded.msglen, loaded.note) == ("fixed", 1024, IMPLIED)
 
 
@@ -236,17 +237,18 @@ def test_an_explicit_framing_is_read_as_declared_without_a_note(tmp_path: Path, 
     path = write(tmp_path, replaced('FRAMING = "length-prefixed"', declared))
     info = check_file(path)
     assert (info.framing, info.msglen, info.notes) == (framing, msglen, ())
-    loaded = submission.load_file(path)
+    loaded = pyloader.load_file(path)
     assert (loaded.framing, loaded.msglen, loaded.note) == (framing, msglen, None)
 
 
 @pytest.mark.parametrize(("source", "message"), [
     (replaced('FRAMING = "length-prefixed"', ""),
-     "mine.py: no module-level FRAMING; declare FRAMING = \"fixed\" (with MSGLEN = <int >= 13>) or "
+     "mine.py: no module-level FRAMING; declare FRAMING = \"fixed\" (with MSGLEN = <int >= 29>) or "
      "FRAMING = \"length-prefixed\""),
     (HOWTO_SOURCE.replace("MSGLEN = 1024", "MSGLEN = 12"),
-     "mine.py: FRAMING not set, so MSGLEN means fixed-length messages and must be an int from 13 (a frame's "
-     "header and sequence number) to 1048576; got 12 (or declare FRAMING = \"length-prefixed\")"),
+     "mine.py: FRAMING not set, so MSGLEN means fixed-length messages and must be an int from 29 (a DATA frame's "
+     "5-byte header, 8-byte sequence number and a 16-byte body the lab can check) to 1048576; got 12 (or declare "
+     "FRAMING = \"length-prefixed\")"),
 ])
 def test_without_framing_the_host_and_the_loader_refuse_alike(tmp_path: Path, source: str, message: str) -> None:
     path = write(tmp_path, source)
@@ -254,7 +256,7 @@ def test_without_framing_the_host_and_the_loader_refuse_alike(tmp_path: Path, so
         check_file(path)
     assert str(static.value) == message
     with pytest.raises(submission.SubmissionLoadFailed) as loaded:
-        submission.load_file(path)
+        pyloader.load_file(path)
     assert (loaded.value.error, loaded.value.message) == ("ContractError", message)
 
 
@@ -284,25 +286,24 @@ def test_files_that_are_not_one_python_file_are_refused(tmp_path: Path) -> None:
 
 
 # Implementation names and the in-lab loader -------------------------------------------------------
-@pytest.mark.parametrize("impl", ["file:/tmp/submissions/mine.py", "file:/tmp/submissions/My_code-2.py"])
+@pytest.mark.parametrize("impl", ["sandbox:mine", "sandbox:My_code-2", "sandbox:" + "x" * 64])
 def test_submission_paths_that_are_accepted(impl: str) -> None:
-    assert str(submission.parse_impl(impl)) == impl.removeprefix("file:")
+    assert submission.parse_impl(impl) == impl.removeprefix("sandbox:")
 
 
 @pytest.mark.parametrize("impl", [
-    "file:/tmp/submissions/../etc/passwd.py", "file:/tmp/elsewhere/mine.py", "file:/tmp/submissions/a/b.py",
-    "file:/tmp/submissions/mine.txt", "file:/tmp/submissions/-rf.py", "file:/tmp/submissions/.py",
-    "file:tmp/submissions/mine.py", "file:/tmp/submissions/" + "x" * 65 + ".py", "file:/tmp/submissions/a b.py",
+    "sandbox:../etc/passwd", "sandbox:/tmp/mine", "sandbox:a/b", "sandbox:mine.py", "sandbox:-rf", "sandbox:",
+    "sandbox:_x", "sandbox:" + "x" * 65, "sandbox:a b", "sandbox:mine\n", "file:/tmp/submissions/mine.py", "mine",
 ])
 def test_submission_paths_that_are_refused(impl: str) -> None:
-    with pytest.raises(submission.SubmissionError, match=r"use file:/tmp/submissions/NAME\.py, where NAME is 1 "
+    with pytest.raises(submission.SubmissionError, match=r"use sandbox:NAME, where NAME is 1 "
                                                          "to 64 letters"):
         submission.parse_impl(impl)
 
 
 def test_the_loader_imports_into_a_fresh_module_each_time(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_SOURCE.replace("import socket", "import socket\nCOUNT = []"))
-    first, second = submission.load_file(path), submission.load_file(path)
+    first, second = pyloader.load_file(path), pyloader.load_file(path)
     assert first.cls is not second.cls
     assert first.cls.__module__ != second.cls.__module__
     assert (first.framing, first.msglen) == ("length-prefixed", None)
@@ -311,7 +312,7 @@ def test_the_loader_imports_into_a_fresh_module_each_time(tmp_path: Path) -> Non
 def test_the_loader_reports_an_import_time_exception_with_its_line(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_SOURCE.replace("import socket", "import socket\nraise RuntimeError('no config')"))
     with pytest.raises(submission.SubmissionLoadFailed) as info:
-        submission.load_file(path)
+        pyloader.load_file(path)
     assert (info.value.status, info.value.error) == ("error", "RuntimeError")
     assert info.value.message == "RuntimeError while importing mine.py at line 3: no config"
 
@@ -320,7 +321,7 @@ def test_the_loader_gives_up_on_an_import_that_does_not_return(tmp_path: Path) -
     path = write(tmp_path, GOOD_SOURCE.replace("import socket", "import socket, time\ntime.sleep(3)"))
     started = time.monotonic()
     with pytest.raises(submission.SubmissionLoadFailed) as info:
-        submission.load_file(path, timeout=0.3)
+        pyloader.load_file(path, timeout=0.3)
     assert time.monotonic() - started < 1.5
     assert (info.value.status, info.value.error) == ("blocked", "ImportTimeout")
     assert "did not finish within 0.3 s" in info.value.message
@@ -331,7 +332,7 @@ def test_the_loader_checks_the_contract_on_the_imported_class(tmp_path: Path) ->
     source = GOOD_SOURCE.replace("class MySocket:", "class _Made:") + \
         "\nMySocket = type('MySocket', (), {k: v for k, v in vars(_Made).items() if k != 'myreceive'})\n"
     with pytest.raises(submission.SubmissionLoadFailed) as info:
-        submission.load_file(write(tmp_path, source))
+        pyloader.load_file(write(tmp_path, source))
     assert (info.value.error, info.value.message) == ("ContractError", "mine.py: MySocket has no method "
                                                                        "myreceive(self)")
 
@@ -339,9 +340,9 @@ def test_the_loader_checks_the_contract_on_the_imported_class(tmp_path: Path) ->
 # The runner's side: which scenarios grade, and a file that cannot be loaded ------------------------------
 def test_the_runner_refuses_to_grade_on_a_robust_only_scenario_listing_the_gradable_ones() -> None:
     with pytest.raises(scenario.ScenarioError) as info:
-        runner._unjudged_impls(SCENARIOS["half-close"], ["robust", "file:/tmp/submissions/mine.py"])
+        runner._unjudged_impls(SCENARIOS["half-close"], ["robust", "sandbox:mine"])
     gradable = sorted(name for name, s in SCENARIOS.items() if "naive" in s.expect)
-    assert str(info.value) == ("scenario half-close cannot grade file:/tmp/submissions/mine.py: it judges only "
+    assert str(info.value) == ("scenario half-close cannot grade sandbox:mine: it judges only "
                                "robust, with workers that drive the robust connection itself; scenarios that can "
                                f"grade any code: {', '.join(gradable)}")
     assert {"clean-close", "frozen-process", "fragmentation"} <= set(gradable)
@@ -349,86 +350,40 @@ def test_the_runner_refuses_to_grade_on_a_robust_only_scenario_listing_the_grada
 
 
 def test_the_runner_accepts_files_and_unjudged_builtins_on_gradable_scenarios() -> None:
-    impls = ["robust", "naive", "naive-fixed", "file:/tmp/submissions/mine.py"]
-    assert runner._unjudged_impls(SCENARIOS["clean-close"], impls) == ["naive-fixed", "file:/tmp/submissions/mine.py"]
+    impls = ["robust", "naive", "naive-fixed", "sandbox:mine"]
+    assert runner._unjudged_impls(SCENARIOS["clean-close"], impls) == ["naive-fixed", "sandbox:mine"]
     with pytest.raises(scenario.ScenarioError, match="is not an accepted submission"):
-        runner._unjudged_impls(SCENARIOS["clean-close"], ["file:/etc/passwd"])
+        runner._unjudged_impls(SCENARIOS["clean-close"], ["sandbox:../etc/passwd"])
 
 
-def test_a_file_that_cannot_be_loaded_is_reported_and_the_scenario_not_run() -> None:
-    impl = "file:/tmp/submissions/surely-not-there-5e1f.py"
-    rep = runner.run(SCENARIOS["clean-close"], ["robust", impl])   # no lab is reachable here: nothing is touched
-    assert rep["verdicts"] == {} and rep["fidelity"] == [] and rep["ok"] is False
+def test_a_program_that_cannot_get_ready_is_reported_and_the_scenario_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.inlab import remote
+    from lab.inlab.submission import SubmissionLoadFailed
+
+    def probe(impl: str, **_: Any) -> Any:
+        raise SubmissionLoadFailed("error", "ZeroDivisionError", "ZeroDivisionError while importing mine.py at line 3")
+
+    monkeypatch.setattr(remote, "probe", probe)
+    impl = "sandbox:mine_5e1f0000"
+    rep = runner.run(SCENARIOS["clean-close"], ["robust", impl])   # no lab is touched: the probe comes first
+    assert rep["verdicts"] == {} and rep["fidelity"] == [] and rep["ok"] is False and rep["aborted"] is None
     assert rep["facts"]["not_run"] == f"not run: {impl} could not be loaded"
     outcome = rep["submissions"][impl]["outcome"]
-    assert (outcome["status"], outcome["error"], outcome["facts"]) == ("error", "FileNotFoundError",
+    assert (outcome["status"], outcome["error"], outcome["facts"]) == ("error", "ZeroDivisionError",
                                                                        {"phase": "import"})
 
 
-# Driving a submitted MySocket -------------------------------------------------------------------------------
-class Recorder:
-    """A MySocket that records what it is asked to send and echoes the last message back."""
+def test_a_sandbox_that_does_not_answer_aborts_the_run_as_the_labs_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.inlab import remote
 
-    def __init__(self, sock: Any = None) -> None:
-        self.sent: list[bytes] = []
-        self.sock: Any = None
+    def probe(impl: str, **_: Any) -> Any:
+        raise remote.DriverUnavailable("nothing listens on 127.0.0.1:7900 after 15 s")
 
-    def connect(self, host: str, port: int) -> None:
-        self.sock = socket.socket()   # made in connect, as careful code often does
-
-    def mysend(self, msg: bytes) -> None:
-        self.sent.append(msg)
-
-    def myreceive(self) -> Any:
-        last = self.sent[-1]
-        return last[:4] + bytes([3]) + last[5:]   # the same frame, typed ECHO
-
-
-def driven(monkeypatch: pytest.MonkeyPatch, framing: str, msglen: int | None) -> Any:
-    from lab.inlab.subjects import SubmissionSubject, expected_echo
-
-    impl = f"file:/tmp/submissions/recorder-{framing}.py"
-    monkeypatch.setitem(submission._cache, impl, submission.Loaded(impl, Path("x.py"), Recorder, framing, msglen))
-    subject = SubmissionSubject(impl, "127.0.0.1", 9)
-    subject.connect()
-    return subject, expected_echo
-
-
-def test_fixed_framing_cuts_an_exchange_to_one_message_and_splits_a_plain_send(monkeypatch: pytest.MonkeyPatch) -> None:
-    subject, expected_echo = driven(monkeypatch, "fixed", 1024)
-    try:
-        body = bytes(range(256)) * 12   # 3072 bytes: three messages' worth
-        assert subject.exchange(body) == expected_echo(subject, body) == body[:1011]
-        assert [len(m) for m in subject.sock_obj.sent] == [1024]
-        subject.send(body)
-        assert [len(m) for m in subject.sock_obj.sent] == [1024] * 5   # 3072 = 1011 + 1011 + 1011 + 39 (padded)
-        assert subject.seq == 5
-    finally:
-        subject.close()
-
-
-def test_length_prefixed_sends_the_body_whole(monkeypatch: pytest.MonkeyPatch) -> None:
-    subject, expected_echo = driven(monkeypatch, "length-prefixed", None)
-    try:
-        assert subject.exchange(b"hello") == expected_echo(subject, b"hello") == b"hello"
-        subject.send(b"x" * 5000)
-        assert [len(m) for m in subject.sock_obj.sent] == [18, 5013]
-        # The socket made in connect() is the one the watchdog shuts.
-        subject.force_unblock()
-        assert subject._sock is subject.sock_obj.sock
-    finally:
-        subject.close()
-
-
-def test_a_reply_that_is_not_bytes_is_a_type_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    subject, _ = driven(monkeypatch, "length-prefixed", None)
-    try:
-        subject.sock_obj.myreceive = lambda: None
-        with pytest.raises(TypeError, match=r"myreceive\(\) must return bytes \(one whole frame\); it returned "
-                                            "NoneType"):
-            subject.exchange(b"hello")
-    finally:
-        subject.close()
+    monkeypatch.setattr(remote, "probe", probe)
+    rep = runner.run(SCENARIOS["clean-close"], ["robust", "sandbox:mine_5e1f0000"])
+    assert rep["ok"] is False and rep["verdicts"] == {}
+    assert rep["aborted"] == ("the sandbox did not answer on the driver port: nothing listens on 127.0.0.1:7900 "
+                              "after 15 s")
 
 
 # The verdict rules ------------------------------------------------------------------------------------------
@@ -448,7 +403,7 @@ FAULT = 10.0   # the fault happened 10 s into the run: times are measured from i
 @pytest.mark.parametrize(("robust", "got", "verdict"), [
     (COMPLETES, outcome("completed", ended_at=FAULT + 1), gv.SURVIVED),
     (COMPLETES, outcome("completed", ended_at=FAULT + 1, corrupt=1), gv.CORRUPT),
-    (COMPLETES, outcome("error", error="RuntimeError", ended_at=FAULT + 0.1), gv.CRASHED),
+    (COMPLETES, outcome("error", error="RuntimeError", ended_at=FAULT + 0.1), gv.NO_RECOVERY),
     (COMPLETES, outcome("blocked"), gv.HUNG),
     (REPORTS, outcome("error", error="RuntimeError", ended_at=FAULT + 0.2), gv.REPORTED),
     (REPORTS, outcome("error", error="TimeoutError", ended_at=FAULT + 1.5), gv.REPORTED),     # bound + slack
@@ -517,7 +472,7 @@ def test_naive_predictions_follow_its_oracle(name: str) -> None:
     elif naive.status == robust.status == "completed":
         assert verdict == gv.SURVIVED
     elif naive.status == "error" and robust.status == "completed":
-        assert verdict == gv.CRASHED
+        assert verdict == gv.NO_RECOVERY   # it reports the failure; careful code reconnects
     elif naive.status == robust.status == "error":
         within = naive.within if naive.within is not None else (s.watchdog or gv.DEFAULT_WATCHDOG_S) / 2
         bound = (robust.within if robust.within is not None else s.watchdog or 10) + gv.SLACK_S
@@ -530,7 +485,7 @@ def test_naive_predictions_follow_its_oracle(name: str) -> None:
     ("frozen-process", "naive", gv.HUNG), ("host-vanishes", "naive", gv.HUNG), ("backpressure", "naive", gv.HUNG),
     ("clean-close", "naive", gv.REPORTED), ("refused", "naive", gv.REPORTED), ("reset", "naive", gv.REPORTED),
     ("mid-message-cut", "naive", gv.REPORTED), ("fragmentation", "naive", gv.SURVIVED),
-    ("server-restart", "naive", gv.CRASHED), ("fragmentation", "naive-single-recv", gv.CORRUPT),
+    ("server-restart", "naive", gv.NO_RECOVERY), ("fragmentation", "naive-single-recv", gv.CORRUPT),
     ("clean-close", "robust", gv.REPORTED), ("fragmentation", "robust", gv.SURVIVED),
 ])
 def test_named_predictions(name: str, impl: str, verdict: str) -> None:
@@ -538,7 +493,7 @@ def test_named_predictions(name: str, impl: str, verdict: str) -> None:
 
 
 # Reading a runner report --------------------------------------------------------------------------------------
-FILE = "file:/tmp/submissions/mine-0001.py"
+FILE = "sandbox:mine-0001"
 
 
 def report(sub: dict[str, Any] | None = None, *, robust: dict[str, Any] | None = None, aborted: str | None = None,
@@ -618,10 +573,34 @@ class RecordingLab:
         impls = [argv[i + 1] for i, a in enumerate(argv) if a == "--impl"]
         sub = next((i for i in impls if i != "robust"), None)
         got = self.outcomes.get(name, outcome("error", error="RuntimeError", ended_at=FAULT + 0.05))
-        rep = report(got if sub and sub.startswith("file:") else None, not_run=got["facts"].get("phase") == "import")
-        if sub and sub.startswith("file:"):
+        rep = report(got if sub and sub.startswith("sandbox:") else None, not_run=got["facts"].get("phase") == "import")
+        if sub and sub.startswith("sandbox:"):
             rep["submissions"] = {sub: {"judged": False, "checks": [], "outcome": got}}
         return Result(1, "some output\n" + json.dumps(rep) + "\n")
+
+    def sandbox(self, lab: Any, info: Any) -> "FakeSandbox":
+        """Stands in for lab.host.sandbox.Sandbox: records that one was made and removed, around each run."""
+        return FakeSandbox(self, info)
+
+
+class FakeSandbox:
+    count = 0
+
+    def __init__(self, lab: RecordingLab, info: Any) -> None:
+        FakeSandbox.count += 1
+        self.lab, self.info = lab, info
+        self.impl = f"sandbox:{info.path.stem}_{FakeSandbox.count:08x}"
+
+    def __enter__(self) -> "FakeSandbox":
+        self.lab.calls.append((["sandbox", "start", self.impl, self.info.kind], self.info.path.read_bytes()))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lab.calls.append((["sandbox", "remove", self.impl], None))
+
+
+def grade_in(lab: RecordingLab, path: Any, **kwargs: Any) -> grading.ReportCard:
+    return grading.grade(lab, path, sandbox=lab.sandbox, **kwargs)  # type: ignore[arg-type]
 
 
 def test_an_invalid_file_never_reaches_the_lab() -> None:
@@ -632,32 +611,31 @@ def test_an_invalid_file_never_reaches_the_lab() -> None:
     assert card.reason == "syntax_error.py: syntax error at line 16: expected ':'"
 
 
-def test_grade_uploads_runs_each_scenario_beside_robust_and_removes_the_file() -> None:
+def test_grade_runs_each_scenario_in_a_sandbox_of_its_own_beside_robust() -> None:
     lab = RecordingLab({"frozen-process": outcome("blocked")})
-    card = grading.grade(lab, EXAMPLES / "careful.py",  # type: ignore[arg-type]
-                         scenarios=["clean-close", "frozen-process"], watchdog=5)
-    upload, first, second, remove = lab.calls
-    assert upload[0][:2] == ["sh", "-c"] and upload[1] == (EXAMPLES / "careful.py").read_bytes()
-    impl = card.impl
-    assert impl.startswith("file:/tmp/submissions/careful-") and impl.endswith(".py")
-    assert upload[0][2] == f"mkdir -p /tmp/submissions && cat > {impl.removeprefix('file:')}"
+    card = grade_in(lab, EXAMPLES / "careful.py", scenarios=["clean-close", "frozen-process"], watchdog=5)
+    start1, first, remove1, start2, second, remove2 = lab.calls
+    impl1, impl2 = start1[0][2], start2[0][2]
+    assert start1 == (["sandbox", "start", impl1, "python"], (EXAMPLES / "careful.py").read_bytes())
+    assert impl1 != impl2 and impl1.startswith("sandbox:careful_") and impl2.startswith("sandbox:careful_")
     assert first[0] == ["python3", "-m", "lab.inlab.runner", "run", "clean-close", "--json", "--impl", "robust",
-                        "--impl", impl, "--watchdog", "5"]
-    assert second[0][4] == "frozen-process"
-    assert remove[0] == ["rm", "-f", impl.removeprefix("file:")]
+                        "--impl", impl1, "--watchdog", "5"]
+    assert remove1[0] == ["sandbox", "remove", impl1]
+    assert second[0][4] == "frozen-process" and second[0][9] == impl2
+    assert remove2[0] == ["sandbox", "remove", impl2]
+    assert card.impl == "sandbox (python, python)"
     assert [(r.scenario, r.verdict) for r in card.results] == [("clean-close", gv.REPORTED),
                                                                 ("frozen-process", gv.HUNG)]
     assert card.verdict == "failed" and card.totals() == {gv.REPORTED: 1, gv.HUNG: 1}
 
 
-def test_a_file_that_cannot_be_imported_is_run_once_and_the_file_still_removed() -> None:
+def test_a_file_that_cannot_be_imported_is_run_once_and_its_sandbox_still_removed() -> None:
     failed = outcome("blocked", error="ImportTimeout", message="did not finish within 5 s", facts={"phase": "import"})
     lab = RecordingLab({name: failed for name in GRADABLE})
-    card = grading.grade(lab, EXAMPLES / "hangs_at_import.py",  # type: ignore[arg-type]
-                         scenarios=["clean-close", "refused", "reset"])
+    card = grade_in(lab, EXAMPLES / "hangs_at_import.py", scenarios=["clean-close", "refused", "reset"])
     runs = [argv for argv, _ in lab.calls if argv[:3] == ["python3", "-m", "lab.inlab.runner"]]
     assert len(runs) == 1
-    assert lab.calls[-1][0][:2] == ["rm", "-f"]
+    assert lab.calls[-1][0][:2] == ["sandbox", "remove"]
     assert [r.verdict for r in card.results] == [gv.HUNG] * 3
     assert card.results[2].reason == "not run: never finished importing: did not finish within 5 s"
 
@@ -685,8 +663,7 @@ def test_scenarios_that_cannot_grade_are_refused_before_anything_runs() -> None:
 def sample_card() -> grading.ReportCard:
     lab = RecordingLab({"frozen-process": outcome("blocked"),
                         "fragmentation": outcome("completed", ended_at=FAULT + 1, exchanges_ok=4)})
-    return grading.grade(lab, EXAMPLES / "careful.py",  # type: ignore[arg-type]
-                         scenarios=["clean-close", "fragmentation", "frozen-process"])
+    return grade_in(lab, EXAMPLES / "careful.py", scenarios=["clean-close", "fragmentation", "frozen-process"])
 
 
 def test_the_text_card_is_a_table_with_totals_and_fault_evidence() -> None:
@@ -721,15 +698,13 @@ def test_the_json_card_round_trips() -> None:
 
 
 def test_the_card_of_a_file_without_framing_carries_the_note(tmp_path: Path) -> None:
-    card = grading.grade(RecordingLab(), write(tmp_path, HOWTO_SOURCE),  # type: ignore[arg-type]
-                         scenarios=["clean-close"])
+    card = grade_in(RecordingLab(), write(tmp_path, HOWTO_SOURCE), scenarios=["clean-close"])
     assert (card.framing, card.msglen, card.notes) == ("fixed", 1024, [IMPLIED])
     assert grading.render_text(card).splitlines()[:2] == [f"Report card: {tmp_path / 'mine.py'}, fixed MSGLEN=1024",
                                                           f"note: {IMPLIED}"]
     assert f"Note: {IMPLIED}" in grading.render_markdown(card)
     assert card.as_dict()["notes"] == [IMPLIED]
-    assert grading.grade(RecordingLab(), EXAMPLES / "careful.py",  # type: ignore[arg-type]
-                         scenarios=["clean-close"]).notes == []
+    assert grade_in(RecordingLab(), EXAMPLES / "careful.py", scenarios=["clean-close"]).notes == []
 
 
 def test_invalid_card_needs_no_lab_and_answers_only_for_refused_files() -> None:

@@ -16,8 +16,9 @@ from lab.toolerrors import (
 )
 from lab.evidence import CaptureError
 from lab.grading.card import GradeError
-from lab.grading.static import InvalidSubmission
+from lab.grading.static import InvalidSubmission, NotElf
 from lab.host import cli, runner_handle
+from lab.host.build import BuildError
 from lab.host.engine import EngineError, Result
 from lab.host.runner_handle import ScenarioInputError
 from lab.inlab import runner
@@ -34,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Every error class of the tool, and the root class it is rebased on.
 TOOL_ERRORS = {
     UsageError: [cli.UsageProblem, ScenarioInputError, UnknownScenario, ScenarioError, SubmissionError, BadRequest,
-                 InvalidSubmission, GradeError, CaptureError],
-    SetupError: [EngineError, ScenarioAbort, ToxiproxyError, ToxicRejected, AgentError, OpFailed],
+                 InvalidSubmission, NotElf, GradeError, CaptureError],
+    SetupError: [EngineError, ScenarioAbort, ToxiproxyError, ToxicRejected, AgentError, OpFailed, BuildError],
     CheckFailed: [SubmissionLoadFailed],
 }
 # Kept a built-in base too, for callers and tests that catch them as one (multiple inheritance only).

@@ -1,10 +1,14 @@
 """Start the fault agent: isolate the namespace, serve the API until SIGTERM, undo every fault on the way out.
 
-Compose runs it in each agent container as ``python3 -m lab.inlab.agent [--host H] [--port P]``.
-It cuts the namespace off from everything but the lab (:func:`~lab.inlab.agent.commands.isolate`),
-flushes any rules a previous agent left, serves
+Compose runs it in each agent container as ``python3 -m lab.inlab.agent [--host H] [--port P]
+[--sandbox-uid UID]``. It cuts the namespace off from everything but the lab
+(:func:`~lab.inlab.agent.commands.isolate`), flushes any rules a previous agent left; with
+``--sandbox-uid`` (the client-agent only) it installs the sandbox's firewall for that uid
+(:mod:`~lab.inlab.agent.sandboxrules`) and refuses to start without it, so the healthcheck never
+passes while graded code could be unrestricted; then it serves
 :class:`~lab.inlab.agent.api.AgentApiServer` on :data:`lab.addresses.AGENT_PORT` until SIGTERM
-or SIGINT, and resets every fault before it exits, so the namespace is left as it was found.
+or SIGINT, and resets every fault before it exits, so the namespace is left as it was found
+(except the sandbox's baseline, which stays: it fails closed).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import signal as signals
 import sys
 import threading
 
-from lab.addresses import AGENT_PORT
+from lab.addresses import AGENT_PORT, SANDBOX_UID
 from lab.inlab.agent.api import AgentApiServer
 from lab.inlab.agent.commands import CommandRunner, isolate
 from lab.inlab.agent.log import emit
@@ -27,15 +31,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m lab.inlab.agent", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=AGENT_PORT)
+    parser.add_argument("--sandbox-uid", type=int, default=None,
+                        help=f"guard graded code running as this uid (the client-agent: {SANDBOX_UID})")
     opts = parser.parse_args(argv)
     removed = isolate()
     emit("isolated", removed=removed)
     runner = CommandRunner()
-    agent = Agent(runner)
+    agent = Agent(runner, sandbox_uid=opts.sandbox_uid)
     try:
         agent.op_unblock()  # a restarted agent starts from a clean chain
     except OpFailed as exc:
         emit("iptables-unavailable", error=str(exc))
+    if opts.sandbox_uid is not None:
+        # Before the API listens (the healthcheck waits for it): never a moment the uid is unrestricted.
+        try:
+            baseline = agent.install_sandbox([])
+        except OpFailed as exc:
+            emit("sandbox-unguarded", uid=opts.sandbox_uid, error=str(exc))
+            return 1
+        emit("sandbox-guarded", uid=opts.sandbox_uid, rules=baseline["rules"], ipv6=baseline["ipv6"])
     stop = threading.Event()
     for sig in (signals.SIGTERM, signals.SIGINT):
         signals.signal(sig, lambda *_: stop.set())

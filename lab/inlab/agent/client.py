@@ -15,6 +15,8 @@ any Docker socket::
     finally:
         server.reset()
 
+    client.sandbox_allow([("172.18.0.3", 7000)])   # graded code may reach this, and nothing else
+
 Each call opens one connection, sends one JSON line and reads one reply.
 ``ok: false`` replies and connection problems both raise :class:`AgentError`
 (the latter chained to the ``OSError``), so a scenario has one thing to catch.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from lab.addresses import AGENT_PORT
@@ -115,8 +118,17 @@ class AgentClient:
         return {"tcp": reply["tcp"], "tcp_ext": reply["tcp_ext"]}
 
     def reset(self) -> dict[str, Any]:
-        """Undo every fault: rules, stopped servers, a held supervisor, running captures."""
+        """Undo every fault: rules, stopped servers, a held supervisor, running captures (and sandbox targets)."""
         return self.request("reset", extra_time=30.0)
+
+    def sandbox_allow(self, targets: Sequence[tuple[str, int]]) -> dict[str, Any]:
+        """Let graded code reach exactly these (IPv4 address, TCP port) targets; ``[]`` allows none again.
+
+        The client-agent only. Replaces the previous list. Returns ``uid``, ``targets``, ``rules``
+        (LAB-SANDBOX as ``iptables -S`` lists it), ``rules6`` and ``ipv6`` ("dropped", or why not).
+        """
+        reply = self.request("sandbox_allow", targets=[[address, port] for address, port in targets])
+        return {k: v for k, v in reply.items() if k != "ok"}
 
 
 def _closed_early(received: int) -> str:

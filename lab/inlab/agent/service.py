@@ -34,6 +34,15 @@ Ops (fields in brackets are optional):
     capture_stop   name                                       -> the pcap, base64
     tcp_stats                                                 /proc/net/snmp Tcp + /proc/net/netstat TcpExt
     reset          unblock, CONT stopped servers, USR2 the supervisor, drop all captures
+                   (and, in the client-agent, clear the sandbox's targets: its baseline stays)
+    sandbox_allow  targets [[ipv4, port], ...] (at most 16)   the only TCP targets graded code may
+                                                              reach; replaces the last list, [] clears
+                                                              (client-agent only: --sandbox-uid)
+
+The client-agent (started with ``--sandbox-uid``) also guards the sandbox: before its API
+listens it installs the LAB-SANDBOX chain (:mod:`~lab.inlab.agent.sandboxrules`), so the
+uid that graded code runs as is never unrestricted in the client's namespace; the server-agent
+has no sandbox beside it and installs nothing.
 
 A capture stops itself after 120 s; its file then waits for ``capture_stop``
 (or ``reset``) and still counts against the limit of four captures.
@@ -43,6 +52,7 @@ A capture stops itself after 120 s; its file then waits for ``capture_stop``
 or tcpdump. Around it, in :mod:`lab.inlab.agent`: :mod:`~lab.inlab.agent.requests`
 decodes a request's fields, :mod:`~lab.inlab.agent.commands` runs iptables and
 tcpdump, :mod:`~lab.inlab.agent.iptables` plans rules and reads their counters,
+:mod:`~lab.inlab.agent.sandboxrules` plans the sandbox's firewall,
 :mod:`~lab.inlab.agent.procfs` reads processes and TCP counters from ``/proc``,
 :mod:`~lab.inlab.agent.tcpdump` is one running capture;
 :class:`~lab.inlab.agent.api.AgentApiServer` serves the agent over
@@ -58,16 +68,18 @@ import re
 import signal as signals
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.addresses import AGENT_PORT
+from lab.addresses import AGENT_PORT, DRIVER_PORT
+from lab.inlab.agent import sandboxrules
 from lab.inlab.agent.commands import COMMAND_TIMEOUT, CommandRunner, Completed, RunsCommands
 from lab.inlab.agent.iptables import ACTIONS, CHAIN, DIRECTIONS, HOOKS, Rule, parse_counters, plan_rules
 from lab.inlab.agent.log import emit
 from lab.inlab.agent.procfs import ProcInfo, lab_processes, parse_snmp
 from lab.inlab.agent.requests import Args, BadRequest, OpFailed
+from lab.inlab.agent.sandboxrules import Target
 from lab.inlab.agent.tcpdump import TcpdumpCapture, parse_filter
 
 INTERFACE = "eth0"
@@ -99,6 +111,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "capture_stop": ("name",),
     "tcp_stats": (),
     "reset": (),
+    "sandbox_allow": ("targets",),
 }
 
 
@@ -110,7 +123,8 @@ class Agent:
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  interface: str = INTERFACE, api_port: int = AGENT_PORT, capture_limit: float = CAPTURE_LIMIT,
                  capture_ready_timeout: float = CAPTURE_READY_TIMEOUT,
-                 capture_quiet: float = CAPTURE_QUIET) -> None:
+                 capture_quiet: float = CAPTURE_QUIET, sandbox_uid: int | None = None,
+                 driver_port: int = DRIVER_PORT) -> None:
         self.runner = runner or CommandRunner()
         self.proc_root = proc_root
         self.capture_dir = capture_dir
@@ -127,6 +141,9 @@ class Agent:
         self._next_rule = 1
         self._captures: dict[str, TcpdumpCapture] = {}
         self._captures_lock = threading.Lock()
+        self.sandbox_uid = sandbox_uid      # None: no sandbox beside this agent (the server-agent)
+        self.driver_port = driver_port
+        self._sandbox_targets: list[Target] = []
 
     # Dispatch ------------------------------------------------------------------
     def handle(self, request: Any) -> dict[str, Any]:
@@ -150,10 +167,10 @@ class Agent:
         return {"pid": os.getpid(), "ops": list(OPS)}
 
     # iptables ------------------------------------------------------------------
-    def _iptables(self, *args: str, check: bool = True) -> Completed:
-        res = self.runner.run(["iptables", "-w", "5", *args], timeout=COMMAND_TIMEOUT)
+    def _iptables(self, *args: str, check: bool = True, tool: str = "iptables") -> Completed:
+        res = self.runner.run([tool, "-w", "5", *args], timeout=COMMAND_TIMEOUT)
         if check and res.returncode != 0:
-            raise OpFailed(f"iptables {' '.join(args)} failed (exit {res.returncode}): "
+            raise OpFailed(f"{tool} {' '.join(args)} failed (exit {res.returncode}): "
                            f"{(res.stderr or res.stdout).strip()}")
         return res
 
@@ -212,6 +229,55 @@ class Agent:
             if known is not None:
                 entry.update({k: v for k, v in known.describe().items() if k != "id"})
         return {"rules": rules}
+
+    # The sandbox's firewall ------------------------------------------------------
+    def install_sandbox(self, targets: Sequence[Target] = ()) -> dict[str, Any]:
+        """Write LAB-SANDBOX (baseline plus ``targets``) and its OUTPUT jump; returns the rules in place.
+
+        IPv4 must work or this raises :class:`OpFailed` (the caller must not serve then: graded
+        code would be unrestricted). IPv6 is dropped when ip6tables works; when it does not,
+        the reply says so in ``ipv6`` and IPv4 is still enforced.
+        """
+        if self.sandbox_uid is None:
+            raise OpFailed("sandbox_allow: this agent guards no sandbox (it was started without --sandbox-uid; "
+                           "only the client-agent is, at 127.0.0.1:9009 inside the client)")
+        with self._iptables_lock:
+            self.ensure_chain()  # LAB-FAULTS first in OUTPUT: faults must reach the sandbox's connections too
+            rules = self._write_sandbox_chain("iptables", sandboxrules.chain_rules(targets,
+                                                                                  driver_port=self.driver_port))
+            try:
+                rules6 = self._write_sandbox_chain("ip6tables", sandboxrules.chain_rules6())
+                ipv6 = "dropped"
+            except OpFailed as exc:
+                rules6, ipv6 = [], f"unavailable: {exc}"
+            self._sandbox_targets = list(targets)
+        return {"uid": self.sandbox_uid, "targets": [list(t) for t in targets], "rules": rules,
+                "rules6": rules6, "ipv6": ipv6}
+
+    def _write_sandbox_chain(self, tool: str, rules: list[list[str]]) -> list[str]:
+        chain = sandboxrules.CHAIN
+        res = self._iptables("-N", chain, check=False, tool=tool)
+        if res.returncode != 0 and "exists" not in res.stderr:
+            raise OpFailed(f"{tool} -N {chain} failed (exit {res.returncode}): {res.stderr.strip()} "
+                           "(the agent needs root and CAP_NET_ADMIN)")
+        # One transaction: the chain is never empty, so the uid never falls through to OUTPUT's ACCEPT.
+        path = self.capture_dir / f"sandbox-rules.{tool}"
+        path.write_text(sandboxrules.restore_text(rules))
+        try:
+            res = self.runner.run([f"{tool}-restore", "-w", "5", "--noflush", str(path)], timeout=COMMAND_TIMEOUT)
+        finally:
+            path.unlink(missing_ok=True)
+        if res.returncode != 0:
+            raise OpFailed(f"{tool}-restore of {chain} failed (exit {res.returncode}): "
+                           f"{(res.stderr or res.stdout).strip()}")
+        assert self.sandbox_uid is not None
+        if self._iptables(*sandboxrules.jump_args(self.sandbox_uid, "-C"), check=False, tool=tool).returncode != 0:
+            self._iptables(*sandboxrules.jump_args(self.sandbox_uid, "-A"), tool=tool)
+        return sandboxrules.listed_rules(self._iptables("-S", chain, tool=tool).stdout)
+
+    def op_sandbox_allow(self, args: Args) -> dict[str, Any]:
+        targets = sandboxrules.read_targets(args)
+        return self.install_sandbox(targets)
 
     # Processes -----------------------------------------------------------------
     def _find(self, target: str) -> list[ProcInfo]:
@@ -391,6 +457,11 @@ class Agent:
             except PermissionError as exc:
                 errors.append(f"reset: cannot signal pid {proc.pid}: {exc}")
         result["captures_stopped"] = self.stop_captures()
+        if self.sandbox_uid is not None:
+            try:
+                result["sandbox_targets"] = self.install_sandbox([])["targets"]
+            except OpFailed as exc:
+                errors.append(str(exc))
         if errors:
             raise OpFailed("; ".join(errors))
         return result

@@ -1,0 +1,3 @@
+module socketlab/examples/careful
+
+go 1.22

@@ -1,0 +1,3 @@
+module socketlab/examples/naive
+
+go 1.22
