@@ -276,8 +276,16 @@ class Context:
                 while not all(impl in self._arrived or done[impl].is_set() for impl in impls):
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise ScenarioAbort("workers did not reach the fault point in "
-                                            f"{READY_TIMEOUT:g} s: {sorted(set(impls) - self._arrived)}")
+                        late = sorted(set(impls) - self._arrived - {i for i in impls if done[i].is_set()})
+                        if any(impl not in self.unjudged for impl in late):
+                            raise ScenarioAbort(f"workers did not reach the fault point in {READY_TIMEOUT:g} s: "
+                                                f"{late}")
+                        # Graded code that dawdles must not cost the judged ones their run: the fault
+                        # goes in without it, and it meets the fault whenever it gets there.
+                        for impl in late:
+                            self.outcomes[impl].facts["late_to_fault"] = READY_TIMEOUT
+                            self.mark(f"client[{impl}]", f"not at the fault point after {READY_TIMEOUT:g} s")
+                        break
                     self._arrival.wait(timeout=min(left, 0.2))
             fault()
             if self.fault_at is None:

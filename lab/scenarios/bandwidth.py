@@ -22,8 +22,11 @@ PATH = "proxied"
 RATE_KBPS = 500
 SIZE = 1024 * 1024
 FRAME = framing.HEADER_SIZE + framing.SEQ.size + SIZE   # the request's bytes on the wire
-# A graded program must push the whole message through the limit, or the limit never mattered.
-REACH_BYTES = SIZE
+# A graded program must push at least half a second's worth through the limit (256 KiB at 500 KB/s),
+# or the limit never mattered. (Small fixed messages carry at most 4096 of them per exchange.)
+REACH_BYTES = 256 * 1024
+# Room for small fixed-length messages, each its own round trip through the proxy; nothing here blocks.
+WATCHDOG = 20.0
 EXPECT = {
     "robust": Expect("completed", note="intact; throughput within ±15 % of the limit; partial sends seen"),
     "naive": Expect("completed", note="the send and recv loops keep going until every byte is handled"),

@@ -17,7 +17,8 @@ import pytest
 
 from lab.grading import verdicts as gv
 from lab.inlab import scenario
-from lab.host.engine import Result
+from lab.host.build import build_go
+from lab.host.engine import Result, Runner
 from lab.grading.card import ReportCard, grade
 from lab.host.runner_handle import failed_checks, run_scenario
 from lab.host.topology import Lab
@@ -84,7 +85,7 @@ def test_code_that_hangs_at_import_is_graded_hung_without_wedging_the_lab(lab: L
 def test_code_that_raises_at_import_is_graded_crashed_with_the_exception(lab: Lab) -> None:
     card = grade(lab, EXAMPLES / "raises_at_import.py", scenarios=["clean-close", "refused"])
     assert verdicts(card) == {"clean-close": gv.CRASHED, "refused": gv.CRASHED}, explain(card)
-    assert "KeyError while importing raises_at_import-" in card.results[0].reason
+    assert "KeyError while importing raises_at_import_" in card.results[0].reason
     assert "at line 11: 'MY_SERVER_ADDRESS'" in card.results[0].reason
 
 
@@ -106,11 +107,56 @@ def test_the_builtins_get_the_verdicts_their_scenarios_predict(lab: Lab, impl: s
     assert predicted == expected
 
 
+# Honest code the lab once judged wrong (issue 10), and compiled code -----------------------------------
+HONEST = Path(__file__).resolve().parent / "honest"
+
+
+def test_the_howtos_class_with_small_messages_meets_the_cut_and_the_limit(lab: Lab) -> None:
+    card = grade(lab, HONEST / "fixed_64.py", scenarios=["mid-message-cut", "bandwidth"], watchdog=30.0)
+    # Once "inconclusive" (three 64-byte exchanges never reached the cut) and "survived" (the 1 MiB
+    # body cut to 51 bytes): now the data goes out as consecutive 64-byte messages.
+    assert verdicts(card) == {"mid-message-cut": gv.REPORTED, "bandwidth": gv.SURVIVED}, explain(card)
+    assert (card.framing, card.msglen) == ("fixed", 64)
+    assert all(r.fault_proven for r in card.results), explain(card)
+
+
+def test_a_protocol_mismatch_is_named_with_what_was_sent_and_the_servers_answer(lab: Lab) -> None:
+    card = grade(lab, HONEST / "extra_length_prefix.py", scenarios=["clean-close"], watchdog=WATCHDOG)
+    assert verdicts(card) == {"clean-close": gv.MISMATCH}, explain(card)
+    reason = card.results[0].reason
+    assert reason.startswith("the server rejected what was sent"), reason
+    assert "closed the connection" in reason and "unpack requires a buffer of 4 bytes" in reason, reason
+
+
+@pytest.fixture(scope="module")
+def go_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("go")
+    return {name: build_go(EXAMPLES / "go" / name, out / f"{name}-go") for name in ("careful", "naive")}
+
+
+def test_a_compiled_careful_client_gets_careful_verdicts(lab: Lab, go_programs: dict[str, Path]) -> None:
+    card = grade(lab, go_programs["careful"], scenarios=FAST, watchdog=WATCHDOG)
+    assert verdicts(card) == {"clean-close": gv.REPORTED, "refused": gv.REPORTED, "mid-message-cut": gv.REPORTED,
+                              "fragmentation": gv.SURVIVED, "frozen-process": gv.REPORTED}, explain(card)
+    assert (card.framing, card.msglen, card.verdict) == ("length-prefixed", None, "passed")
+    frozen = card.results[-1]
+    assert frozen.error == "TimeoutError" and 2.5 <= frozen.took_s <= frozen.bound_s == 4.5, explain(card)
+
+
+def test_a_compiled_naive_client_gets_the_howto_class_verdicts(lab: Lab, go_programs: dict[str, Path]) -> None:
+    chosen = ["clean-close", "mid-message-cut", "fragmentation", "frozen-process"]
+    card = grade(lab, go_programs["naive"], scenarios=chosen, watchdog=WATCHDOG)
+    assert verdicts(card) == {"clean-close": gv.REPORTED, "mid-message-cut": gv.REPORTED,
+                              "fragmentation": gv.SURVIVED, "frozen-process": gv.HUNG}, explain(card)
+    assert (card.framing, card.msglen) == ("fixed", 1024)
+
+
 def test_afterwards_the_lab_is_healthy_and_clean_and_a_normal_scenario_passes(lab: Lab) -> None:
     rows = lab.status()
     assert len(rows) == 5 and all(r.get("State") == "running" and r.get("Health") == "healthy" for r in rows), rows
-    files = lab.exec("client", ["sh", "-c", "ls -A /tmp/submissions 2>/dev/null || true"], timeout=30)
-    assert files.returncode == 0 and files.stdout.strip() == "", f"submission files left behind: {files.stdout}"
+    left = Runner().run(["docker", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={lab.project}",
+                         "--filter", "label=com.docker.compose.oneoff=True"], timeout=30)
+    assert left.returncode == 0 and left.stdout.strip() == "", f"sandbox containers left behind: {left.stdout}"
     procs = lab.exec("client", ["ps", "-eo", "args"], timeout=30)
     assert procs.returncode == 0, procs.stderr
     assert "lab.inlab.runner" not in procs.stdout, f"a runner process is still alive:\n{procs.stdout}"

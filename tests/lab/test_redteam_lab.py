@@ -36,7 +36,7 @@ def explain(card: ReportCard) -> str:
 
 
 def sandboxes(project: str) -> list[str]:
-    res = Runner()(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={project}",
+    res = Runner().run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={project}",
                     "--filter", "label=com.docker.compose.service=sandbox", "--format", "{{.Names}}"], timeout=30)
     return [line for line in res.stdout.split() if line]
 
@@ -64,6 +64,7 @@ def test_dynamic_imports_and_ctypes_reach_only_the_sandbox_it_hangs(lab: Lab) ->
     assert verdicts(card) == {"frozen-process": gv.HUNG}, explain(card)
 
 
+@pytest.mark.timeout(240)   # it dawdles on purpose: every request it makes waits for an answer that never comes
 def test_the_agents_toxiproxy_and_control_apis_do_not_answer_it(lab: Lab) -> None:
     card = grade(lab, REDTEAM / "calls_the_apis.py", scenarios=["black-hole", "frozen-process"], watchdog=WATCHDOG)
     assert verdicts(card) == {"black-hole": gv.HUNG, "frozen-process": gv.HUNG}, explain(card)

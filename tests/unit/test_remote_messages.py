@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from lab.inlab.remote import OVERHEAD, RemoteFailure, RemoteSubject, Stamper, data_of, digest, probe
+from lab.inlab.remote import MAX_MESSAGES_PER_CALL, OVERHEAD, RemoteFailure, RemoteSubject, Stamper, data_of, digest, probe
 from lab.inlab.submission import SubmissionLoadFailed
 from lab.sandbox import protocol as proto
 from lab.sockets import framing
@@ -61,6 +61,15 @@ def test_with_room_for_the_stamp_only_each_call_is_one_message() -> None:
     assert stamper.room == 0
     messages = stamper.messages(b"x" * 5000)
     assert [(m.seq, m.frame) for m in messages] == [(1, b"\x00\x00\x00\x18\x02" + (1).to_bytes(8, "big") + stamp(1))]
+
+
+def test_one_call_becomes_at_most_4096_small_fixed_messages() -> None:
+    stamper = Stamper(NONCE, "fixed", 64)          # room for 35 bytes of data each
+    messages = stamper.messages(bytes(1024 * 1024))
+    assert MAX_MESSAGES_PER_CALL == 4096
+    assert len(messages) == 4096 and {len(m.frame) for m in messages} == {64}
+    assert sum(len(m.data) for m in messages) == 4096 * 35
+    assert len(stamper.messages(bytes(4096 * 35))) == 4096 and len(stamper.messages(bytes(4096 * 35 + 1))) == 4096
 
 
 def test_length_prefixed_is_one_message_per_call_unless_a_line_cannot_carry_it() -> None:
