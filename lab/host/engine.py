@@ -295,10 +295,20 @@ def build_local_toxiproxy(runner: Runner, log: Log, apt: _Apt, *, repo: Path, bu
         raise _fail("docker build toxiproxy", res, "")
 
 
+def app_tag(plan: ImagePlan, checkout: Path) -> str:
+    """The app image's tag for one checkout: two checkouts on one engine never build over each other's image."""
+    return f"{plan.mode}-{hashlib.sha256(str(checkout.resolve()).encode()).hexdigest()[:10]}"
+
+
 def write_env_file(path: Path, plan: ImagePlan) -> bool:
-    """Record the image choice where compose reads it (``.env``, untracked). True if it changed."""
+    """Record the image choice where compose reads it (``.env``, untracked). True if it changed.
+
+    ``LAB_APP_TAG`` names this checkout's own app image (compose.yaml: ``socket-lab-app:${LAB_APP_TAG}``),
+    so an edited checkout never changes the image another checkout's containers start from.
+    """
     lines = ["# Written by `lab` (lab/host/engine.py): which images compose.yaml uses on this machine.",
-             *(f"{k}={v}" for k, v in plan.compose_env().items())]
+             *(f"{k}={v}" for k, v in plan.compose_env().items()),
+             f"LAB_APP_TAG={app_tag(plan, path.parent)}"]
     text = "\n".join(lines) + "\n"
     if path.exists() and path.read_text() == text:
         return False

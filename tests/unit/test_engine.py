@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import io
 import tarfile
 from collections.abc import Mapping, Sequence
@@ -167,6 +169,7 @@ def test_env_file_is_written_only_when_it_changes(tmp_path: Path) -> None:
     path = tmp_path / ".env"
     assert engine.write_env_file(path, LOCAL) is True
     assert "LAB_BASE_IMAGE=lab-base:bookworm" in path.read_text()
+    assert f"LAB_APP_TAG=local-{hashlib.sha256(str(tmp_path.resolve()).encode()).hexdigest()[:10]}\n" in path.read_text()
     assert engine.write_env_file(path, LOCAL) is False
     assert engine.write_env_file(path, OFFICIAL) is True
     assert f"LAB_TOXIPROXY_IMAGE={engine.TOXIPROXY_IMAGE}" in path.read_text()

@@ -194,7 +194,7 @@ def test_predictions_follow_the_new_rule_where_careful_code_reconnects() -> None
 
 
 # The card reads the scenario's reach from the runner's report --------------------------------------------------
-FILE = "file:/tmp/submissions/mine-0001.py"
+FILE = "sandbox:mine-0001"
 
 
 def report(sub: dict[str, Any], scenario_summary: dict[str, Any]) -> dict[str, Any]:
