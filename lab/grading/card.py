@@ -67,6 +67,7 @@ class ScenarioResult:
     corrupt: int = 0
     fault_proven: bool | None = None       # None: the scenario did not run (the file could not be loaded)
     fidelity: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    own_fidelity: list[dict[str, Any]] = dataclasses.field(default_factory=list)   # on its own connections
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,6 +141,10 @@ def result_from_report(scenario: scn.Scenario, impl: str, report: RunReport) -> 
     base.exchanges_ok, base.corrupt = outcome.get("exchanges_ok", 0), outcome.get("corrupt", 0)
     ran = not report.get("facts", {}).get("not_run")
     base.fault_proven = bool(report.get("fidelity_ok")) if ran else None
+    # The same proofs, run again on the connections this code itself had open when the fault went in.
+    base.own_fidelity = list(entry.get("fidelity") or [])
+    if ran and base.own_fidelity:
+        base.fault_proven = bool(base.fault_proven) and all(c["ok"] for c in base.own_fidelity)
     aborted = report.get("aborted")
     if aborted and outcome.get("status") != "blocked":
         base.reason = f"the lab could not carry out the scenario: {aborted}"
@@ -158,7 +163,9 @@ def result_from_report(scenario: scn.Scenario, impl: str, report: RunReport) -> 
                   reach_bytes=reach if isinstance(reach, int) and not isinstance(reach, bool) else None)
     base.verdict, base.reason, base.took_s, base.bound_s = v.verdict, v.reason, v.took_s, v.bound_s
     if ran and not base.fault_proven:
-        failed = "; ".join(f"{c['name']}: {c['detail']}" for c in base.fidelity if not c["ok"]) or "no evidence"
+        failed = "; ".join([*(f"{c['name']}: {c['detail']}" for c in base.fidelity if not c["ok"]),
+                            *(f"on its own connection: {c['name']}: {c['detail']}" for c in base.own_fidelity
+                              if not c["ok"])]) or "no evidence"
         if v.verdict in gv.GOOD or v.verdict in (gv.LATE, gv.MISSED):
             # Handling a fault that may not have happened proves nothing.
             base.verdict = gv.INCONCLUSIVE
@@ -299,6 +306,8 @@ def render_text(card: ReportCard) -> str:
         proven = {True: "fault proven", False: "FAULT NOT PROVEN", None: "not run"}[r.fault_proven]
         lines.append(f"  {r.scenario}: {r.careful}; {proven}")
         lines += [f"    [{'ok' if c['ok'] else 'FAIL'}] {c['name']}: {c['detail']}" for c in r.fidelity]
+        lines += [f"    [{'ok' if c['ok'] else 'FAIL'}] (its own connection) {c['name']}: {c['detail']}"
+                  for c in r.own_fidelity]
     return "\n".join(lines)
 
 
@@ -321,6 +330,8 @@ def render_markdown(card: ReportCard) -> str:
         proven = {True: "fault proven", False: "fault NOT proven", None: "not run"}[r.fault_proven]
         lines.append(f"- **{r.scenario}** ({_md(r.title)}): {_md(r.careful)}; {proven}")
         lines += [f"  - {'✓' if c['ok'] else '✗'} {_md(c['name'])}: {_md(c['detail'])}" for c in r.fidelity]
+        lines += [f"  - {'✓' if c['ok'] else '✗'} (its own connection) {_md(c['name'])}: {_md(c['detail'])}"
+                  for c in r.own_fidelity]
     return "\n".join(lines)
 
 

@@ -136,6 +136,8 @@ class ScenarioContext(Protocol):
 
     def prove(self, name: str, ok: bool, detail: str = "") -> None: ...
 
+    def prove_each(self, proof: Callable[..., Any], *args: Any, **kwargs: Any) -> None: ...
+
     def on_cleanup(self, action: Callable[[], None]) -> None: ...
 
     # The lab
@@ -148,6 +150,8 @@ class ScenarioContext(Protocol):
     def capture(self, where: str = "server", port: int = ..., *, filter: str | None = None) -> Capture: ...
 
     # The connections under test
+    proving_for: str | None
+
     @property
     def judged(self) -> list[str]: ...
 

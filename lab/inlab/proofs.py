@@ -38,6 +38,8 @@ def judged(ctx: ScenarioContext, expect: Collection[str]) -> list[str]:
     Code under grading runs beside them (lab grade) and may do anything at all; a proof that
     the fault happened rests on the judged implementations' connections only.
     """
+    if ctx.proving_for is not None:
+        return [ctx.proving_for]      # ctx.prove_each: a graded program's own connections, now
     return [impl for impl in ctx.impls if impl in expect]
 
 

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lab.addresses import AGENT_PORT, CONTROL_PORTS, DEFAULT_PORT, LOOPBACK, SERVER_HOST, SERVER_PORTS, \
-    TOXIPROXY_API, TOXIPROXY_HOST
+    SANDBOX_UID, TOXIPROXY_API, TOXIPROXY_HOST
 from lab.inlab import mutants, runreport, submission
 from lab.inlab.agent.client import AgentError
 from lab.inlab import scenario as scn
@@ -85,6 +85,10 @@ class Context:
         self._client_ports: dict[str, set[int]] = {}   # impl -> local ports its connections used
         self.unjudged: list[str] = []   # graded, not judged: see _unjudged_impls
         self.sandboxed: list[tuple[str, str, Subject]] = []   # (impl, server, subject) run in the sandbox
+        self._ports_at_fault: dict[str, set[int]] = {}   # a sandboxed impl's connections open when the fault went in
+        self._port_order: dict[str, list[int]] = {}      # ... and every port it used, in the order first seen
+        self.proving_for: str | None = None              # prove_each: whose connections the proofs look at now
+        self.own_fidelity: dict[str, list[Check]] = {}   # each graded program's proofs on its own connections
         self.started_wall = time.time()
         self.toxiproxy = Toxiproxy(TOXIPROXY_API)
         self.server_agent = AgentClient(SERVER_HOST, AGENT_PORT)
@@ -126,8 +130,34 @@ class Context:
         self.checks[impl].append(Check(name, bool(ok), detail))
 
     def prove(self, name: str, ok: bool, detail: str = "") -> None:
-        """A fidelity check: evidence that the fault really happened."""
-        self.fidelity.append(Check(name, bool(ok), detail))
+        """A fidelity check: evidence that the fault really happened (on a graded program's own
+        connections while :meth:`prove_each` runs a proof for it)."""
+        check = Check(name, bool(ok), detail)
+        if self.proving_for is not None:
+            self.own_fidelity.setdefault(self.proving_for, []).append(check)
+        else:
+            self.fidelity.append(check)
+
+    def prove_each(self, proof: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``proof(ctx, ...)`` on the judged implementations' connections, then on each graded program's.
+
+        For a graded program the proof sees one implementation, the program, and its
+        connections that were open when the fault went in (or, for a fault in place before
+        anyone connected, its first one): reconnecting afterwards changes nothing. Its
+        results go to :attr:`own_fidelity`, never to the run's own fidelity. A program whose
+        connections the kernel never showed (it never connected) gets no proof of its own.
+        """
+        proof(self, *args, **kwargs)
+        for impl in self.unjudged:
+            if not self._proof_ports(impl):
+                continue
+            self.proving_for = impl
+            try:
+                proof(self, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - its connections may be anything at all
+                self.prove(f"the proof could be read on its own connection ({type(exc).__name__})", False, str(exc))
+            finally:
+                self.proving_for = None
 
     def on_cleanup(self, action: Callable[[], None]) -> None:
         self._cleanups.append(action)
@@ -290,6 +320,9 @@ class Context:
             fault()
             if self.fault_at is None:
                 self.fault_at = self.mark("lab", "fault")
+            for impl, s in remote.items():
+                # The graded program's connections that meet the fault: its own proofs look at these.
+                self._ports_at_fault[impl] = self._note_sandboxed_ports(s)
         self._gate.set()
         # The watchdog counts from the fault this group waited for, else from now.
         start = self.fault_at if fault is not None and self.fault_at is not None else self.now()
@@ -362,6 +395,9 @@ class Context:
     # The connections under test ------------------------------------------------------------------
     def note_ports(self, subject: Subject) -> None:
         """Remember the local port of the subject's socket: proofs look at these connections only."""
+        if submission.is_submission(subject.impl):
+            self._note_sandboxed_ports(subject)
+            return
         sock = getattr(subject, "_sock", None)
         try:
             port = sock.getsockname()[1] if sock is not None else 0
@@ -374,8 +410,39 @@ class Context:
 
     @property
     def judged(self) -> list[str]:
-        """The implementations this run judges: code being graded beside them is not among them."""
+        """The implementations this run judges: code being graded beside them is not among them
+        (while :meth:`prove_each` proves for a graded program, that program alone)."""
+        if self.proving_for is not None:
+            return [self.proving_for]
         return [impl for impl in self.impls if impl not in self.unjudged]
+
+    def _proof_ports(self, impl: str) -> set[int]:
+        with self._lock:
+            at_fault = self._ports_at_fault.get(impl)
+            if at_fault:
+                return set(at_fault)
+            order = self._port_order.get(impl, [])
+            return {order[0]} if order else set()
+
+    def _note_sandboxed_ports(self, subject: Subject) -> set[int]:
+        """The local ports of a sandboxed subject's open connections, as the kernel's table lists them."""
+        from lab.inlab import sandboxed, tcptable
+
+        target = getattr(subject, "_target_addr", None)
+        if target is None:
+            try:
+                target = (sandboxed.resolve(subject.host), subject.port)
+            except OSError:
+                return set()
+            subject._target_addr = target  # type: ignore[attr-defined]
+        ports = tcptable.ports_of(tcptable.read(), uid=SANDBOX_UID, remote=target)
+        with self._lock:
+            order = self._port_order.setdefault(subject.impl, [])
+            order += sorted(p for p in ports if p not in order)
+            self._client_ports.setdefault(subject.impl, set()).update(ports)
+            if ports:
+                self.facts.setdefault("client_ports", {})[subject.impl] = sorted(self._client_ports[subject.impl])
+        return ports
 
     def client_ports(self, impl: str | None = None) -> set[int]:
         """The local ports the subjects' connections used: one implementation's, or every judged one's.
@@ -384,6 +451,8 @@ class Context:
         beside them may do anything at all (connect twice, or never), and must not be able to
         make the proof that the fault happened fail or pass.
         """
+        if self.proving_for is not None and impl in (None, self.proving_for):
+            return self._proof_ports(self.proving_for)
         with self._lock:
             if impl is not None:
                 return set(self._client_ports.get(impl, ()))
@@ -614,7 +683,8 @@ def _submission_reports(ctx: Context, aborted: str | None) -> dict[str, Any]:
             outcome.status = "blocked"
             outcome.message = "still inside a call when the run was aborted"
         out[impl] = {"judged": False, "checks": [c.as_dict() for c in ctx.checks.get(impl, [])],
-                     "outcome": outcome.as_dict()}
+                     "outcome": outcome.as_dict(),
+                     "fidelity": [c.as_dict() for c in ctx.own_fidelity.get(impl, [])]}
     return out
 
 

@@ -66,6 +66,7 @@ class SubmissionDict(TypedDict):
     judged: bool
     checks: list[CheckDict]
     outcome: OutcomeDict
+    fidelity: NotRequired[list[CheckDict]]   # the fault proofs on its own connections (prove_each)
 
 
 class ScenarioDict(TypedDict):

@@ -60,11 +60,7 @@ def run(ctx):
     behave.prove_in_use(ctx, port)
     # From the moment the clients began their 15 MiB sends until the lab began closing them.
     window = Window(stalled["wall"], ctx.teardown_wall)
-    conns = subjects(ctx, capture.pcap, port, EXPECT)
-    per_connection(ctx, "the server's kernel shut its window and kept it shut through the client's window probes",
-                   conns, lambda conn: window_shut(conn, window))
-    per_connection(ctx, "the server's kernel took only part of the 15 MiB message and the server sent nothing back",
-                   conns, lambda conn: took_part(conn, window))
+    ctx.prove_each(prove_stalled, capture.pcap, port, window)
     if "robust" in ctx.impls:
         outcome = ctx.outcomes["robust"]
         last = outcome.measurements.get("last_send_progress")
@@ -80,6 +76,14 @@ def run(ctx):
         ctx.check("robust", "it says how much was accepted before the stall",
                   0 < facts.get("sent", 0) < facts.get("total", 0),
                   f"{facts.get('sent')} of {facts.get('total')} bytes")
+
+
+def prove_stalled(ctx, pcap, port, window):
+    conns = subjects(ctx, pcap, port, EXPECT)
+    per_connection(ctx, "the server's kernel shut its window and kept it shut through the client's window probes",
+                   conns, lambda conn: window_shut(conn, window))
+    per_connection(ctx, "the server's kernel took only part of the 15 MiB message and the server sent nothing back",
+                   conns, lambda conn: took_part(conn, window))
 
 
 def window_shut(conn, window):

@@ -35,8 +35,12 @@ def run(ctx):
     ctx.side_by_side(converse(before=2, after=1), fault=lambda: ctx.apply("timeout", timeout=0))
     client_capture.stop()
     server_capture.stop()
-    subjects = connections(client_capture.pcap, server_port=DEFAULT_PORT, client_ports=ctx.client_ports())
-    legs = proxy_legs(server_capture.pcap, subjects, server_port=DEFAULT_PORT)
+    ctx.prove_each(prove_hole, client_capture.pcap, server_capture.pcap)
+
+
+def prove_hole(ctx, client_pcap, server_pcap):
+    subjects = connections(client_pcap, server_port=DEFAULT_PORT, client_ports=ctx.client_ports())
+    legs = proxy_legs(server_pcap, subjects, server_port=DEFAULT_PORT)
     held = []
     for conn, leg in pair(subjects, legs):
         # The hole lasts from the fault until the client gives up (its own FIN or RST) or the lab closes it.

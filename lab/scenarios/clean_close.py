@@ -50,8 +50,12 @@ def run(ctx):
     ctx.prove(f"the server on port {port} closed each connection itself", closed.get("close", 0) >= len(impls) > 0,
               f"connections ended by the server's close: {closed.get('close', 0)}, for {len(impls)} clients; "
               f"all endings {closed}")
+    ctx.prove_each(prove_closes, capture.pcap, port)
+
+
+def prove_closes(ctx, pcap, port):
     since = Window(ctx.fault_wall, None)
-    conns = subjects(ctx, capture.pcap, port, EXPECT)
+    conns = subjects(ctx, pcap, port, EXPECT)
     per_connection(ctx, f"the server's FIN came right after its reply to message {AFTER}", conns,
                    lambda conn: fin_after_replies(conn, since))
     per_connection(ctx, "the client's FIN followed the server's, with no RST from the server before it", conns,

@@ -33,9 +33,13 @@ def run(ctx):
     capture = ctx.capture("server", port)
     ctx.side_by_side(converse(before=2, after=1), fault=lambda: ctx.apply("freeze", server="threaded"))
     capture.stop()
+    ctx.prove_each(prove_frozen, capture.pcap, port)
+
+
+def prove_frozen(ctx, pcap, port):
     # From the moment the process was stopped until the lab began closing the clients.
     frozen = Window(ctx.fault_wall, ctx.teardown_wall)
-    conns = subjects(ctx, capture.pcap, port, EXPECT)
+    conns = subjects(ctx, pcap, port, EXPECT)
     per_connection(ctx, "the frozen server's kernel ACKed everything the client sent after the fault", conns,
                    lambda conn: acked(conn, frozen))
     per_connection(ctx, "no reply, FIN or RST came from the server after the fault", conns,

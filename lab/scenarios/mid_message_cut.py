@@ -38,7 +38,7 @@ def run(ctx):
     ctx.apply("limit-data", bytes=CUT)
     ctx.side_by_side(converse(before=0, after=3, size=SIZE))
     capture.stop()
-    prove_cut(ctx, capture.pcap)
+    ctx.prove_each(prove_cut, capture.pcap)
     if "robust" in ctx.impls:
         got = ctx.outcomes["robust"].measurements.get("bytes_received")
         ctx.prove("exactly the configured number of bytes reached the client before the cut", got == CUT,

@@ -42,7 +42,8 @@ def run(ctx):
     ctx.side_by_side(converse(before=2, after=1), fault=fault)
     crash["handle"].wait_restarted()
     capture.stop()
-    per_connection(ctx, "the dead server's kernel closed each connection (FIN or RST) before the client did",
-                   subjects(ctx, capture.pcap, port, EXPECT), lambda conn: server_closed_first(conn, crash["asked"]))
+    ctx.prove_each(lambda c: per_connection(
+        c, "the dead server's kernel closed each connection (FIN or RST) before the client did",
+        subjects(c, capture.pcap, port, EXPECT), lambda conn: server_closed_first(conn, crash["asked"])))
     prove_restarted(ctx, port, crash["before"], crash["asked"])
 

@@ -38,7 +38,7 @@ def run(ctx):
     ctx.side_by_side(connect_then_exchange())
     client_capture.stop()
     server_capture.stop()
-    prove_reset(ctx, client_capture.pcap, server_capture.pcap)
+    ctx.prove_each(prove_reset, client_capture.pcap, server_capture.pcap)
 
 
 def prove_reset(ctx, client_pcap, server_pcap):

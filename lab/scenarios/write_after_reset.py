@@ -53,7 +53,7 @@ def run(ctx):
     ctx.side_by_side(worker, fault=fault)
     rejected = handle["reject"].matched("in", target="REJECT")
     capture.stop()
-    prove_resets(ctx, capture.pcap, rejected)
+    ctx.prove_each(prove_resets, capture.pcap, rejected)
     for impl in ctx.impls:
         sends = ctx.outcomes[impl].measurements.get("sends_after_reset", 0)
         ctx.check(impl, "the error came on the first or second send after the reset", sends <= 1,
