@@ -128,6 +128,13 @@ def test_a_protocol_mismatch_is_named_with_what_was_sent_and_the_servers_answer(
     assert "closed the connection" in reason and "unpack requires a buffer of 4 bytes" in reason, reason
 
 
+def test_code_that_resends_everything_after_a_reconnect_is_caught_delivering_twice(lab: Lab) -> None:
+    card = grade(lab, HONEST / "resends_everything.py", scenarios=["server-restart"], watchdog=WATCHDOG)
+    # Every reply it returned was real and it completed: only the server's record shows the duplicates.
+    assert verdicts(card) == {"server-restart": gv.DUPLICATED}, explain(card)
+    assert "more than once (exactly-once broken)" in card.results[0].reason, explain(card)
+
+
 @pytest.fixture(scope="module")
 def go_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("go")
