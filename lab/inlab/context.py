@@ -47,6 +47,8 @@ class ServerAgent(Protocol):
 
     def tcp_stats(self) -> dict[str, dict[str, int]]: ...
 
+    def tcp_table(self, port: int | None = None) -> list[Any]: ...
+
 
 class ClientAgent(Protocol):
     """The client-agent's calls that scenarios make."""

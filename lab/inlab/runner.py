@@ -284,6 +284,12 @@ class Context:
 
     def _run_group(self, impls: list[str], worker: Worker,
                    fault: Callable[[], Any] | None, server: str, configs: dict[str, RobustConfig] | None) -> None:
+        if fault is not None:
+            # A scenario may run several groups, each with its fault (one per server): the gate a
+            # previous group opened must not let this one's workers past their fault point.
+            with self._arrival:
+                self._gate.clear()
+                self._arrived -= set(impls)
         subjects = {impl: self.subject(impl, server, config=(configs or {}).get(impl)) for impl in impls}
         remote = {impl: s for impl, s in subjects.items() if submission.is_submission(impl)}
         if remote:

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 PROC_NET_TCP = Path("/proc/net/tcp")
+ESTABLISHED = 0x01
+TIME_WAIT = 0x06
 LISTEN = 0x0A
 
 
@@ -30,6 +32,17 @@ class Row:
     remote: tuple[str, int]
     state: int
     uid: int
+    tx_queue: int = 0   # bytes not yet ACKed by the peer (LISTEN: the backlog's limit)
+    rx_queue: int = 0   # bytes received and not yet read (LISTEN: connections waiting for accept)
+
+    def as_list(self) -> list[object]:
+        """JSON-able: [local ip, local port, remote ip, remote port, state, uid, tx_queue, rx_queue]."""
+        return [*self.local, *self.remote, self.state, self.uid, self.tx_queue, self.rx_queue]
+
+    @classmethod
+    def from_list(cls, item: list[object]) -> "Row":
+        a, b, c, d, st, uid, tx, rx = item
+        return cls((str(a), int(b)), (str(c), int(d)), int(st), int(uid), int(tx), int(rx))
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -45,7 +58,8 @@ def parse(text: str) -> list[Row]:
         if len(fields) < 8 or not fields[0].endswith(":") or not fields[0][:-1].isdigit():
             continue
         try:
-            rows.append(Row(_address(fields[1]), _address(fields[2]), int(fields[3], 16), int(fields[7])))
+            tx, rx = (int(q, 16) for q in fields[4].split(":"))
+            rows.append(Row(_address(fields[1]), _address(fields[2]), int(fields[3], 16), int(fields[7]), tx, rx))
         except (ValueError, OSError, struct.error):
             continue
     return rows
@@ -56,6 +70,12 @@ def ports_of(rows: Iterable[Row], *, uid: int, remote: tuple[str, int]) -> set[i
     return {r.local[1] for r in rows if r.uid == uid and r.remote == remote and r.state != LISTEN}
 
 
+def in_range(rows: Iterable[Row], low: int, high: int, *, remote: tuple[str, int] | None = None) -> list[Row]:
+    """Rows whose local port lies in [low, high] (any state but LISTEN), optionally to one ``remote``."""
+    return [r for r in rows if low <= r.local[1] <= high and r.state != LISTEN
+            and (remote is None or r.remote == remote)]
+
+
 def read(path: Path = PROC_NET_TCP) -> list[Row]:
     try:
         return parse(path.read_text(encoding="ascii", errors="replace"))
@@ -63,4 +83,4 @@ def read(path: Path = PROC_NET_TCP) -> list[Row]:
         return []
 
 
-__all__ = ["Row", "parse", "ports_of", "read", "PROC_NET_TCP", "LISTEN"]
+__all__ = ["Row", "parse", "ports_of", "in_range", "read", "PROC_NET_TCP", "LISTEN", "ESTABLISHED", "TIME_WAIT"]

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import errno
 import os
+import resource
 import socket
 import struct
 import threading
@@ -37,6 +39,11 @@ EventSink = Callable[[dict[str, Any]], None]
 RECV_SIZE = 65536
 POLL_INTERVAL = 0.1
 """How often blocked threads look up to check for stop or a behaviour change: bounds stop() latency."""
+ACCEPT_PAUSE = 0.1
+"""After accept() fails for want of descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM), stop accepting this long.
+The pending connection stays in the backlog, so the listener stays readable: retrying at once would spin
+at 100 % CPU until a descriptor frees up. Ten tries a second cost next to nothing."""
+OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 def abort(sock: socket.socket) -> None:
@@ -88,6 +95,7 @@ class BaseServer(abc.ABC):
         self._listener: socket.socket | None = None
         self._control: Any = None
         self._started = False
+        self._start_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)   # what reset() restores
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -172,7 +180,10 @@ class BaseServer(abc.ABC):
 
     def behave(self, **changes: Any) -> Behaviour:
         with self._behaviour_lock:
-            self._behaviour = self._behaviour.replace(**changes)
+            new = self._behaviour.replace(**changes)
+            if "nofile" in changes:
+                self._apply_nofile(new.nofile)
+            self._behaviour = new
         self._behaviour_changed()
         self.emit("behaviour", **self._behaviour.as_dict())
         return self._behaviour
@@ -183,8 +194,21 @@ class BaseServer(abc.ABC):
         after a run that reset. Rejections are kept too (the judge selects them by time)."""
         with self._behaviour_lock:
             self._behaviour = self._initial_behaviour
+            self._apply_nofile(self._behaviour.nofile)
         self.stats_.reset()
         self._behaviour_changed()
+
+    def _apply_nofile(self, soft: int | None) -> None:
+        """Set this process's soft RLIMIT_NOFILE (None: back to the start-up one); the hard limit stays.
+
+        Lowering it below the descriptors already open is allowed: those stay, new ones fail with
+        EMFILE. Raising it back needs no privilege while it stays within the hard limit.
+        """
+        start_soft, hard = self._start_nofile
+        wanted = start_soft if soft is None else soft
+        if hard != resource.RLIM_INFINITY and wanted > hard:
+            raise ValueError(f"behaviour 'nofile' {wanted} is above this process's hard limit {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
     def _behaviour_changed(self) -> None:
         """Hook: a server that sleeps in a selector wakes up here."""

@@ -21,7 +21,7 @@ import threading
 import time
 
 from lab.sockets.errors import LabError, translating
-from lab.server.base import RECV_SIZE, BaseServer, peer_name
+from lab.server.base import ACCEPT_PAUSE, OUT_OF_RESOURCES, RECV_SIZE, BaseServer, peer_name
 from lab.server.protocol import ServerConnection
 
 ACCEPT_BATCH = 64
@@ -52,6 +52,7 @@ class SelectorServer(BaseServer):
         self._wake_w.setblocking(False)
         self._sel.register(self._wake_r, selectors.EVENT_READ, _WAKER)
         self._listening = False
+        self._paused_until: float | None = None   # monotonic: accepting resumes then (out of descriptors)
         self._conns: set[_Conn] = set()
         self._sync_listener()
         self._thread = threading.Thread(target=self._run, name=f"selectors-{self.port}", daemon=True)
@@ -73,7 +74,14 @@ class SelectorServer(BaseServer):
     def _run(self) -> None:
         try:
             while not self._stopping.is_set():
-                for key, mask in self._sel.select(timeout=1.0):
+                timeout = 1.0
+                if self._paused_until is not None:
+                    timeout = max(0.0, min(timeout, self._paused_until - time.monotonic()))
+                events = self._sel.select(timeout=timeout)
+                if self._paused_until is not None and time.monotonic() >= self._paused_until:
+                    self._paused_until = None
+                    self._sync_listener()
+                for key, mask in events:
                     if key.data is _LISTENER:
                         self._accept()
                     elif key.data is _WAKER:
@@ -94,7 +102,7 @@ class SelectorServer(BaseServer):
                 pass
 
     def _sync_listener(self) -> None:
-        want = self.behaviour().accepting and not self._stopping.is_set()
+        want = self.behaviour().accepting and not self._stopping.is_set() and self._paused_until is None
         if want and not self._listening:
             self._sel.register(self._listener, selectors.EVENT_READ, _LISTENER)  # type: ignore[arg-type]
         elif not want and self._listening:
@@ -118,6 +126,12 @@ class SelectorServer(BaseServer):
                 return
             except OSError as exc:  # EMFILE, ECONNABORTED: this accept failed, the server goes on
                 self.emit("error", **self.stats_.error(None, exc))
+                if exc.errno in OUT_OF_RESOURCES:
+                    # The connection stays in the backlog, so the listener stays readable: left
+                    # registered, select() would return at once, for ever (100 % CPU). Take it out
+                    # of the selector for a moment; connections already open are served meanwhile.
+                    self._paused_until = time.monotonic() + ACCEPT_PAUSE
+                    self._sync_listener()
                 return
             sock.setblocking(False)
             conn = _Conn(sock, self._new_connection(sock, addr), peer_name(addr))

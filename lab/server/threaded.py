@@ -14,7 +14,7 @@ import threading
 import time
 
 from lab.sockets.errors import LabError, translating
-from lab.server.base import RECV_SIZE, BaseServer, peer_name
+from lab.server.base import ACCEPT_PAUSE, RECV_SIZE, BaseServer, peer_name
 from lab.server.protocol import ServerConnection
 
 
@@ -57,9 +57,10 @@ class ThreadedServer(BaseServer):
             except OSError as exc:
                 if self._stopping.is_set():
                     return
-                # EMFILE and friends: note it and give the process a moment to free descriptors.
+                # EMFILE and friends: note it and stop accepting a moment. The connection stays in
+                # the backlog and select() says readable again at once: retrying now would spin.
                 self.emit("error", **self.stats_.error(None, exc))
-                self._stopping.wait(self.poll_interval)
+                self._stopping.wait(ACCEPT_PAUSE)
                 continue
             core = self._new_connection(sock, addr)
             t = threading.Thread(target=self._serve, args=(sock, core, peer_name(addr)),

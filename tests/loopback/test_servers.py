@@ -333,7 +333,8 @@ def test_control_port_commands(impl: str) -> None:
     with running_server(impl) as srv:
         assert srv.control({"cmd": "ping"}) == {"ok": True}
         assert srv.control({"cmd": "behave", "mode": "close", "after": 4}) == {
-            "ok": True, "behaviour": {"mode": "close", "after": 4, "ack_last": True, "accepting": True}}
+            "ok": True, "behaviour": {"mode": "close", "after": 4, "ack_last": True, "accepting": True,
+                                      "nofile": None}}
         assert srv.control({"cmd": "stats"})["stats"]["behaviour"]["mode"] == "close"
         bad = srv.control({"cmd": "behave", "mode": "explode"})
         assert bad["ok"] is False and "mode" in bad["error"]
@@ -345,7 +346,7 @@ def test_control_port_commands(impl: str) -> None:
         c.request(1, b"x")
         c.close()
         assert srv.control({"cmd": "reset"}) == {"ok": True, "behaviour": {
-            "mode": "normal", "after": 0, "ack_last": True, "accepting": True}}
+            "mode": "normal", "after": 0, "ack_last": True, "accepting": True, "nofile": None}}
         stats = srv.control({"cmd": "stats"})["stats"]
         assert stats["accepted"] == 0 and stats["delivered"] == 1  # counters zeroed, deliveries kept
         assert stats["impl"] == impl
@@ -439,3 +440,22 @@ def test_many_concurrent_clients_some_killed_mid_message(impl: str) -> None:
     assert stats["accepted"] == CLIENTS
     assert stats["errors"] == {"IncompleteMessage": fates.count("eof"), "PeerReset": fates.count("rst")}
     assert stats["duplicates"] == 0
+
+
+def test_nofile_behaviour_sets_and_restores_the_process_limit(impl: str) -> None:
+    import resource
+
+    start = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with running_server(impl) as srv:
+        try:
+            reply = srv.control({"cmd": "behave", "nofile": 900})
+            assert reply["ok"] is True and reply["behaviour"]["nofile"] == 900
+            assert resource.getrlimit(resource.RLIMIT_NOFILE) == (900, start[1])
+            for bad in (8, True, "32", 10**7):
+                refused = srv.control({"cmd": "behave", "nofile": bad})
+                assert refused["ok"] is False and "nofile" in refused["error"]
+            assert resource.getrlimit(resource.RLIMIT_NOFILE) == (900, start[1])   # a refusal changes nothing
+            assert srv.control({"cmd": "reset"})["behaviour"]["nofile"] is None
+            assert resource.getrlimit(resource.RLIMIT_NOFILE) == start
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, start)

@@ -131,11 +131,17 @@ def test_every_fault_a_scenario_applies_decodes() -> None:
     for s in scenario.discover().values():
         for call in _apply_calls(s.source):
             name = ast.literal_eval(call.args[0])
-            # Each value as the module would compute it: a constant or one of its module-level names.
-            params = {kw.arg: eval(compile(ast.Expression(kw.value), str(s.source), "eval"),  # noqa: S307
-                                   vars(s.module)) for kw in call.keywords}
-            faults.decode(name, params)
-            seen += 1
+            # Each value as the module would compute it: a constant or one of its module-level names;
+            # a scenario that applies a fault per server (for server in SERVERS) is checked for each.
+            bindings = [{}]
+            if "SERVERS" in vars(s.module):
+                bindings = [{"server": server} for server in s.module.SERVERS]
+            for bound in bindings:
+                scope = {**vars(s.module), **bound}
+                params = {kw.arg: eval(compile(ast.Expression(kw.value), str(s.source), "eval"),  # noqa: S307
+                                       scope) for kw in call.keywords}
+                faults.decode(name, params)
+                seen += 1
     assert seen >= 15
 
 

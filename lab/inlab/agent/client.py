@@ -117,6 +117,12 @@ class AgentClient:
         reply = self.request("tcp_stats")
         return {"tcp": reply["tcp"], "tcp_ext": reply["tcp_ext"]}
 
+    def tcp_table(self, port: int | None = None) -> list[Any]:
+        """The namespace's /proc/net/tcp as lab.inlab.tcptable.Row values (only ``port``'s if given)."""
+        from lab.inlab.tcptable import Row
+
+        return [Row.from_list(item) for item in self.request("tcp_table", port=port)["rows"]]
+
     def reset(self) -> dict[str, Any]:
         """Undo every fault: rules, stopped servers, a held supervisor, running captures (and sandbox targets)."""
         return self.request("reset", extra_time=30.0)

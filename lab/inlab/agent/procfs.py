@@ -8,6 +8,7 @@ root is a parameter, so unit tests hand in a fake tree.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ class ProcInfo:
     state: str
     argv: tuple[str, ...] = ()
     started: float | None = None    # wall-clock seconds (time.time()) when the process started, if known
+    cpu_s: float | None = None      # user + system CPU seconds so far (/proc/PID/stat utime + stime)
+    nofile: int | None = None       # its soft RLIMIT_NOFILE (/proc/PID/limits "Max open files"), if read
 
     @property
     def module(self) -> str | None:
@@ -53,7 +56,7 @@ class ProcInfo:
 
     def describe(self) -> dict[str, Any]:
         return {"pid": self.pid, "state": self.state, "role": self.role, "cmdline": " ".join(self.argv),
-                "started": self.started}
+                "started": self.started, "cpu_s": self.cpu_s, "nofile": self.nofile}
 
 
 def _impl(argv: Sequence[str]) -> str:
@@ -83,6 +86,23 @@ def _started(stat_fields: Sequence[str], clock: tuple[float, float] | None) -> f
     return round(wall - (since_boot - int(stat_fields[19]) / _CLOCK_TICKS), 3)
 
 
+def _cpu_seconds(stat_fields: Sequence[str]) -> float | None:
+    # Fields 14 and 15 of /proc/PID/stat (the 12th and 13th after the command name): utime and
+    # stime in clock ticks, the CPU the process has used since it started, all its threads summed.
+    if len(stat_fields) < 13 or not (stat_fields[11].isdigit() and stat_fields[12].isdigit()):
+        return None
+    return round((int(stat_fields[11]) + int(stat_fields[12])) / _CLOCK_TICKS, 3)
+
+
+def soft_nofile(limits_text: str) -> int | None:
+    """The soft "Max open files" of a /proc/PID/limits text (None: unlimited or not found)."""
+    for line in limits_text.splitlines():
+        if line.startswith("Max open files"):
+            soft = line[len("Max open files"):].split()[0]
+            return int(soft) if soft.isdigit() else None
+    return None
+
+
 def read_processes(proc_root: Path, *, with_cmdline: bool = True) -> list[ProcInfo]:
     """Every process visible in ``proc_root``; ones that vanish while being read are skipped."""
     found = []
@@ -106,12 +126,21 @@ def read_processes(proc_root: Path, *, with_cmdline: bool = True) -> list[ProcIn
         rest = stat[stat.rfind(")") + 2:].split()
         if len(rest) < 2:
             continue
-        found.append(ProcInfo(int(entry.name), int(rest[1]), rest[0], argv, _started(rest, clock)))
+        found.append(ProcInfo(int(entry.name), int(rest[1]), rest[0], argv, _started(rest, clock), _cpu_seconds(rest)))
     return sorted(found, key=lambda p: p.pid)
 
 
 def lab_processes(proc_root: Path) -> list[ProcInfo]:
-    return [p for p in read_processes(proc_root) if p.module in ("lab.server", "lab.server.supervisor")]
+    found = []
+    for p in read_processes(proc_root):
+        if p.module not in ("lab.server", "lab.server.supervisor"):
+            continue
+        try:   # world-readable: the kernel's word on the limit, whatever the process claims
+            p = dataclasses.replace(p, nofile=soft_nofile((proc_root / str(p.pid) / "limits").read_text()))
+        except OSError:
+            pass
+        found.append(p)
+    return found
 
 
 # Counters: /proc/net -----------------------------------------------------------------------------

@@ -33,6 +33,8 @@ Ops (fields in brackets are optional):
     capture_start  name [a-z0-9-]{1,32}, [filter]             tcpdump on eth0 into /tmp/NAME.pcap
     capture_stop   name                                       -> the pcap, base64
     tcp_stats                                                 /proc/net/snmp Tcp + /proc/net/netstat TcpExt
+    tcp_table      [port]                                     this namespace's /proc/net/tcp rows (IPv4), those
+                                                              with local or remote ``port`` only if given
     reset          unblock, CONT stopped servers, USR2 the supervisor, drop all captures
                    (and, in the client-agent, clear the sandbox's targets: its baseline stays)
     sandbox_allow  targets [[ipv4, port], ...] (at most 16)   the only TCP targets graded code may
@@ -81,6 +83,7 @@ from lab.inlab.agent.procfs import ProcInfo, lab_processes, parse_snmp
 from lab.inlab.agent.requests import Args, BadRequest, OpFailed
 from lab.inlab.agent.sandboxrules import Target
 from lab.inlab.agent.tcpdump import TcpdumpCapture, parse_filter
+from lab.inlab import tcptable
 
 INTERFACE = "eth0"
 MAX_CAPTURES = 4
@@ -112,6 +115,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "tcp_stats": (),
     "reset": (),
     "sandbox_allow": ("targets",),
+    "tcp_table": ("port",),
 }
 
 
@@ -435,6 +439,17 @@ class Agent:
         except OSError as exc:
             raise OpFailed(f"tcp_stats: cannot read {exc.filename}: {exc.strerror}") from exc
         return {"tcp": parse_snmp(snmp, "Tcp"), "tcp_ext": parse_snmp(netstat, "TcpExt")}
+
+    def op_tcp_table(self, args: Args) -> dict[str, Any]:
+        port = args.integer("port", 1, 65535, None)
+        try:
+            rows = tcptable.parse((self.proc_root / "net" / "tcp").read_text(encoding="ascii", errors="replace"))
+        except OSError as exc:
+            raise OpFailed(f"tcp_table: cannot read {exc.filename}: {exc.strerror}") from exc
+        if port is not None:
+            rows = [r for r in rows if port in (r.local[1], r.remote[1])]
+        return {"columns": ["local_ip", "local_port", "remote_ip", "remote_port", "state", "uid", "tx_queue",
+                            "rx_queue"], "rows": [r.as_list() for r in rows]}
 
     def op_reset(self, _args: Args | None = None) -> dict[str, Any]:
         """Undo every fault; each step runs even if an earlier one failed, and failures are reported."""

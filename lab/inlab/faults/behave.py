@@ -10,7 +10,7 @@ from typing import Any
 from lab.inlab.context import FaultContext, ScenarioContext
 from lab.inlab.faults import Fault, Server, param, register
 from lab.inlab.processes import server_named
-from lab.server.behaviour import Mode
+from lab.server.behaviour import NOFILE_MAX, NOFILE_MIN, Mode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +22,7 @@ class BehaveParams:
     after: int | None = param(None, ge=0)   # DATA messages per connection before the mode applies
     ack_last: bool | None = None
     accepting: bool | None = None
+    nofile: int | None = param(None, ge=NOFILE_MIN, le=NOFILE_MAX)   # see the nofile fault
 
     def changes(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "server" and v is not None}
