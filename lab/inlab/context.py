@@ -49,9 +49,15 @@ class ServerAgent(Protocol):
 
 
 class ClientAgent(Protocol):
-    """The client-agent's calls that scenarios make."""
+    """The client-agent's calls that faults and scenarios make."""
 
     def tcp_stats(self) -> dict[str, dict[str, int]]: ...
+
+    def dns(self, action: str, *, address: str = "127.0.0.11") -> list[str]: ...
+
+    def counters(self) -> list[dict[str, Any]]: ...
+
+    def unblock(self) -> list[str]: ...
 
 
 class ToxiproxyAPI(Protocol):
@@ -83,6 +89,9 @@ class FaultContext(Protocol):
 
     @property
     def server_agent(self) -> ServerAgent: ...
+
+    @property
+    def client_agent(self) -> ClientAgent: ...
 
     @property
     def toxiproxy(self) -> ToxiproxyAPI: ...
