@@ -57,8 +57,9 @@ def _lookup(host: str) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
 
 
-def run(ctx: ScenarioContext, fault: str, judge: Judge) -> dict[str, Any]:
-    """Tally, a healthy lookup, the fault under the subjects, the counters, the fault cleared."""
+def run(ctx: ScenarioContext, apply: Callable[[], Any], judge: Judge) -> dict[str, Any]:
+    """Tally, a healthy lookup, the fault (``apply()``, e.g. ``lambda: ctx.apply("dns-silent")``) under the
+    subjects, the counters, the fault cleared."""
     host, _ = ctx.target()
     tally = DnsTally(ctx.client_agent)
     healthy, address = _lookup(host)
@@ -71,7 +72,7 @@ def run(ctx: ScenarioContext, fault: str, judge: Judge) -> dict[str, Any]:
 
     def inject() -> None:
         state["at_fault"] = tally.counts()
-        state["fault"] = ctx.apply(fault)
+        state["fault"] = apply()
 
     ctx.side_by_side(connect_by_name(), fault=inject)
     during = tally.counts()      # still in place: nothing else has resolved since the subjects ended
@@ -84,9 +85,10 @@ def run(ctx: ScenarioContext, fault: str, judge: Judge) -> dict[str, Any]:
     subjects = len(ctx.judged)
     ok, detail = judge(seen, subjects)
     ctx.prove("the subjects' queries reached the resolver's address while the fault was in place: "
-              f"at least 2 per judged subject (A and AAAA), {subjects} subjects",
-              seen["queries"] >= 2 * max(subjects, 1), f"{seen['queries']} queries in to 127.0.0.11")
-    ctx.prove(f"the resolver's fault ({fault}) did what it claims to each query", ok, detail)
+              f"at least one per judged subject ({subjects})",
+              seen["queries"] >= max(subjects, 1), f"{seen['queries']} queries in to 127.0.0.11")
+    name = getattr(state.get("fault"), "name", "none applied")
+    ctx.prove(f"the resolver's fault ({name}) did what it claims to each query", ok, detail)
     healthy_after, address_after = _lookup(host)
     ctx.facts["resolved_after"] = address_after
     ctx.mark("lab", "resolver after the fault", resolved=healthy_after, address=address_after)

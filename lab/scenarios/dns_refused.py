@@ -31,7 +31,7 @@ LOOK_FOR = ("No TCP at all. The resolver's counters show each query going in to 
 
 
 def run(ctx):
-    resolver.run(ctx, "dns-refused", refused)
+    resolver.run(ctx, lambda: ctx.apply("dns-refused"), refused)
     for impl in ctx.judged:
         ctx.facts[f"{impl}_resolve_s"] = ctx.outcomes[impl].measurements.get("connect_s")
 

@@ -34,7 +34,7 @@ LOOK_FOR = ("No TCP at all: the capture of port 7000 stays empty. The resolver's
 
 
 def run(ctx):
-    resolver.run(ctx, "dns-silent", silent)
+    resolver.run(ctx, lambda: ctx.apply("dns-silent"), silent)
     outcome = ctx.outcomes.get("naive")
     if outcome is not None and "naive" in ctx.judged:
         took = outcome.measurements.get("connect_s", 0.0)
