@@ -19,6 +19,7 @@ same four calls::
     "naive"              LengthPrefixedSocket    header loop, then payload loop (the sound one)
     "naive-single-recv"  SingleRecvSocket        assumes one recv holds a whole message
     "naive-ignore-send"  IgnoreSendReturnSocket  assumes one send takes a whole message
+    "naive-two-writes"   TwoWritesSocket         header and payload in two send() calls, Nagle left on
 
 Each accepts an existing socket-like object (``sock=``), so the fakes in
 :mod:`lab.testing` can drive them without a network.
@@ -170,12 +171,29 @@ class IgnoreSendReturnSocket(LengthPrefixedSocket):
         self.sock.send(msg)
 
 
+class TwoWritesSocket(LengthPrefixedSocket):
+    """Mistake: writes the header, then the payload, as two small sends, with Nagle's algorithm on.
+
+    Failure: nothing is lost, but every exchange stalls. The header leaves at once; the
+    payload is small and the header is not yet acknowledged, so Nagle's algorithm holds it
+    back until an ACK comes. The server has nothing to say before the whole request is in, so
+    its kernel delays that ACK (Linux: about 40 ms). Write-write-read costs some 40 ms per
+    exchange where one write (or TCP_NODELAY) costs a round trip.
+    """
+
+    def mysend(self, msg: bytes) -> None:
+        self._send_all(msg[:HEADER_SIZE], HEADER_SIZE)
+        self._send_all(msg[HEADER_SIZE:], len(msg) - HEADER_SIZE)
+
+
 REGISTRY: dict[str, type[_NaiveBase]] = {
     "naive-fixed": MySocket,
     "naive": LengthPrefixedSocket,
     "naive-single-recv": SingleRecvSocket,
     "naive-ignore-send": IgnoreSendReturnSocket,
+    "naive-two-writes": TwoWritesSocket,
 }
 
-__all__ = ["MySocket", "LengthPrefixedSocket", "SingleRecvSocket", "IgnoreSendReturnSocket", "REGISTRY",
+__all__ = ["MySocket", "LengthPrefixedSocket", "SingleRecvSocket", "IgnoreSendReturnSocket", "TwoWritesSocket",
+           "REGISTRY",
            "make_message", "fixed_message", "BROKEN", "SocketLike"]
