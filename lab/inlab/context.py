@@ -73,6 +73,14 @@ class ToxiproxyAPI(Protocol):
     def toxic(self, proxy: str, kind: str, **kw: Any) -> AbstractContextManager[dict[str, Any]]: ...
 
 
+class WallClockFile(Protocol):
+    """The wall-clock offset the clock-jump scenario's faked processes read (lab.inlab.faults.clock_jump)."""
+
+    def jump(self, offset_s: int) -> None: ...
+
+    def reset(self) -> None: ...
+
+
 class Capture(Protocol):
     """A running packet capture (lab.inlab.runner.CaptureHandle)."""
 
@@ -92,6 +100,9 @@ class FaultContext(Protocol):
 
     @property
     def client_agent(self) -> ClientAgent: ...
+
+    @property
+    def wall_clock(self) -> WallClockFile: ...
 
     @property
     def toxiproxy(self) -> ToxiproxyAPI: ...

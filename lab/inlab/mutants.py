@@ -42,6 +42,7 @@ class Mutant:
     toxic: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)   # add_toxic fields (and proxy)
     control: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)  # server_control(cmd="behave") fields
     dns: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)      # client_agent.dns arguments
+    clock: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)    # wall_clock.jump arguments
 
     @property
     def key(self) -> str:
@@ -124,6 +125,9 @@ CATALOGUE: list[Mutant] = [
                                "silence", dns={"action": "reject"})),
     *_dns("dns-refused", Mutant("dns-refused", "drop", "drops the queries instead of refusing them",
                                 dns={"action": "drop"})),
+    Mutant("clock-jump", "no-op", "writes no offset: the wall clock does not move", swallow=frozenset({"jump"})),
+    Mutant("clock-jump", "tenth", "jumps a tenth as far", clock={"offset_s": lambda s: int(s / 10)}),
+    Mutant("clock-jump", "other-way", "jumps the other way", clock={"offset_s": lambda s: -s}),
     *_toxic("slow-close", Mutant("slow-close", "tenth", "a tenth of the delay", toxic={"delay": _scaled(0.1)})),
     *_toxic("timeout", Mutant("timeout", "closes", "closes the connection 0.5 s after the last data instead of "
                               "holding it", toxic={"timeout": 500}),
@@ -192,6 +196,15 @@ class _Rewriting:
         self._log(f"dns {changed}")
         return self._real.dns(**changed)
 
+    # the wall clock of the faked processes
+    def jump(self, offset_s: int) -> Any:
+        if "jump" in self._mutant.swallow:
+            self._log(f"clock jump {offset_s:+d} s swallowed")
+            return None
+        changed = _rewrite({"offset_s": offset_s}, self._mutant.clock)
+        self._log(f"clock jump {changed}")
+        return self._real.jump(**changed)
+
     # Toxiproxy
     def add_toxic(self, proxy: str, kind: str, **fields: Any) -> Any:
         if "add_toxic" in self._mutant.swallow:
@@ -217,6 +230,7 @@ class MutatedContext:
         self._ctx, self._mutant = ctx, mutant
         self.server_agent = _Rewriting(ctx.server_agent, mutant, self._log)
         self.client_agent = _Rewriting(ctx.client_agent, mutant, self._log)
+        self.wall_clock = _Rewriting(ctx.wall_clock, mutant, self._log)
         self.toxiproxy = _Rewriting(ctx.toxiproxy, mutant, self._log)
 
     def _log(self, what: str) -> None:
