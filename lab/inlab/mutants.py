@@ -229,8 +229,10 @@ class MutatedContext:
     def __init__(self, ctx: Any, mutant: Mutant) -> None:
         self._ctx, self._mutant = ctx, mutant
         self.server_agent = _Rewriting(ctx.server_agent, mutant, self._log)
-        self.client_agent = _Rewriting(ctx.client_agent, mutant, self._log)
-        self.wall_clock = _Rewriting(ctx.wall_clock, mutant, self._log)
+        for name in ("client_agent", "wall_clock"):   # not every stand-in context has these
+            real = getattr(ctx, name, None)
+            if real is not None:
+                setattr(self, name, _Rewriting(real, mutant, self._log))
         self.toxiproxy = _Rewriting(ctx.toxiproxy, mutant, self._log)
 
     def _log(self, what: str) -> None:

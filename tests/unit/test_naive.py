@@ -11,6 +11,7 @@ import pytest
 
 from lab.sockets.framing import HEADER_SIZE, Decoder, encode_echo
 from lab.sockets.naive import (BROKEN, REGISTRY, IgnoreSendReturnSocket, LengthPrefixedSocket, MySocket, SingleRecvSocket,
+                               TwoWritesSocket, WallClockDeadlineSocket,
                        fixed_message, make_message)
 from lab.testing import Fail, Recv, ScriptedSocket, ScriptError, Send, memory_stream_pair
 
@@ -20,7 +21,8 @@ REPLY = encode_echo(1, b"hello world")
 
 def test_registry_names_every_variant() -> None:
     assert REGISTRY == {"naive-fixed": MySocket, "naive": LengthPrefixedSocket,
-                        "naive-single-recv": SingleRecvSocket, "naive-ignore-send": IgnoreSendReturnSocket}
+                        "naive-single-recv": SingleRecvSocket, "naive-ignore-send": IgnoreSendReturnSocket,
+                        "naive-two-writes": TwoWritesSocket, "naive-walltime": WallClockDeadlineSocket}
     for cls in REGISTRY.values():
         assert cls.__doc__ and ("Mistake" in cls.__doc__ or "HOWTO" in cls.__doc__ or "brittle" in cls.__doc__)
 
