@@ -77,7 +77,8 @@ class LabError(Exception):
             out["phase"] = self.phase
         if self.errno is not None:
             out["errno"] = self.errno
-            out["errno_name"] = _errno.errorcode.get(self.errno, str(self.errno))
+            # A resolver's failure carries its negative EAI code, which no errno table knows.
+            out["errno_name"] = _errno.errorcode.get(self.errno) or _GAI_NAMES.get(self.errno, str(self.errno))
         for key in ("received", "expected", "detected_by", "after", "sent", "total", "reason", "gai_error"):
             if hasattr(self, key):
                 out[key] = getattr(self, key)
@@ -212,8 +213,11 @@ def translate(exc: OSError, phase: Phase, *, peer: str | None = None,
     kw = {"phase": phase, "peer": peer, "errno": code}
     if isinstance(exc, _socket.gaierror):
         # Before any errno check: an EAI code is negative and means nothing as an errno.
-        name = _GAI_NAMES.get(code, str(code))
-        return NameUnresolvable(f"the resolver could not resolve the name{where}: {name}: {exc.strerror or exc}",
+        # A gaierror built without a code (gaierror("text")) has errno None: no EAI name to give.
+        name = None if code is None else _GAI_NAMES.get(code, str(code))
+        said = exc.strerror or str(exc)
+        return NameUnresolvable(f"the resolver could not resolve the name{where}: "
+                                f"{f'{name}: ' if name else ''}{said}",
                                 reason="resolver-error", gai_error=name, **kw)
     if phase == "resolve" and isinstance(exc, TimeoutError) and code is None:
         return NameUnresolvable(f"the resolver did not answer before the connect deadline{where}",
