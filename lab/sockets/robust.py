@@ -233,6 +233,10 @@ def resolve(host: str, port: int, timeout: float | None) -> list[tuple[Any, ...]
         return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, numeric)
     except socket.gaierror:
         pass  # a name, not an address: ask the resolver
+    except UnicodeError as exc:
+        # The idna codec refuses the name before any resolver sees it (a label empty or over 63
+        # characters): no such name can exist. A gaierror, so the caller reports NameUnresolvable.
+        raise socket.gaierror(socket.EAI_NONAME, f"{host!r} is not a valid host name: {exc}") from exc
     done = threading.Event()
     result: list[Any] = []
 
