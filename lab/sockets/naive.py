@@ -204,10 +204,19 @@ class WallClockDeadlineSocket(LengthPrefixedSocket):
     SLICE_S = 0.1
     on_deadline: Any = None     # called with the deadline once it is set (the lab's clock-jump child uses it)
 
-    def _recv_exactly(self, count: int) -> bytes:
+    def myreceive(self) -> bytes:
+        # One deadline for the whole reply, header and payload, set once (and reported once).
         deadline = time.time() + self.deadline_s
         if self.on_deadline is not None:
             self.on_deadline(deadline)
+        header = self._recv_before(HEADER_SIZE, deadline)
+        length, _ = HEADER.unpack(header)
+        return header + self._recv_before(length, deadline)
+
+    def _recv_exactly(self, count: int) -> bytes:
+        return self._recv_before(count, time.time() + self.deadline_s)
+
+    def _recv_before(self, count: int, deadline: float) -> bytes:
         chunks: list[bytes] = []
         got = 0
         while got < count:
