@@ -76,7 +76,7 @@ def run(ctx: ScenarioContext, apply: Callable[[], Any], judge: Judge) -> dict[st
 
     ctx.side_by_side(connect_by_name(), fault=inject)
     during = tally.counts()      # still in place: nothing else has resolved since the subjects ended
-    if "fault" in state:
+    if state.get("fault") is not None:
         state["fault"].clear()
     at_fault = state.get("at_fault", during)
     seen = {k: during[k] - at_fault[k] for k in during}
