@@ -51,9 +51,15 @@ class ServerAgent(Protocol):
 
 
 class ClientAgent(Protocol):
-    """The client-agent's calls that scenarios make."""
+    """The client-agent's calls that faults and scenarios make."""
 
     def tcp_stats(self) -> dict[str, dict[str, int]]: ...
+
+    def dns(self, action: str, *, address: str = "127.0.0.11") -> list[str]: ...
+
+    def counters(self) -> list[dict[str, Any]]: ...
+
+    def unblock(self) -> list[str]: ...
 
 
 class ToxiproxyAPI(Protocol):
@@ -67,6 +73,14 @@ class ToxiproxyAPI(Protocol):
     def toxics(self, proxy: str) -> list[dict[str, Any]]: ...
 
     def toxic(self, proxy: str, kind: str, **kw: Any) -> AbstractContextManager[dict[str, Any]]: ...
+
+
+class WallClockFile(Protocol):
+    """The wall-clock offset the clock-jump scenario's faked processes read (lab.inlab.faults.clock_jump)."""
+
+    def jump(self, offset_s: int) -> None: ...
+
+    def reset(self) -> None: ...
 
 
 class Capture(Protocol):
@@ -85,6 +99,12 @@ class FaultContext(Protocol):
 
     @property
     def server_agent(self) -> ServerAgent: ...
+
+    @property
+    def client_agent(self) -> ClientAgent: ...
+
+    @property
+    def wall_clock(self) -> WallClockFile: ...
 
     @property
     def toxiproxy(self) -> ToxiproxyAPI: ...

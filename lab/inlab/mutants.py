@@ -35,12 +35,14 @@ class Mutant:
     fault: str
     name: str
     does: str
-    swallow: frozenset[str] = frozenset()        # calls dropped on the floor: block, signal, add_toxic, behave
+    swallow: frozenset[str] = frozenset()        # calls dropped on the floor: block, signal, add_toxic, behave, dns
     block: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)   # server_agent.block arguments
     signal: Mapping[str, str] = dataclasses.field(default_factory=dict)      # signal renames, e.g. KILL -> CONT
     server: Mapping[str, str] = dataclasses.field(default_factory=dict)      # target renames (signals, control)
     toxic: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)   # add_toxic fields (and proxy)
     control: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)  # server_control(cmd="behave") fields
+    dns: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)      # client_agent.dns arguments
+    clock: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)    # wall_clock.jump arguments
 
     @property
     def key(self) -> str:
@@ -71,6 +73,12 @@ def _toxic(fault: str, *extra: Mutant) -> list[Mutant]:
                    toxic={"toxicity": 0.0}),
             Mutant(fault, "wrong-proxy", "adds the toxic to the other server's proxy",
                    toxic={"proxy": OTHER_SERVER.get}),
+            *extra]
+
+
+def _dns(fault: str, *extra: Mutant) -> list[Mutant]:
+    return [Mutant(fault, "no-op", "installs no rule on the resolver's queries", swallow=frozenset({"dns"})),
+            Mutant(fault, "wrong-address", "matches 127.0.0.12, where no resolver is", dns={"address": "127.0.0.12"}),
             *extra]
 
 
@@ -121,6 +129,13 @@ CATALOGUE: list[Mutant] = [
                                  toxic={"timeout": 6000})),
     *_toxic("slicer", Mutant("slicer", "tenfold", "pieces ten times larger", toxic={"average_size": _scaled(10)}),
             Mutant("slicer", "other-stream", "slices the other direction", toxic={"stream": OTHER_STREAM.get})),
+    *_dns("dns-silent", Mutant("dns-silent", "reject", "answers the queries with ICMP port unreachable instead of "
+                               "silence", dns={"action": "reject"})),
+    *_dns("dns-refused", Mutant("dns-refused", "drop", "drops the queries instead of refusing them",
+                                dns={"action": "drop"})),
+    Mutant("clock-jump", "no-op", "writes no offset: the wall clock does not move", swallow=frozenset({"jump"})),
+    Mutant("clock-jump", "tenth", "jumps a tenth as far", clock={"offset_s": lambda s: int(s / 10)}),
+    Mutant("clock-jump", "other-way", "jumps the other way", clock={"offset_s": lambda s: -s}),
     *_toxic("slow-close", Mutant("slow-close", "tenth", "a tenth of the delay", toxic={"delay": _scaled(0.1)})),
     *_toxic("timeout", Mutant("timeout", "closes", "closes the connection 0.5 s after the last data instead of "
                               "holding it", toxic={"timeout": 500}),
@@ -180,6 +195,24 @@ class _Rewriting:
     def wait_process(self, target: str, state: str, **kwargs: Any) -> Any:
         return self._real.wait_process(self._mutant.server.get(target, target), state, **kwargs)
 
+    # the client agent
+    def dns(self, action: str, **fields: Any) -> Any:
+        if "dns" in self._mutant.swallow:
+            self._log(f"dns {action} swallowed")
+            return []
+        changed = _rewrite({"action": action, **fields}, self._mutant.dns)
+        self._log(f"dns {changed}")
+        return self._real.dns(**changed)
+
+    # the wall clock of the faked processes
+    def jump(self, offset_s: int) -> Any:
+        if "jump" in self._mutant.swallow:
+            self._log(f"clock jump {offset_s:+d} s swallowed")
+            return None
+        changed = _rewrite({"offset_s": offset_s}, self._mutant.clock)
+        self._log(f"clock jump {changed}")
+        return self._real.jump(**changed)
+
     # Toxiproxy
     def add_toxic(self, proxy: str, kind: str, **fields: Any) -> Any:
         if "add_toxic" in self._mutant.swallow:
@@ -204,6 +237,10 @@ class MutatedContext:
     def __init__(self, ctx: Any, mutant: Mutant) -> None:
         self._ctx, self._mutant = ctx, mutant
         self.server_agent = _Rewriting(ctx.server_agent, mutant, self._log)
+        for name in ("client_agent", "wall_clock"):   # not every stand-in context has these
+            real = getattr(ctx, name, None)
+            if real is not None:
+                setattr(self, name, _Rewriting(real, mutant, self._log))
         self.toxiproxy = _Rewriting(ctx.toxiproxy, mutant, self._log)
 
     def _log(self, what: str) -> None:

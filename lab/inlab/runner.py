@@ -93,6 +93,9 @@ class Context:
         self.toxiproxy = Toxiproxy(TOXIPROXY_API)
         self.server_agent = AgentClient(SERVER_HOST, AGENT_PORT)
         self.client_agent = AgentClient(LOOPBACK, AGENT_PORT)
+        from lab.inlab.faults.clock_jump import WallClock
+
+        self.wall_clock = WallClock()     # the offset file libfaketime'd children read (clock-jump)
         self.facts: dict[str, Any] = {}
         self.pcaps: dict[str, bytes] = {}
         self.host_faults: dict[str, str] = {}

@@ -8,7 +8,8 @@ its type alone, never by parsing a message::
     ├── ConnectError                 the conversation never started
     │   ├── ConnectRefused           RST answered our SYN: nobody listens there
     │   ├── ConnectTimeout           no answer to our SYNs before the connect deadline
-    │   └── NoRoute                  the kernel has no path to that address
+    │   ├── NoRoute                  the kernel has no path to that address
+    │   └── NameUnresolvable         the peer's name gave no address: .reason says why
     ├── ConnectionLost               the conversation started and then ended
     │   ├── PeerClosed               clean EOF *between* messages (FIN, nothing pending)
     │   ├── IncompleteMessage        EOF *inside* a message: .received of .expected bytes
@@ -34,12 +35,13 @@ from __future__ import annotations
 
 import contextlib
 import errno as _errno
+import socket as _socket
 from collections.abc import Iterator
 from typing import Literal
 
 from lab.sockets import errnos
 
-Phase = Literal["connect", "read", "write", "close"]
+Phase = Literal["resolve", "connect", "read", "write", "close"]
 """Which step of the conversation was under way when the error happened."""
 
 Detector = Literal["read-deadline", "idle-deadline", "heartbeat", "keepalive", "user-timeout"]
@@ -75,8 +77,9 @@ class LabError(Exception):
             out["phase"] = self.phase
         if self.errno is not None:
             out["errno"] = self.errno
-            out["errno_name"] = _errno.errorcode.get(self.errno, str(self.errno))
-        for key in ("received", "expected", "detected_by", "after", "sent", "total"):
+            # A resolver's failure carries its negative EAI code, which no errno table knows.
+            out["errno_name"] = _errno.errorcode.get(self.errno) or _GAI_NAMES.get(self.errno, str(self.errno))
+        for key in ("received", "expected", "detected_by", "after", "sent", "total", "reason", "gai_error"):
             if hasattr(self, key):
                 out[key] = getattr(self, key)
         return out
@@ -96,6 +99,27 @@ class ConnectTimeout(ConnectError):
 
 class NoRoute(ConnectError):
     """The local kernel knows no route to the address (ENETUNREACH, EHOSTUNREACH)."""
+
+
+class NameUnresolvable(ConnectError):
+    """The peer's host name could not be turned into an address, so no SYN was ever sent.
+
+    ``reason`` is "resolver-error" when the resolver answered with a failure (a
+    ``socket.gaierror``: ``gai_error`` names it, e.g. EAI_AGAIN or EAI_NONAME, and ``errno``
+    holds its negative EAI code) or "resolver-timeout" when it said nothing before the
+    connect deadline (``getaddrinfo`` itself has no timeout: the caller bounded it).
+    """
+
+    def __init__(self, message: str, *, reason: str, gai_error: str | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.reason = reason
+        self.gai_error = gai_error
+
+
+RESOLVE_REASONS = ("resolver-error", "resolver-timeout")
+
+# getaddrinfo's failures (negative EAI_* codes, not errnos) by name, for messages and reports.
+_GAI_NAMES = {getattr(_socket, n): n for n in dir(_socket) if n.startswith("EAI_")}
 
 
 class ConnectionLost(LabError):
@@ -187,6 +211,17 @@ def translate(exc: OSError, phase: Phase, *, peer: str | None = None,
     code = exc.errno
     where = f" ({peer})" if peer else ""
     kw = {"phase": phase, "peer": peer, "errno": code}
+    if isinstance(exc, _socket.gaierror):
+        # Before any errno check: an EAI code is negative and means nothing as an errno.
+        # A gaierror built without a code (gaierror("text")) has errno None: no EAI name to give.
+        name = None if code is None else _GAI_NAMES.get(code, str(code))
+        said = exc.strerror or str(exc)
+        return NameUnresolvable(f"the resolver could not resolve the name{where}: "
+                                f"{f'{name}: ' if name else ''}{said}",
+                                reason="resolver-error", gai_error=name, **kw)
+    if phase == "resolve" and isinstance(exc, TimeoutError) and code is None:
+        return NameUnresolvable(f"the resolver did not answer before the connect deadline{where}",
+                                reason="resolver-timeout", **kw)
     # socket.timeout is TimeoutError with errno None: our own deadline expired.
     if isinstance(exc, TimeoutError) and code is None:
         if phase == "connect":
@@ -228,7 +263,7 @@ def translating(phase: Phase, **kw: object) -> Iterator[None]:
 
 
 __all__ = [
-    "LabError", "ConnectError", "ConnectRefused", "ConnectTimeout", "NoRoute",
+    "LabError", "ConnectError", "ConnectRefused", "ConnectTimeout", "NoRoute", "NameUnresolvable",
     "ConnectionLost", "PeerClosed", "IncompleteMessage", "PeerReset", "BrokenPipe",
     "PeerUnresponsive", "SendStalled", "ProtocolError", "FrameTooLarge", "BadFrame",
     "DETECTORS", "translate", "translating",

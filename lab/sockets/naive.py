@@ -19,6 +19,8 @@ same four calls::
     "naive"              LengthPrefixedSocket    header loop, then payload loop (the sound one)
     "naive-single-recv"  SingleRecvSocket        assumes one recv holds a whole message
     "naive-ignore-send"  IgnoreSendReturnSocket  assumes one send takes a whole message
+    "naive-two-writes"   TwoWritesSocket         header and payload in two send() calls, Nagle left on
+    "naive-walltime"     WallClockDeadlineSocket a read deadline computed from time.time()
 
 Each accepts an existing socket-like object (``sock=``), so the fakes in
 :mod:`lab.testing` can drive them without a network.
@@ -26,7 +28,9 @@ Each accepts an existing socket-like object (``sock=``), so the fakes in
 
 from __future__ import annotations
 
+import select
 import socket
+import time
 from typing import Any, Protocol
 
 from lab.sockets.framing import HEADER, HEADER_SIZE, encode_data
@@ -170,12 +174,75 @@ class IgnoreSendReturnSocket(LengthPrefixedSocket):
         self.sock.send(msg)
 
 
+class TwoWritesSocket(LengthPrefixedSocket):
+    """Mistake: writes the header, then the payload, as two small sends, with Nagle's algorithm on.
+
+    Failure: nothing is lost, but every exchange stalls. The header leaves at once; the
+    payload is small and the header is not yet acknowledged, so Nagle's algorithm holds it
+    back until an ACK comes. The server has nothing to say before the whole request is in, so
+    its kernel delays that ACK (Linux: about 40 ms). Write-write-read costs some 40 ms per
+    exchange where one write (or TCP_NODELAY) costs a round trip.
+    """
+
+    def mysend(self, msg: bytes) -> None:
+        self._send_all(msg[:HEADER_SIZE], HEADER_SIZE)
+        self._send_all(msg[HEADER_SIZE:], len(msg) - HEADER_SIZE)
+
+
+class WallClockDeadlineSocket(LengthPrefixedSocket):
+    """Mistake: its read deadline is computed from the wall clock, ``time.time()``.
+
+    It waits for a reply at most ``deadline_s`` (2 s), in short slices, asking the wall clock
+    after each how much time is left. Failure: the wall clock is not a stopwatch. NTP steps
+    it, an administrator sets it, a VM resumes: when it jumps forward the deadline fires at
+    once (TimeoutError, though the peer may be fine); when it jumps back the deadline moves
+    away by the size of the jump and the wait goes on, for practical purposes forever.
+    ``time.monotonic()`` never jumps. Needs a real socket (it selects on it).
+    """
+
+    deadline_s = 2.0
+    SLICE_S = 0.1
+    on_deadline: Any = None     # called with the deadline once it is set (the lab's clock-jump child uses it)
+
+    def myreceive(self) -> bytes:
+        # One deadline for the whole reply, header and payload, set once (and reported once).
+        deadline = time.time() + self.deadline_s
+        if self.on_deadline is not None:
+            self.on_deadline(deadline)
+        header = self._recv_before(HEADER_SIZE, deadline)
+        length, _ = HEADER.unpack(header)
+        return header + self._recv_before(length, deadline)
+
+    def _recv_exactly(self, count: int) -> bytes:
+        return self._recv_before(count, time.time() + self.deadline_s)
+
+    def _recv_before(self, count: int, deadline: float) -> bytes:
+        chunks: list[bytes] = []
+        got = 0
+        while got < count:
+            left = deadline - time.time()
+            if left <= 0:
+                raise TimeoutError(f"no reply within {self.deadline_s:g} s (by the wall clock)")
+            readable, _, _ = select.select([self.sock], [], [], min(left, self.SLICE_S))
+            if not readable:
+                continue
+            chunk = self.sock.recv(min(count - got, RECV_CHUNK))
+            if chunk == b"":
+                raise RuntimeError(BROKEN)
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+
 REGISTRY: dict[str, type[_NaiveBase]] = {
     "naive-fixed": MySocket,
     "naive": LengthPrefixedSocket,
     "naive-single-recv": SingleRecvSocket,
     "naive-ignore-send": IgnoreSendReturnSocket,
+    "naive-two-writes": TwoWritesSocket,
+    "naive-walltime": WallClockDeadlineSocket,
 }
 
-__all__ = ["MySocket", "LengthPrefixedSocket", "SingleRecvSocket", "IgnoreSendReturnSocket", "REGISTRY",
+__all__ = ["MySocket", "LengthPrefixedSocket", "SingleRecvSocket", "IgnoreSendReturnSocket", "TwoWritesSocket",
+           "WallClockDeadlineSocket", "REGISTRY",
            "make_message", "fixed_message", "BROKEN", "SocketLike"]

@@ -42,6 +42,7 @@ import os
 import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -216,6 +217,69 @@ def _wait_fd(poller: Any, fd: int, timeout: float | None) -> int:
     return 0
 
 
+
+def resolve(host: str, port: int, timeout: float | None) -> list[tuple[Any, ...]]:
+    """``getaddrinfo`` for a TCP connection to ``host:port``, bounded by ``timeout`` seconds.
+
+    ``getaddrinfo`` takes no timeout and cannot be interrupted: a silent resolver holds it for
+    its own timeouts (glibc: 5 s per attempt, 2 attempts), far past a connect deadline. So it
+    runs in a daemon thread and this waits at most ``timeout``; past that it raises
+    ``socket.timeout`` (phase "resolve": :class:`~lab.sockets.errors.NameUnresolvable`) and
+    leaves the thread to finish on its own, its answer discarded. An address literal is
+    resolved in place, without the thread. A failure of the resolver is its ``socket.gaierror``.
+    """
+    numeric = socket.AI_NUMERICHOST
+    try:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, numeric)
+    except socket.gaierror:
+        pass  # a name, not an address: ask the resolver
+    except UnicodeError as exc:
+        # The idna codec refuses the name before any resolver sees it (a label empty or over 63
+        # characters): no such name can exist. A gaierror, so the caller reports NameUnresolvable.
+        raise socket.gaierror(socket.EAI_NONAME, f"{host!r} is not a valid host name: {exc}") from exc
+    done = threading.Event()
+    result: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            result.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            result.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name=f"resolve {host}", daemon=True).start()
+    if not done.wait(timeout):
+        raise socket.timeout(f"resolving {host!r} took longer than {timeout:g} s")
+    found = result[0]
+    if isinstance(found, BaseException):
+        raise found
+    if not found:
+        raise socket.gaierror(socket.EAI_NONAME, f"no address for {host!r}")
+    return found
+
+
+def _connect_first(addresses: list[tuple[Any, ...]], deadline: float | None,
+                   source_address: tuple[str, int] | None) -> socket.socket:
+    """Connect to the first of ``addresses`` that answers, all within ``deadline`` (monotonic)."""
+    last: OSError | None = None
+    for family, kind, proto, _, sockaddr in addresses:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise socket.timeout("connect deadline passed")
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    assert last is not None
+    raise last
+
 class RobustConnection:
     """One framed TCP (or socketpair) conversation with deadlines on every wait. See the module docstring.
 
@@ -263,13 +327,18 @@ class RobustConnection:
                 source_address: tuple[str, int] | None = None) -> "RobustConnection":
         """Connect like ``socket.create_connection`` within ``timeouts.connect``; errors are lab errors.
 
-        Refused ⇒ ConnectRefused (immediately); no answer ⇒ ConnectTimeout.
+        Refused ⇒ ConnectRefused (immediately); no answer ⇒ ConnectTimeout. The name is resolved
+        within the same deadline (:func:`resolve`): a resolver that fails or says nothing ⇒
+        NameUnresolvable, and the time it took is gone from what the SYNs get.
         """
         config = config if config is not None else RobustConfig()
         peer = f"{host}:{port}"
+        limit = config.timeouts.connect
+        deadline = None if limit is None else time.monotonic() + limit
+        with translating("resolve", peer=peer):
+            addresses = resolve(host, port, limit)
         with translating("connect", peer=peer):
-            sock = socket.create_connection((host, port), timeout=config.timeouts.connect,
-                                            source_address=source_address)
+            sock = _connect_first(addresses, deadline, source_address)
         try:
             return cls(sock, config, peer=peer)
         except BaseException:

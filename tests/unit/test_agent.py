@@ -685,3 +685,170 @@ def test_command_runner_enforces_its_deadline() -> None:
     res = CommandRunner().run(["sleep", "10"], timeout=0.2)
     assert res.returncode == 124 and "no answer within 0.2 s" in res.stderr
     assert time.monotonic() - start < 2
+
+
+# dns (the client-agent's resolver faults and counters) ---------------------------------------------
+
+def _dns_rule(rid: str, match: list[str], target: list[str] | None = None) -> list[str]:
+    return ["-A", "LAB-FAULTS", "-i", "lo", *match, "-m", "comment", "--comment", f"socket-lab:{rid}",
+            *(["-j", *target] if target else [])]
+
+
+@pytest.mark.parametrize(("request_fields", "expected"), [
+    ({"action": "drop"}, [_dns_rule("r1", ["-d", "127.0.0.11"], ["DROP"])]),
+    ({"action": "reject"}, [_dns_rule("r1", ["-d", "127.0.0.11"], ["REJECT", "--reject-with", "icmp-port-unreachable"])]),
+    ({"action": "count"}, [_dns_rule("r1", ["-d", "127.0.0.11"]),
+                           _dns_rule("r2", ["-s", "127.0.0.11", "!", "-p", "icmp"]),
+                           _dns_rule("r3", ["-s", "127.0.0.11", "-p", "icmp"])]),
+    ({"action": "drop", "address": "127.0.0.53"}, [_dns_rule("r1", ["-d", "127.0.0.53"], ["DROP"])]),
+    ({"action": "count", "address": "127.255.0.1"}, [_dns_rule("r1", ["-d", "127.255.0.1"]),
+                                                     _dns_rule("r2", ["-s", "127.255.0.1", "!", "-p", "icmp"]),
+                                                     _dns_rule("r3", ["-s", "127.255.0.1", "-p", "icmp"])]),
+], ids=["drop", "reject", "count", "drop-other-address", "count-other-address"])
+def test_dns_builds_the_iptables_rules(tmp_path: Path, proc: FakeProc, request_fields: dict[str, Any],
+                                       expected: list[list[str]]) -> None:
+    runner = FakeRunner(CHAIN_EXISTS)
+    reply = ok(make_agent(tmp_path, proc, runner).handle({"op": "dns", **request_fields}))
+    assert runner.appended() == expected
+    assert reply["ids"] == [f"r{i + 1}" for i in range(len(expected))]
+    # Every call is iptables with its lock wait, and LAB-FAULTS is ensured before the rules go in.
+    assert all(c[:3] == IPT for c in runner.calls)
+    assert runner.calls[0] == [*IPT, "-N", "LAB-FAULTS"]
+
+
+def test_dns_rules_say_what_each_one_is_for(tmp_path: Path, proc: FakeProc) -> None:
+    agent = make_agent(tmp_path, proc)
+    counts = ok(agent.handle({"op": "dns", "action": "count"}))
+    fault = ok(agent.handle({"op": "dns", "action": "reject"}))
+    assert counts == {"ok": True, "ids": ["r1", "r2", "r3"], "rules": [
+        {"id": "r1", "hook": "INPUT", "match": "dns queries 127.0.0.11", "action": "queries", "dns": "queries",
+         "address": "127.0.0.11"},
+        {"id": "r2", "hook": "INPUT", "match": "dns answers 127.0.0.11", "action": "answers", "dns": "answers",
+         "address": "127.0.0.11"},
+        {"id": "r3", "hook": "INPUT", "match": "dns errors 127.0.0.11", "action": "errors", "dns": "errors",
+         "address": "127.0.0.11"}]}
+    assert fault == {"ok": True, "ids": ["r4"], "rules": [
+        {"id": "r4", "hook": "INPUT", "match": "dns reject 127.0.0.11", "action": "reject", "dns": "reject",
+         "address": "127.0.0.11"}]}
+
+
+def test_dns_rules_match_only_on_the_way_in_over_loopback(tmp_path: Path, proc: FakeProc) -> None:
+    # In OUTPUT a packet has no input interface: "-i lo" keeps every dns rule out of the OUTPUT hook.
+    runner = FakeRunner(CHAIN_EXISTS)
+    agent = make_agent(tmp_path, proc, runner)
+    for action in ("drop", "reject", "count"):
+        ok(agent.handle({"op": "dns", "action": action}))
+    assert len(runner.appended()) == 5
+    assert all(rule[2:4] == ["-i", "lo"] and "-o" not in rule and "tcp" not in rule for rule in runner.appended())
+
+
+@pytest.mark.parametrize(("request_", "needles"), [
+    ({"op": "dns"}, ['dns: field "action" is required']),
+    ({"op": "dns", "action": "block"}, ['dns: field "action" must be one of "drop", "reject", "count"; got \'block\'']),
+    ({"op": "dns", "action": "DROP"}, ['field "action" must be one of "drop", "reject", "count"', "'DROP'"]),
+    ({"op": "dns", "action": "reject-rst"}, ['"drop", "reject", "count"', "'reject-rst'"]),
+    ({"op": "dns", "action": 1}, ['"action"', '"drop", "reject", "count"', "got 1"]),
+    ({"op": "dns", "action": "drop", "address": 11}, ['dns: field "address" must be a string; got 11']),
+    ({"op": "dns", "action": "drop", "address": "8.8.8.8"},
+     ['dns: "address" must be a loopback IPv4 address (127.x.y.z) where a resolver answers; got \'8.8.8.8\'']),
+    ({"op": "dns", "action": "drop", "address": "127.0.0.256"}, ['"address"', "127.x.y.z", "'127.0.0.256'"]),
+    ({"op": "dns", "action": "drop", "address": "127.0.0"}, ['"address"', "127.x.y.z", "'127.0.0'"]),
+    ({"op": "dns", "action": "drop", "address": "127.0.0.11/8"}, ['"address"', "127.x.y.z"]),
+    ({"op": "dns", "action": "drop", "address": "127.0.0.011"}, ['"address"', "127.x.y.z"]),
+    ({"op": "dns", "action": "drop", "address": "127.0.0.11 -j ACCEPT"}, ['"address"', "127.x.y.z"]),
+    ({"op": "dns", "action": "drop", "address": "127.0.0.11\n"}, ['"address"', "127.x.y.z"]),
+    ({"op": "dns", "action": "drop", "address": "::1"}, ['"address"', "127.x.y.z"]),
+    ({"op": "dns", "action": "drop", "port": 53}, ["'port'", "accepted fields: action, address"]),
+], ids=lambda v: str(v)[:70] if isinstance(v, dict) else None)
+def test_dns_bad_requests_name_the_field_and_what_is_accepted(tmp_path: Path, proc: FakeProc,
+                                                              request_: dict[str, Any], needles: list[str]) -> None:
+    runner = FakeRunner(CHAIN_EXISTS)
+    message = error(make_agent(tmp_path, proc, runner).handle(request_))
+    for needle in needles:
+        assert needle in message, (needle, message)
+    assert runner.calls == []      # refused before any iptables call, the chain included
+
+
+def test_dns_plan_refuses_an_unknown_action_itself() -> None:
+    # The op's own field check comes first; plan_dns still refuses on its own (its other callers).
+    from lab.inlab.agent.iptables import plan_dns
+    from lab.inlab.agent.requests import BadRequest
+
+    assert plan_dns("count", "127.0.0.11") == [("queries", "127.0.0.11"), ("answers", "127.0.0.11"),
+                                               ("errors", "127.0.0.11")]
+    assert plan_dns("reject", "127.1.2.3") == [("reject", "127.1.2.3")]
+    with pytest.raises(BadRequest, match=r"^dns: \"action\" must be one of drop, reject, count; got 'accept'$"):
+        plan_dns("accept", "127.0.0.11")
+
+
+def test_a_dns_count_that_fails_half_way_is_rolled_back(tmp_path: Path, proc: FakeProc) -> None:
+    runner = FakeRunner({**CHAIN_EXISTS, (*IPT, "-A", "LAB-FAULTS", "-i", "lo", "-s", "127.0.0.11", "-p"):
+                         Completed(2, "", "iptables: No chain/target/match by that name.\n")})
+    agent = make_agent(tmp_path, proc, runner)
+    message = error(agent.handle({"op": "dns", "action": "count"}))
+    assert "No chain/target/match by that name" in message
+    deletes = [c[3:] for c in runner.calls if c[3] == "-D"]
+    assert deletes == [["-D", *_dns_rule("r1", ["-d", "127.0.0.11"])[1:]],
+                       ["-D", *_dns_rule("r2", ["-s", "127.0.0.11", "!", "-p", "icmp"])[1:]]]
+    assert ok(agent.handle({"op": "unblock"}))["removed"] == []   # none of the three is remembered
+
+
+def test_reset_undoes_the_dns_rules(tmp_path: Path) -> None:
+    proc = FakeProc(tmp_path / "proc")
+    proc.add(1, ["python3", "-m", "lab.inlab.agent.service"])  # the client-agent's namespace
+    runner = FakeRunner(CHAIN_EXISTS)
+    agent = make_agent(tmp_path, proc, runner)
+    counting = ok(agent.handle({"op": "dns", "action": "count"}))["ids"]
+    fault = ok(agent.handle({"op": "dns", "action": "drop"}))["ids"]
+    assert (counting, fault) == (["r1", "r2", "r3"], ["r4"])
+    reply = ok(agent.handle({"op": "reset"}))
+    assert reply == {"ok": True, "removed": ["r1", "r2", "r3", "r4"], "continued": [], "released": None,
+                     "captures_stopped": []}
+    assert [c for c in runner.calls if c[3] == "-F"] == [[*IPT, "-F", "LAB-FAULTS"]]
+    assert ok(agent.handle({"op": "unblock"}))["removed"] == []
+
+
+DNS_LISTING = """\
+Chain LAB-FAULTS (2 references)
+    pkts      bytes target     prot opt in     out     source               destination
+       6      372            all  --  lo     *       0.0.0.0/0            127.0.0.11           /* socket-lab:r1 */
+       4      520            !icmp --  lo     *       127.0.0.11           0.0.0.0/0            /* socket-lab:r2 */
+       2      180            icmp --  lo     *       127.0.0.11           0.0.0.0/0            /* socket-lab:r3 */
+       2      124 REJECT     all  --  lo     *       0.0.0.0/0            127.0.0.11           /* socket-lab:r4 */ reject-with icmp-port-unreachable
+"""
+
+
+def test_dns_counters_are_read_back_with_what_each_rule_counts(tmp_path: Path, proc: FakeProc) -> None:
+    runner = FakeRunner({**CHAIN_EXISTS, (*IPT, "-L", "LAB-FAULTS"): Completed(0, DNS_LISTING, "")})
+    agent = make_agent(tmp_path, proc, runner)
+    ok(agent.handle({"op": "dns", "action": "count"}))
+    ok(agent.handle({"op": "dns", "action": "reject"}))
+    rules = ok(agent.handle({"op": "counters"}))["rules"]
+    assert [(r["id"], r["dns"], r["packets"], r["bytes"], r["hook"]) for r in rules] == [
+        ("r1", "queries", 6, 372, "INPUT"), ("r2", "answers", 4, 520, "INPUT"), ("r3", "errors", 2, 180, "INPUT"),
+        ("r4", "reject", 2, 124, "INPUT")]
+    assert rules[3] == {"id": "r4", "packets": 2, "bytes": 124, "target": "REJECT", "hook": "INPUT",
+                        "match": "dns reject 127.0.0.11", "action": "reject", "dns": "reject",
+                        "address": "127.0.0.11"}
+
+
+def test_the_dns_op_is_known_to_the_agent(tmp_path: Path, proc: FakeProc) -> None:
+    assert "dns" in ok(make_agent(tmp_path, proc).handle({"op": "ping"}))["ops"]
+    assert ", dns" in error(make_agent(tmp_path, proc).handle({"op": "nslookup"}))
+
+
+def test_the_agent_client_sends_the_dns_request_and_returns_the_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.inlab.agent.client import AgentClient
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def request(self: AgentClient, op: str, **fields: Any) -> dict[str, Any]:
+        sent.append((op, fields))
+        return {"ok": True, "ids": ["r7"], "rules": []}
+
+    monkeypatch.setattr(AgentClient, "request", request)
+    client = AgentClient("127.0.0.1")
+    assert client.dns("drop") == ["r7"]
+    assert client.dns("count", address="127.0.0.53") == ["r7"]
+    assert sent == [("dns", {"action": "drop", "address": "127.0.0.11"}),
+                    ("dns", {"action": "count", "address": "127.0.0.53"})]

@@ -9,8 +9,9 @@ import socket
 import pytest
 
 from lab.sockets import errnos
-from lab.sockets.errors import (BrokenPipe, ConnectionLost, ConnectRefused, ConnectTimeout, IncompleteMessage, LabError,
-                        NoRoute, PeerReset, PeerUnresponsive, SendStalled, translate, translating)
+from lab.sockets.errors import (RESOLVE_REASONS, BrokenPipe, ConnectError, ConnectionLost, ConnectRefused,
+                               ConnectTimeout, IncompleteMessage, LabError, NameUnresolvable, NoRoute, PeerReset,
+                               PeerUnresponsive, SendStalled, translate, translating)
 
 PHASES = ("connect", "read", "write", "close")
 
@@ -165,3 +166,85 @@ def test_kind_is_the_class_name_and_everything_is_a_lab_error() -> None:
     for code in (errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE, errno.ENETUNREACH, errno.ETIMEDOUT):
         err = translate(oserror(code), "read")
         assert isinstance(err, LabError) and err.kind == type(err).__name__
+
+
+# Name resolution -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("code", "name", "text"), [
+    (socket.EAI_AGAIN, "EAI_AGAIN", "Temporary failure in name resolution"),
+    (socket.EAI_NONAME, "EAI_NONAME", "Name or service not known"),
+    (socket.EAI_FAIL, "EAI_FAIL", "Non-recoverable failure in name resolution"),
+    (socket.EAI_NODATA, "EAI_NODATA", "No address associated with hostname"),
+])
+def test_a_resolver_failure_is_name_unresolvable_with_its_eai_name(code: int, name: str, text: str) -> None:
+    err = translate(socket.gaierror(code, text), "resolve", peer="server:7000")
+    assert type(err) is NameUnresolvable and isinstance(err, ConnectError)
+    assert (err.reason, err.gai_error, err.errno, err.phase, err.peer) == ("resolver-error", name, code, "resolve",
+                                                                          "server:7000")
+    assert err.message == f"the resolver could not resolve the name (server:7000): {name}: {text}"
+
+
+@pytest.mark.parametrize("phase", ["resolve", *PHASES])
+def test_a_gaierror_is_never_read_as_an_errno_whatever_the_phase(phase: str) -> None:
+    # EAI_AGAIN is -3: as an errno it would mean nothing (and -errno 3 is ESRCH); checked before any errno set.
+    err = translate(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), phase)  # type: ignore[arg-type]
+    assert type(err) is NameUnresolvable
+    assert (err.reason, err.gai_error, err.phase) == ("resolver-error", "EAI_AGAIN", phase)
+    assert err.message == "the resolver could not resolve the name: EAI_AGAIN: Temporary failure in name resolution"
+
+
+def test_a_gaierror_with_an_unknown_code_keeps_the_number() -> None:
+    err = translate(socket.gaierror(-999, "odd"), "resolve")
+    assert (type(err), err.reason, err.gai_error, err.errno) == (NameUnresolvable, "resolver-error", "-999", -999)
+    assert err.message == "the resolver could not resolve the name: -999: odd"
+
+
+def test_a_gaierror_without_a_code_has_no_eai_name() -> None:
+    err = translate(socket.gaierror("no address for 'x'"), "resolve", peer="x:1")
+    assert (type(err), err.reason, err.gai_error, err.errno) == (NameUnresolvable, "resolver-error", None, None)
+    assert err.message == "the resolver could not resolve the name (x:1): no address for 'x'"
+
+
+def test_our_timeout_while_resolving_is_name_unresolvable_resolver_timeout() -> None:
+    err = translate(socket.timeout("resolving 'server' took longer than 3 s"), "resolve", peer="server:7000")
+    assert type(err) is NameUnresolvable
+    assert (err.reason, err.gai_error, err.errno, err.phase) == ("resolver-timeout", None, None, "resolve")
+    assert err.message == "the resolver did not answer before the connect deadline (server:7000)"
+    assert RESOLVE_REASONS == ("resolver-error", "resolver-timeout")
+
+
+def test_only_the_resolve_phase_makes_our_timeout_a_name_problem() -> None:
+    assert type(translate(socket.timeout(), "connect")) is ConnectTimeout
+    assert type(translate(socket.timeout(), "read")) is PeerUnresponsive
+
+
+def test_a_kernel_etimedout_while_resolving_is_not_a_resolver_timeout() -> None:
+    # Only our own deadline (errno None) is "resolver-timeout"; an errno goes by its set as always.
+    assert type(translate(oserror(errno.ETIMEDOUT), "resolve")) is PeerUnresponsive
+    assert type(translate(oserror(errno.ECONNREFUSED), "resolve")) is ConnectRefused
+
+
+@pytest.mark.parametrize(("raised", "reason"), [
+    (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), "resolver-error"),
+    (socket.timeout("resolving 'server' took longer than 3 s"), "resolver-timeout"),
+])
+def test_translating_chains_the_resolver_failure(raised: OSError, reason: str) -> None:
+    with pytest.raises(NameUnresolvable) as info:
+        with translating("resolve", peer="server:7000"):
+            raise raised
+    assert info.value.__cause__ is raised
+    assert info.value.reason == reason and info.value.peer == "server:7000"
+
+
+def test_as_dict_of_a_resolver_error_names_the_eai_code() -> None:
+    err = translate(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), "resolve",
+                    peer="server:7000")
+    assert err.as_dict() == {
+        "error": "NameUnresolvable", "message": "the resolver could not resolve the name (server:7000): EAI_AGAIN: "
+                                                "Temporary failure in name resolution",
+        "phase": "resolve", "errno": socket.EAI_AGAIN, "errno_name": "EAI_AGAIN",
+        "reason": "resolver-error", "gai_error": "EAI_AGAIN"}
+    timed_out = translate(socket.timeout(), "resolve").as_dict()
+    assert timed_out == {"error": "NameUnresolvable",
+                         "message": "the resolver did not answer before the connect deadline",
+                         "phase": "resolve", "reason": "resolver-timeout", "gai_error": None}

@@ -11,6 +11,7 @@ import pytest
 
 from lab.sockets.framing import HEADER_SIZE, Decoder, encode_echo
 from lab.sockets.naive import (BROKEN, REGISTRY, IgnoreSendReturnSocket, LengthPrefixedSocket, MySocket, SingleRecvSocket,
+                               TwoWritesSocket, WallClockDeadlineSocket,
                        fixed_message, make_message)
 from lab.testing import Fail, Recv, ScriptedSocket, ScriptError, Send, memory_stream_pair
 
@@ -20,7 +21,8 @@ REPLY = encode_echo(1, b"hello world")
 
 def test_registry_names_every_variant() -> None:
     assert REGISTRY == {"naive-fixed": MySocket, "naive": LengthPrefixedSocket,
-                        "naive-single-recv": SingleRecvSocket, "naive-ignore-send": IgnoreSendReturnSocket}
+                        "naive-single-recv": SingleRecvSocket, "naive-ignore-send": IgnoreSendReturnSocket,
+                        "naive-two-writes": TwoWritesSocket, "naive-walltime": WallClockDeadlineSocket}
     for cls in REGISTRY.values():
         assert cls.__doc__ and ("Mistake" in cls.__doc__ or "HOWTO" in cls.__doc__ or "brittle" in cls.__doc__)
 
@@ -183,3 +185,42 @@ def test_memory_stream_recv_timeout_and_broken_pipe() -> None:
     b.close()
     with pytest.raises(BrokenPipeError):
         a.send(b"x")
+
+
+# -- naive-two-writes: header and payload in two send() calls --------------------------------------
+
+def test_two_writes_sends_the_header_then_the_payload_in_exactly_two_calls() -> None:
+    sock = ScriptedSocket([Send(100), Send(100), Send(100), Send(100)])
+    conn = TwoWritesSocket(sock)
+    conn.mysend(MSG)
+    conn.mysend(make_message(2, b"xy"))
+    assert [n for op, n in sock.calls if op == "send"] == [HEADER_SIZE, len(MSG) - HEADER_SIZE,
+                                                           HEADER_SIZE, 8 + 2]
+    assert bytes(sock.sent) == MSG + make_message(2, b"xy") and sock.done
+
+
+def test_two_writes_still_loops_over_partial_sends_within_each_write() -> None:
+    # Not a data-loss bug: each of its two writes is the sound loop, and the header never merges with the payload.
+    sock = ScriptedSocket([Send(3), Send(100), Send(4), Send(100)])
+    TwoWritesSocket(sock).mysend(MSG)
+    assert [n for op, n in sock.calls if op == "send"] == [5, 2, 19, 15]
+    assert bytes(sock.sent) == MSG and sock.done
+
+
+def test_two_writes_send_returning_zero_is_connection_broken() -> None:
+    sock = ScriptedSocket([Send(5), Send(0)])
+    with pytest.raises(RuntimeError, match=f"^{BROKEN}$"):
+        TwoWritesSocket(sock).mysend(MSG)
+    assert bytes(sock.sent) == MSG[:HEADER_SIZE]
+
+
+def test_two_writes_reads_like_the_sound_length_prefixed_socket() -> None:
+    sock = ScriptedSocket([Recv(REPLY[:3]), Recv(REPLY[3:])])
+    assert TwoWritesSocket(sock).myreceive() == REPLY and sock.done
+
+
+def test_wall_clock_socket_needs_a_real_socket_and_says_its_defaults() -> None:
+    assert (WallClockDeadlineSocket.deadline_s, WallClockDeadlineSocket.SLICE_S) == (2.0, 0.1)
+    assert WallClockDeadlineSocket.on_deadline is None
+    assert issubclass(WallClockDeadlineSocket, LengthPrefixedSocket) and issubclass(TwoWritesSocket,
+                                                                                    LengthPrefixedSocket)

@@ -85,6 +85,10 @@ class AgentClient:
                              action=action, probability=probability)
         return list(reply["ids"])
 
+    def dns(self, action: str, *, address: str = "127.0.0.11") -> list[str]:
+        """Drop or reject the resolver's queries, or count them ("count"); returns the rules' ids."""
+        return list(self.request("dns", action=action, address=address)["ids"])
+
     def unblock(self) -> list[str]:
         return list(self.request("unblock")["removed"])
 

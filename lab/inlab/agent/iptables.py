@@ -104,3 +104,55 @@ def parse_counters(listing: str) -> list[dict[str, Any]]:
             found.append({"id": m.group(4), "packets": int(m.group(1)), "bytes": int(m.group(2)),
                           "target": m.group(3)})
     return found
+
+
+# The resolver ----------------------------------------------------------------------------------
+# Docker's embedded DNS answers at 127.0.0.11 inside each container's namespace: the nat table
+# DNATs port 53 to a random port of that address, so the filter table sees 127.0.0.11:<random>.
+# DNS rules match on INPUT only (``-i lo``: in OUTPUT a packet has no input interface, so they
+# never match there). That is on purpose: a query dropped or rejected in OUTPUT fails the
+# resolver's sendto() at once with EPERM, a local error no real network gives; dropped on its
+# way *in* to the resolver's socket, the query has left the client and simply gets no answer.
+# INPUT also has no per-uid chain, so the sandboxed uid's queries meet the same rules.
+DOCKER_DNS = "127.0.0.11"
+DNS_ACTIONS = ("drop", "reject", "count")
+# What each counting rule counts, in the order they are added.
+DNS_COUNTS = ("queries", "answers", "errors")
+_DNS_ADDRESS_RE = re.compile(r"127\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){2}")
+
+
+@dataclass(frozen=True)
+class DnsRule:
+    """One iptables rule of a ``dns`` request: a fault on the resolver's queries, or a counter."""
+
+    id: str
+    kind: str        # drop | reject | queries | answers | errors
+    address: str     # the resolver's address (Docker's 127.0.0.11)
+
+    def args(self, verb: str = "-A") -> list[str]:
+        match = {"queries": ["-d", self.address], "drop": ["-d", self.address], "reject": ["-d", self.address],
+                 "answers": ["-s", self.address, "!", "-p", "icmp"],
+                 "errors": ["-s", self.address, "-p", "icmp"]}[self.kind]
+        argv = [verb, CHAIN, "-i", "lo", *match, "-m", "comment", "--comment", f"{COMMENT_PREFIX}{self.id}"]
+        if self.kind == "drop":
+            argv += ["-j", "DROP"]
+        elif self.kind == "reject":
+            # "Port unreachable": the resolver's host is up and nothing listens on its DNS port; the
+            # client's resolver reads ECONNREFUSED from its UDP socket and gives up at once.
+            argv += ["-j", "REJECT", "--reject-with", "icmp-port-unreachable"]
+        return argv
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "hook": "INPUT", "match": f"dns {self.kind} {self.address}", "action": self.kind,
+                "dns": self.kind, "address": self.address}
+
+
+def plan_dns(action: str, address: str) -> list[tuple[str, str]]:
+    """(kind, address) of each rule a ``dns`` request adds: one fault rule, or the three counters."""
+    if action not in DNS_ACTIONS:
+        raise BadRequest(f'dns: "action" must be one of {", ".join(DNS_ACTIONS)}; got {action!r}')
+    if not _DNS_ADDRESS_RE.fullmatch(address):
+        raise BadRequest(f'dns: "address" must be a loopback IPv4 address (127.x.y.z) where a resolver answers; '
+                         f"got {address!r}")
+    kinds = DNS_COUNTS if action == "count" else (action,)
+    return [(kind, address) for kind in kinds]

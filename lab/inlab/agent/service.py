@@ -37,6 +37,10 @@ Ops (fields in brackets are optional):
                                                               with local or remote ``port`` only if given
     reset          unblock, CONT stopped servers, USR2 the supervisor, drop all captures
                    (and, in the client-agent, clear the sandbox's targets: its baseline stays)
+    dns            action drop|reject|count, [address]       the resolver's queries (Docker's DNS,
+                                                              127.0.0.11) dropped or answered with ICMP
+                                                              port unreachable; count: three counters
+                                                              (queries, answers, errors); in LAB-FAULTS
     sandbox_allow  targets [[ipv4, port], ...] (at most 16)   the only TCP targets graded code may
                                                               reach; replaces the last list, [] clears
                                                               (client-agent only: --sandbox-uid)
@@ -77,7 +81,8 @@ from typing import Any
 from lab.addresses import AGENT_PORT, DRIVER_PORT
 from lab.inlab.agent import sandboxrules
 from lab.inlab.agent.commands import COMMAND_TIMEOUT, CommandRunner, Completed, RunsCommands
-from lab.inlab.agent.iptables import ACTIONS, CHAIN, DIRECTIONS, HOOKS, Rule, parse_counters, plan_rules
+from lab.inlab.agent.iptables import ACTIONS, CHAIN, DIRECTIONS, DOCKER_DNS, HOOKS, DnsRule, Rule, parse_counters, \
+    plan_dns, plan_rules
 from lab.inlab.agent.log import emit
 from lab.inlab.agent.procfs import ProcInfo, lab_processes, parse_snmp
 from lab.inlab.agent.requests import Args, BadRequest, OpFailed
@@ -116,6 +121,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "reset": (),
     "sandbox_allow": ("targets",),
     "tcp_table": ("port",),
+    "dns": ("action", "address"),
 }
 
 
@@ -141,7 +147,7 @@ class Agent:
         self.capture_ready_timeout = capture_ready_timeout
         self.capture_quiet = capture_quiet
         self._iptables_lock = threading.Lock()
-        self._rules: dict[str, Rule] = {}
+        self._rules: dict[str, Rule | DnsRule] = {}
         self._next_rule = 1
         self._captures: dict[str, TcpdumpCapture] = {}
         self._captures_lock = threading.Lock()
@@ -210,6 +216,26 @@ class Agent:
                     added.append(rule)
             except OpFailed:
                 for rule in added:  # all or nothing: a half-applied block would mislead the scenario
+                    self._iptables(*rule.args("-D"), check=False)
+                raise
+            self._rules.update((r.id, r) for r in added)
+        return {"ids": [r.id for r in added], "rules": [r.describe() for r in added]}
+
+    def op_dns(self, args: Args) -> dict[str, Any]:
+        action = args.choice("action", ("drop", "reject", "count"))
+        address = args.string("address", DOCKER_DNS)
+        planned = plan_dns(action, address)
+        with self._iptables_lock:
+            self.ensure_chain()
+            added: list[DnsRule] = []
+            try:
+                for kind, addr in planned:
+                    rule = DnsRule(f"r{self._next_rule}", kind, addr)
+                    self._next_rule += 1
+                    self._iptables(*rule.args())
+                    added.append(rule)
+            except OpFailed:
+                for rule in added:
                     self._iptables(*rule.args("-D"), check=False)
                 raise
             self._rules.update((r.id, r) for r in added)

@@ -1,0 +1,182 @@
+"""The client's wall clock jumps: deadlines computed from time.time() misfire, monotonic ones hold."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+from lab.inlab.faults.clock_jump import child_env
+from lab.inlab.scenario import Expect, bound
+from lab.sockets.robust import RobustConfig
+from lab.toolerrors import CheckFailed, SetupError
+
+NAME = "clock-jump"
+TITLE = "A wall-clock jump"
+HOWTO = "Non-blocking Sockets"
+WIRE = """
+Nothing happens on the wire. A client waits up to 5 s for a message from a server that has
+nothing to say, and while it waits its wall clock jumps an hour, as when NTP steps a clock,
+an administrator sets it or a virtual machine resumes. A deadline computed as time.time() + 5
+is now an hour away, or an hour past: jumped forward, it fires at once, though nothing went
+wrong; jumped back, it never fires. A deadline computed from time.monotonic(), a clock that
+only ever moves forward at a steady rate, fires 5 s after the wait began either way.
+"""
+INJECTION = ("Each implementation runs in a process of its own with libfaketime preloaded (Debian's package), "
+             "reading its wall-clock offset from a file; the lab writes +3600 s into the file while both wait "
+             "(first part, checks only), then -3600 s (the judged part). Their monotonic clock is the kernel's.")
+PATH = "direct"
+DEADLINE_S = RobustConfig().timeouts.read     # 5 s: robust's read deadline; naive-walltime gets the same
+JUMP_S = 3600
+WATCHDOG = DEADLINE_S + 3.0
+EXPECT = {
+    "robust": Expect("error", ("PeerUnresponsive",), within=bound("stuck_reply", 0.5),
+                     note="its 5 s read deadline + 0.5 s, counted on time.monotonic(), whatever the wall clock did"),
+    "naive-walltime": Expect("blocked", note="clock jumped back an hour: its time.time() deadline is an hour away"),
+}
+REMEMBER = "Measure durations with time.monotonic(); time.time() is for timestamps, and it jumps."
+LOOK_FOR = ("In each process the skew time.time() − time.monotonic() moves by exactly the jump, while its monotonic "
+            "clock ticks on in steady 0.1 s steps. Forward: naive-walltime gives up at once, robust after 5 s. "
+            "Back: robust still after 5 s, naive-walltime never.")
+
+
+def start(impl, host, port):
+    return subprocess.Popen([sys.executable, "-m", "lab.inlab.clockchild", "--impl", impl, "--host", host,
+                             "--port", str(port), "--deadline", str(DEADLINE_S)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+
+
+class Child:
+    """One implementation's process and what it said, read in a thread of its own."""
+
+    def __init__(self, impl, host, port):
+        self.impl = impl
+        self.proc = start(impl, host, port)
+        self.events = []
+        self.waiting = threading.Event()
+        self.done = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            self.events.append(event)
+            if event.get("event") == "waiting":
+                self.waiting.set()
+            elif event.get("event") == "done":
+                self.done.set()
+        self.done.set()
+
+    def result(self):
+        return next((e for e in self.events if e.get("event") == "done"), None)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=5)
+        return self.proc.stderr.read()[-500:] if self.proc.stderr else ""
+
+
+class ChildError(CheckFailed):
+    """What the child process raised, carried by name (the runner records ``error_name``)."""
+
+    def __init__(self, name, message):
+        super().__init__(message)
+        self.error_name = name
+
+
+def worker(ctx, subject, outcome):
+    child = Child(subject.impl, subject.host, subject.port)
+    try:
+        if not child.waiting.wait(10.0):
+            raise SetupError(f"{subject.impl}'s process never began waiting: {child.stop()}")
+        ctx.ready()
+        child.done.wait(ctx.watchdog + 1.5)
+    finally:
+        child.stop()
+        outcome.measurements["clock"] = child.events
+    done = child.result()
+    if done is not None and done["status"] == "error":
+        raise ChildError(done["error"], done.get("message", ""))
+
+
+def forward_part(ctx, host, port):
+    """The clock jumps forward: run both, jump, collect; judged by checks (the EXPECT judges the back jump)."""
+    children = {impl: Child(impl, host, port) for impl in ctx.judged}
+    jump = None
+    try:
+        for child in children.values():
+            child.waiting.wait(10.0)
+        jump = ctx.apply("clock-jump", offset_s=JUMP_S)
+        at = time.monotonic()
+        for child in children.values():
+            child.done.wait(DEADLINE_S + 3.0)
+    finally:
+        for child in children.values():
+            child.stop()
+        if jump is not None:   # a failed apply must surface as itself, not as a name error here
+            jump.clear()
+    return {impl: child.events for impl, child in children.items()}, at
+
+
+def skew_jump(events, at):
+    """(skew before, skew after, monotonic step across the jump, when after ``at`` the new skew was first seen)."""
+    ticks = [e for e in events if e.get("event") in ("waiting", "clock") and "m" in e]
+    before = [e for e in ticks if e["m"] < at]
+    after = [e for e in ticks if e["m"] >= at + 0.05]
+    if not before or not after:
+        return None
+    step = max((b["m"] - a["m"] for a, b in zip(ticks, ticks[1:])), default=0.0)
+    return before[-1]["skew"], after[0]["skew"], step, after[0]["m"] - at
+
+
+def prove_jump(ctx, label, events_by_impl, at, offset):
+    parts, ok = [], bool(events_by_impl)
+    for impl, events in events_by_impl.items():
+        seen = skew_jump(events, at)
+        if seen is None:
+            ok = False
+            parts.append(f"{impl}: no clock readings on both sides of the jump")
+            continue
+        before, after, step, when = seen
+        moved = after - before
+        good = abs(moved - offset) <= 0.5 and step < 0.5
+        ok = ok and good
+        parts.append(f"{impl}: time.time() − time.monotonic() went {before:.3f} → {after:.3f} ({moved:+.3f} s, "
+                     f"seen {when * 1000:.0f} ms after the write); its monotonic clock's largest step "
+                     f"{step * 1000:.0f} ms")
+    ctx.prove(f"{label}: each process's wall clock moved by {offset:+d} s and its monotonic clock did not jump",
+              ok, "; ".join(parts) or "no process ran")
+
+
+def run(ctx):
+    host, port = ctx.target()
+    events, at = forward_part(ctx, host, port)
+    prove_jump(ctx, "jump forward", events, at, JUMP_S)
+    for impl, evs in events.items():
+        done = next((e for e in evs if e.get("event") == "done"), None)
+        waiting = next((e for e in evs if e.get("event") == "waiting"), None)
+        took = done["t"] if done else None
+        since_jump = (waiting["m"] + took - at) if done and waiting else None
+        ctx.facts[f"{impl}_forward"] = {"status": done and done["status"], "error": done and done.get("error"),
+                                        "wait_s": took, "after_jump_s": since_jump}
+        if impl == "robust":
+            ctx.check(impl, f"clock jumped forward: the monotonic deadline fired after {DEADLINE_S:g} s, not earlier",
+                      bool(done) and done.get("error") == "PeerUnresponsive" and DEADLINE_S - 0.05 <= took
+                      <= DEADLINE_S + 0.5, f"{done and done.get('error')} after {took} s of waiting")
+        else:
+            ctx.check(impl, "clock jumped forward: the time.time() deadline fired at once (a misfire)",
+                      bool(done) and done.get("error") == "TimeoutError" and since_jump is not None
+                      and since_jump < 0.5 and took < DEADLINE_S - 0.5,
+                      f"{done and done.get('error')} after {took} s of waiting, "
+                      f"{since_jump if since_jump is None else round(since_jump, 3)} s after the jump")
+    state = {}
+    ctx.side_by_side(worker, fault=lambda: state.setdefault("at", (ctx.apply("clock-jump", offset_s=-JUMP_S),
+                                                                    time.monotonic())))
+    back = {impl: ctx.outcomes[impl].measurements.get("clock", []) for impl in ctx.judged}
+    prove_jump(ctx, "jump back", back, state["at"][1], -JUMP_S)
+    for impl in ctx.judged:
+        ctx.facts[f"{impl}_back_status"] = ctx.outcomes[impl].status
