@@ -95,7 +95,7 @@ class BaseServer(abc.ABC):
         if self._started:
             raise RuntimeError("this server was already started; make a new one to restart")
         self._started = True
-        self.log = DeliveryLog(self.state_dir)
+        self.log = self._make_log()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             # A restarted server must get its port back while old connections sit in TIME_WAIT.
@@ -143,6 +143,10 @@ class BaseServer(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _make_log(self) -> DeliveryLog:
+        """The delivery log this server records into (the forking server shares one between processes)."""
+        return DeliveryLog(self.state_dir)
 
     @abc.abstractmethod
     def _start(self) -> None:
