@@ -21,7 +21,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 PROC_NET_TCP = Path("/proc/net/tcp")
+ESTABLISHED = 0x01
+TIME_WAIT = 0x06
 LISTEN = 0x0A
+STATES = {0x01: "ESTABLISHED", 0x02: "SYN_SENT", 0x03: "SYN_RECV", 0x04: "FIN_WAIT1", 0x05: "FIN_WAIT2",
+          0x06: "TIME_WAIT", 0x07: "CLOSE", 0x08: "CLOSE_WAIT", 0x09: "LAST_ACK", 0x0A: "LISTEN", 0x0B: "CLOSING"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +34,9 @@ class Row:
     remote: tuple[str, int]
     state: int
     uid: int
+    inode: int = 0        # the socket's inode: /proc/PID/fd/N links to socket:[inode]
+    rx_queue: int = 0     # bytes received and not yet read by the process (0 for a LISTEN row)
+    tx_queue: int = 0     # bytes sent and not yet acknowledged
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -45,7 +52,10 @@ def parse(text: str) -> list[Row]:
         if len(fields) < 8 or not fields[0].endswith(":") or not fields[0][:-1].isdigit():
             continue
         try:
-            rows.append(Row(_address(fields[1]), _address(fields[2]), int(fields[3], 16), int(fields[7])))
+            tx, rx = (int(q, 16) for q in fields[4].split(":"))
+            inode = int(fields[9]) if len(fields) > 9 and fields[9].isdigit() else 0
+            rows.append(Row(_address(fields[1]), _address(fields[2]), int(fields[3], 16), int(fields[7]),
+                            inode, rx, tx))
         except (ValueError, OSError, struct.error):
             continue
     return rows
@@ -63,4 +73,4 @@ def read(path: Path = PROC_NET_TCP) -> list[Row]:
         return []
 
 
-__all__ = ["Row", "parse", "ports_of", "read", "PROC_NET_TCP", "LISTEN"]
+__all__ = ["Row", "parse", "ports_of", "read", "PROC_NET_TCP", "ESTABLISHED", "TIME_WAIT", "LISTEN", "STATES"]
