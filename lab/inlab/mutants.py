@@ -54,8 +54,8 @@ def _scaled(factor: float) -> Callable[[Any], Any]:
     return scale
 
 
-OTHER_SERVER = {"threaded": "selectors", "selectors": "threaded"}
-OTHER_PORT = {7000: 7100, 7100: 7000}
+OTHER_SERVER = {"threaded": "selectors", "selectors": "threaded", "forking": "threaded"}
+OTHER_PORT = {7000: 7100, 7100: 7000, 7200: 7000}
 OTHER_STREAM = {"upstream": "downstream", "downstream": "upstream"}
 
 

@@ -63,8 +63,9 @@ def test_a_wrong_type_names_parameter_value_and_type() -> None:
 
 
 def test_a_bad_choice_lists_the_choices() -> None:
-    assert _refused("freeze", {"server": "forking"}) == {
-        "fault": "freeze", "param": "server", "given": "'forking'", "expected": "one of 'threaded', 'selectors'"}
+    assert _refused("freeze", {"server": "nginx"}) == {
+        "fault": "freeze", "param": "server", "given": "'nginx'",
+        "expected": "one of 'threaded', 'selectors', 'forking'"}
     assert _refused("slicer", {"stream": "sideways"})["expected"] == "one of 'upstream', 'downstream'"
     assert _refused("behave", {"mode": "nap"})["expected"] == ("one of 'normal', 'close', 'abort', 'stop_reading' "
                                                                "or None")

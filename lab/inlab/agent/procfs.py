@@ -4,16 +4,27 @@
 module their ``python -m`` runs) so the agent can signal and wait on them;
 :func:`parse_snmp` reads ``/proc/net/snmp`` and ``/proc/net/netstat``. The
 root is a parameter, so unit tests hand in a fake tree.
+
+A forked child of a lab server has its parent's command line; it is told apart by its
+parent: a ``lab.server`` process whose parent is a ``lab.server`` process is that server's
+child, with the role ``IMPL-child`` (``forking-child``), so that "the forking server" is its
+listener and never one of the children. With ``sockets=True`` each process also lists its TCP
+sockets, read by the kernel's own account: the ``socket:[inode]`` links in ``/proc/PID/fd``
+matched to the inodes of ``/proc/net/tcp`` (for the server's uid, reading another user's
+``fd`` directory takes CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH; see compose.yaml).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lab.inlab import tcptable
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -25,6 +36,8 @@ class ProcInfo:
     state: str
     argv: tuple[str, ...] = ()
     started: float | None = None    # wall-clock seconds (time.time()) when the process started, if known
+    child_of: int | None = None     # a lab server's forked child: its parent's pid
+    sockets: tuple[dict[str, Any], ...] | None = None   # its TCP sockets, when asked for (None: not read)
 
     @property
     def module(self) -> str | None:
@@ -40,7 +53,7 @@ class ProcInfo:
         if module == "lab.server.supervisor" and self.pid == 1:
             return "supervisor"
         if module == "lab.server":
-            return _impl(self.argv)
+            return _impl(self.argv) + ("-child" if self.child_of is not None else "")
         return None
 
     @property
@@ -52,8 +65,11 @@ class ProcInfo:
         return self.state in ("T", "t")
 
     def describe(self) -> dict[str, Any]:
-        return {"pid": self.pid, "state": self.state, "role": self.role, "cmdline": " ".join(self.argv),
-                "started": self.started}
+        described = {"pid": self.pid, "state": self.state, "role": self.role, "cmdline": " ".join(self.argv),
+                     "started": self.started, "ppid": self.ppid}
+        if self.sockets is not None:
+            described["sockets"] = list(self.sockets)
+        return described
 
 
 def _impl(argv: Sequence[str]) -> str:
@@ -110,8 +126,41 @@ def read_processes(proc_root: Path, *, with_cmdline: bool = True) -> list[ProcIn
     return sorted(found, key=lambda p: p.pid)
 
 
-def lab_processes(proc_root: Path) -> list[ProcInfo]:
-    return [p for p in read_processes(proc_root) if p.module in ("lab.server", "lab.server.supervisor")]
+def lab_processes(proc_root: Path, *, sockets: bool = False) -> list[ProcInfo]:
+    found = [p for p in read_processes(proc_root) if p.module in ("lab.server", "lab.server.supervisor")]
+    servers = {p.pid for p in found if p.module == "lab.server"}
+    found = [dataclasses.replace(p, child_of=p.ppid) if p.module == "lab.server" and p.ppid in servers else p
+             for p in found]
+    if sockets:
+        table = {row.inode: row for row in tcptable.read(proc_root / "net" / "tcp") if row.inode}
+        found = [dataclasses.replace(p, sockets=tuple(process_sockets(proc_root, p.pid, table))) for p in found]
+    return found
+
+
+def process_sockets(proc_root: Path, pid: int, table: dict[int, tcptable.Row]) -> list[dict[str, Any]]:
+    """The TCP sockets (IPv4) process ``pid`` holds, each as the kernel's table describes it."""
+    held = []
+    try:
+        fds = list((proc_root / str(pid) / "fd").iterdir())
+    except OSError:
+        return []
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if not (target.startswith("socket:[") and target.endswith("]") and target[8:-1].isdigit()):
+            continue
+        row = table.get(int(target[8:-1]))
+        if row is not None:
+            held.append(describe_row(row))
+    return sorted(held, key=lambda s: (s["local"], s["remote"]))
+
+
+def describe_row(row: tcptable.Row) -> dict[str, Any]:
+    return {"local": f"{row.local[0]}:{row.local[1]}", "remote": f"{row.remote[0]}:{row.remote[1]}",
+            "state": tcptable.STATES.get(row.state, f"{row.state:02X}"), "rx_queue": row.rx_queue,
+            "tx_queue": row.tx_queue}
 
 
 # Counters: /proc/net -----------------------------------------------------------------------------
