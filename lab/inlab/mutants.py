@@ -41,6 +41,8 @@ class Mutant:
     server: Mapping[str, str] = dataclasses.field(default_factory=dict)      # target renames (signals, control)
     toxic: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)   # add_toxic fields (and proxy)
     control: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)  # server_control(cmd="behave") fields
+    aim: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)      # signal's other fields (peer_port);
+    #                                                                           None leaves the field out
 
     @property
     def key(self) -> str:
@@ -95,6 +97,11 @@ CATALOGUE: list[Mutant] = [
     Mutant("crash", "no-op", "sends no signal", swallow=frozenset({"signal"})),
     Mutant("crash", "cont", "sends SIGCONT instead of SIGKILL", signal={"KILL": "CONT"}),
     Mutant("crash", "wrong-server", "kills the other server", server=OTHER_SERVER),
+    Mutant("kill-child", "no-op", "sends no signal: the child is neither stopped nor killed",
+           swallow=frozenset({"signal"})),
+    Mutant("kill-child", "cont", "sends SIGCONT instead of SIGSTOP and SIGKILL", signal={"STOP": "CONT", "KILL": "CONT"}),
+    Mutant("kill-child", "listener", "signals the forking server's listener instead of the child that holds "
+           "the connection", aim={"peer_port": None}),
     Mutant("refuse", "no-op", "does not ask the supervisor to stop the servers", swallow=frozenset({"signal"})),
     Mutant("refuse", "cont", "sends the supervisor SIGCONT instead of the stop request", signal={"USR1": "CONT"}),
     Mutant("refuse", "brief", "kills only the threaded server, which the supervisor restarts 0.5 s later",
@@ -160,14 +167,15 @@ class _Rewriting:
         self._log(f"block {changed}")
         return self._real.block(**changed)
 
-    def signal(self, target: str, signal: str) -> Any:
+    def signal(self, target: str, signal: str, **fields: Any) -> Any:
         if "signal" in self._mutant.swallow:
             self._log(f"signal {signal} to {target} swallowed")
             return []
         target = self._mutant.server.get(target, target)
         signal = self._mutant.signal.get(signal, signal)
-        self._log(f"signal {signal} to {target}")
-        return self._real.signal(target, signal)
+        fields = {k: v for k, v in _rewrite(fields, self._mutant.aim).items() if v is not None}
+        self._log(f"signal {signal} to {target}" + (f" {fields}" if fields else ""))
+        return self._real.signal(target, signal, **fields)
 
     def wait_process(self, target: str, state: str, **kwargs: Any) -> Any:
         return self._real.wait_process(self._mutant.server.get(target, target), state, **kwargs)
