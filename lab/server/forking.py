@@ -68,6 +68,8 @@ from lab.server.protocol import ServerConnection
 from lab.server.stats import Rejections, ServerStats
 from lab.sockets.errors import LabError, translating
 
+CHILD_COMM = "lab-child"
+"""A child's name in /proc/PID/comm (lab.inlab.agent.procfs.CHILD_COMM: the agent tells children apart by it)."""
 SLOT = 4096
 """Bytes of the shared behaviour page: a version, a length and the behaviour as JSON."""
 _HEADER = struct.Struct("<QI")
@@ -485,6 +487,11 @@ class ForkingServer(BaseServer):
                 if name.isdigit() and int(name) not in keep:
                     with contextlib.suppress(OSError):
                         os.close(int(name))
+        # Its name in /proc (the command line stays the parent's): how the server-agent tells a child,
+        # even an orphan whose listener died, from a listener.
+        with contextlib.suppress(OSError):
+            with open("/proc/self/comm", "w") as comm:
+                comm.write(CHILD_COMM)
         # The parent's objects are shared copy-on-write; a full collection would touch them all.
         gc.freeze()
         self._pipe = pipe

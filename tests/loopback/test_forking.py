@@ -86,6 +86,8 @@ def test_each_connection_gets_its_own_child_and_none_is_left_a_zombie() -> None:
         assert set(served) == {c.getsockname()[1] for c in clients}
         assert len(set(served.values())) == 5, "one process per connection"
         assert set(served.values()) <= set(children_of(me)), "the children are the server's (this process's)"
+        # Each calls itself lab-child in /proc, the name the server-agent tells children apart by.
+        assert {Path(f"/proc/{pid}/comm").read_text().strip() for pid in served.values()} == {"lab-child"}
         for c in clients:
             c.close()
         # Every child exits once its client is gone, and is reaped: no Z entries left behind.

@@ -5,6 +5,7 @@ socket table and a restart's bind as ops."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -101,3 +102,16 @@ def test_bind_refuses_the_agent_port_and_unknown_binders(tmp_path: Path, forking
     assert "agent's own control port" in error(agent.handle({"op": "bind", "port": 9009, "binder": "reuseaddr"}))
     assert '"binder"' in error(agent.handle({"op": "bind", "port": 7200, "binder": "reuseport"}))
     assert '"port"' in error(agent.handle({"op": "bind", "port": 80, "binder": "reuseaddr"}))
+
+
+def test_an_orphaned_child_is_still_a_child_by_its_name(tmp_path: Path, forking: FakeProc) -> None:
+    # Its listener was killed and a new one started: the child's parent is now PID 1, but it still
+    # calls itself lab-child, so "signal forking KILL" reaches the new listener and not the orphan.
+    shutil.rmtree(forking.root / "30")
+    shutil.rmtree(forking.root / "32")
+    forking.set_state(31, "S", ppid=1, comm="lab-child")
+    forking.add(40, FORKING)
+    agent = make_agent(tmp_path, forking)
+    listed = {p["pid"]: p["role"] for p in ok(agent.handle({"op": "processes"}))["processes"]}
+    assert (listed[31], listed[40]) == ("forking-child", "forking")
+    assert ok(agent.handle({"op": "signal", "target": "forking", "signal": "KILL"}))["pids"] == [40]

@@ -6,9 +6,10 @@ module their ``python -m`` runs) so the agent can signal and wait on them;
 root is a parameter, so unit tests hand in a fake tree.
 
 A forked child of a lab server has its parent's command line; it is told apart by its
-parent: a ``lab.server`` process whose parent is a ``lab.server`` process is that server's
-child, with the role ``IMPL-child`` (``forking-child``), so that "the forking server" is its
-listener and never one of the children. With ``sockets=True`` each process also lists its TCP
+name (the forking server's children write :data:`CHILD_COMM` into ``/proc/self/comm``) or by
+its parent (a ``lab.server`` process whose parent is a ``lab.server`` process): it gets the
+role ``IMPL-child`` (``forking-child``), so that "the forking server" is its listener and never
+one of the children, not even an orphan whose listener was killed (its parent is then PID 1). With ``sockets=True`` each process also lists its TCP
 sockets, read by the kernel's own account: the ``socket:[inode]`` links in ``/proc/PID/fd``
 matched to the inodes of ``/proc/net/tcp`` (for the server's uid, reading another user's
 ``fd`` directory takes CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH; see compose.yaml).
@@ -26,6 +27,8 @@ from typing import Any
 
 from lab.inlab import tcptable
 
+CHILD_COMM = "lab-child"
+"""What a lab server's forked child calls itself (lab.server.forking writes it to /proc/self/comm)."""
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -37,6 +40,7 @@ class ProcInfo:
     argv: tuple[str, ...] = ()
     started: float | None = None    # wall-clock seconds (time.time()) when the process started, if known
     child_of: int | None = None     # a lab server's forked child: its parent's pid
+    comm: str = ""                  # the kernel's name for it (/proc/PID/comm, in stat's parentheses)
     sockets: tuple[dict[str, Any], ...] | None = None   # its TCP sockets, when asked for (None: not read)
 
     @property
@@ -122,15 +126,16 @@ def read_processes(proc_root: Path, *, with_cmdline: bool = True) -> list[ProcIn
         rest = stat[stat.rfind(")") + 2:].split()
         if len(rest) < 2:
             continue
-        found.append(ProcInfo(int(entry.name), int(rest[1]), rest[0], argv, _started(rest, clock)))
+        comm = stat[stat.find("(") + 1:stat.rfind(")")]
+        found.append(ProcInfo(int(entry.name), int(rest[1]), rest[0], argv, _started(rest, clock), comm=comm))
     return sorted(found, key=lambda p: p.pid)
 
 
 def lab_processes(proc_root: Path, *, sockets: bool = False) -> list[ProcInfo]:
     found = [p for p in read_processes(proc_root) if p.module in ("lab.server", "lab.server.supervisor")]
     servers = {p.pid for p in found if p.module == "lab.server"}
-    found = [dataclasses.replace(p, child_of=p.ppid) if p.module == "lab.server" and p.ppid in servers else p
-             for p in found]
+    found = [dataclasses.replace(p, child_of=p.ppid)
+             if p.module == "lab.server" and (p.ppid in servers or p.comm == CHILD_COMM) else p for p in found]
     if sockets:
         table = {row.inode: row for row in tcptable.read(proc_root / "net" / "tcp") if row.inode}
         found = [dataclasses.replace(p, sockets=tuple(process_sockets(proc_root, p.pid, table))) for p in found]
