@@ -43,9 +43,9 @@ EXPECT = {
 }
 REMEMBER = ("A process per connection isolates failures: a crashed child takes its own client with it (an RST when "
             "it dies with data unread), and nobody else.")
-LOOK_FOR = ("On each judged connection the server's RST right after the SIGKILL, answering nothing: the message the "
-            "client sent sits unacknowledged-by-reply. On the lab's own connection and on the new one: no FIN, no "
-            "RST, replies as usual.")
+LOOK_FOR = ("On each judged connection the client's last message is ACKed by the server's kernel but never "
+            "answered; a few milliseconds after the SIGKILL the server's RST ends it. On the lab's own connection "
+            "and on the new one: no FIN, no RST, replies as usual.")
 
 
 def run(ctx):

@@ -1,4 +1,10 @@
-"""A server that closed first restarts while its old connections sit in TIME_WAIT: only SO_REUSEADDR gets the port."""
+"""A server that closed first restarts while its old connections sit in TIME_WAIT: only SO_REUSEADDR gets the port.
+
+This scenario judges server code (how a restarting server binds), not a client: its
+implementations are the binders of lab.server.binding, run by the server-agent in the server's
+network namespace, where the TIME_WAIT entries are. It is not gradable (``lab grade`` drives
+client code, and the oracle has no "naive" for submitted code to run beside).
+"""
 
 import time
 
