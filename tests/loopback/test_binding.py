@@ -12,6 +12,7 @@ import pytest
 
 from lab.inlab import tcptable
 from lab.server.binding import BINDERS, bind_listener
+from lab.sockets.framing import encode_ping
 from lab.testing import running_server
 
 HOST = "127.0.0.1"
@@ -71,9 +72,13 @@ def test_reuseaddr_still_refuses_while_something_listens(port: int) -> None:
 def test_the_lab_servers_restart_on_their_port_during_time_wait(impl: str) -> None:
     with running_server(impl) as srv:
         c = socket.create_connection(srv.address, timeout=5)
-        srv.stop()                # the server closes first: FIN from its side
-        assert c.recv(10) == b""
-        c.close()
+        with c:
+            c.sendall(encode_ping(1))
+            pong = b""
+            while len(pong) < len(encode_ping(1)):   # served: accepted, not still in the backlog
+                pong += c.recv(100)                   # (a closing listener resets what waits there)
+            srv.stop()            # the server closes first: FIN from its side
+            assert c.recv(10) == b""
         assert time_wait_on(srv.port), "no TIME_WAIT on the server's port"
         srv.start()               # the lab's servers bind with SO_REUSEADDR: same port, at once
         with socket.create_connection(srv.address, timeout=5):
