@@ -5,11 +5,12 @@ runner and agents, the host's ``lab`` command and the tests. compose.yaml and
 images/toxiproxy/toxiproxy.json cannot import Python; tests/unit/test_addresses.py reads them
 and fails when they disagree with this file.
 
-The two servers sit side by side in the server container, each with its own data port and
+The three servers sit side by side in the server container, each with its own data port and
 control port, and Toxiproxy fronts each data port on the same port number::
 
     client ──► toxiproxy:7000 ──► server:7000   threaded   (control: server:7001)
     client ──► toxiproxy:7100 ──► server:7100   selectors  (control: server:7101)
+    client ──► toxiproxy:7200 ──► server:7200   forking    (control: server:7201)
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ TOXIPROXY_HOST = "toxiproxy"
 LOOPBACK = "127.0.0.1"
 
 # Data ports of the lab's servers, by implementation; Toxiproxy listens on the same numbers.
-SERVER_PORTS = {"threaded": 7000, "selectors": 7100}
+SERVER_PORTS = {"threaded": 7000, "selectors": 7100, "forking": 7200}
 # Each server's JSON-lines control port (behaviour, stats, delivery log).
-CONTROL_PORTS = {"threaded": 7001, "selectors": 7101}
+CONTROL_PORTS = {"threaded": 7001, "selectors": 7101, "forking": 7201}
 DEFAULT_SERVER = "threaded"
 DEFAULT_PORT = SERVER_PORTS[DEFAULT_SERVER]
 DEFAULT_CONTROL_PORT = CONTROL_PORTS[DEFAULT_SERVER]

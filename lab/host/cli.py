@@ -440,7 +440,7 @@ def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...],
     ui.log(f"running {chosen.name}: {chosen.title}")
 
     def job(lab: Lab) -> dict[str, Any]:
-        with ui.status(f"running {chosen.name} (naive and robust side by side)"):
+        with ui.status(f"running {chosen.name} ({' and '.join(names or sorted(chosen.expect))} side by side)"):
             return _run_one(lab, chosen.name, names, folder)
 
     report = _with_lab(opts, ui, job, keep=keep)

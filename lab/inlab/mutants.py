@@ -43,6 +43,8 @@ class Mutant:
     control: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)  # server_control(cmd="behave") fields
     dns: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)      # client_agent.dns arguments
     clock: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)    # wall_clock.jump arguments
+    aim: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)      # signal's other fields (peer_port);
+    #                                                                           None leaves the field out
 
     @property
     def key(self) -> str:
@@ -56,8 +58,8 @@ def _scaled(factor: float) -> Callable[[Any], Any]:
     return scale
 
 
-OTHER_SERVER = {"threaded": "selectors", "selectors": "threaded"}
-OTHER_PORT = {7000: 7100, 7100: 7000}
+OTHER_SERVER = {"threaded": "selectors", "selectors": "threaded", "forking": "threaded"}
+OTHER_PORT = {7000: 7100, 7100: 7000, 7200: 7000}
 OTHER_STREAM = {"upstream": "downstream", "downstream": "upstream"}
 
 
@@ -111,6 +113,11 @@ CATALOGUE: list[Mutant] = [
     Mutant("nofile", "no-op", "leaves the server's descriptor limit as it was", swallow=frozenset({"behave"})),
     Mutant("nofile", "wrong-server", "lowers the other server's limit", server=OTHER_SERVER),
     Mutant("nofile", "tenfold", "a limit ten times higher", control={"nofile": _scaled(10)}),
+    Mutant("kill-child", "no-op", "sends no signal: the child is neither stopped nor killed",
+           swallow=frozenset({"signal"})),
+    Mutant("kill-child", "cont", "sends SIGCONT instead of SIGSTOP and SIGKILL", signal={"STOP": "CONT", "KILL": "CONT"}),
+    Mutant("kill-child", "listener", "signals the forking server's listener instead of the child that holds "
+           "the connection", aim={"peer_port": None}),
     Mutant("refuse", "no-op", "does not ask the supervisor to stop the servers", swallow=frozenset({"signal"})),
     Mutant("refuse", "cont", "sends the supervisor SIGCONT instead of the stop request", signal={"USR1": "CONT"}),
     Mutant("refuse", "brief", "kills only the threaded server, which the supervisor restarts 0.5 s later",
@@ -183,14 +190,15 @@ class _Rewriting:
         self._log(f"block {changed}")
         return self._real.block(**changed)
 
-    def signal(self, target: str, signal: str) -> Any:
+    def signal(self, target: str, signal: str, **fields: Any) -> Any:
         if "signal" in self._mutant.swallow:
             self._log(f"signal {signal} to {target} swallowed")
             return []
         target = self._mutant.server.get(target, target)
         signal = self._mutant.signal.get(signal, signal)
-        self._log(f"signal {signal} to {target}")
-        return self._real.signal(target, signal)
+        fields = {k: v for k, v in _rewrite(fields, self._mutant.aim).items() if v is not None}
+        self._log(f"signal {signal} to {target}" + (f" {fields}" if fields else ""))
+        return self._real.signal(target, signal, **fields)
 
     def wait_process(self, target: str, state: str, **kwargs: Any) -> Any:
         return self._real.wait_process(self._mutant.server.get(target, target), state, **kwargs)

@@ -234,7 +234,11 @@ def load(path: Path, *, impls: tuple[str, ...] | None = None) -> Scenario:
         raise ScenarioError(f"{where}: EXPECT must be a non-empty dict of implementation name → Expect")
     known = impls
     if known is None:
-        from lab.inlab.subjects import IMPLS as known  # noqa: N811 - the list of runnable implementations
+        from lab.inlab.subjects import IMPLS
+        from lab.server.binding import BINDERS
+
+        # Client implementations, and the server code a scenario may judge instead (the binders).
+        known = (*IMPLS, *BINDERS)
     for impl, oracle in expect.items():
         if impl not in known:
             raise ScenarioError(f"{where}: EXPECT names unknown implementation {impl!r}; accepted: "

@@ -24,6 +24,8 @@ PROC_NET_TCP = Path("/proc/net/tcp")
 ESTABLISHED = 0x01
 TIME_WAIT = 0x06
 LISTEN = 0x0A
+STATES = {0x01: "ESTABLISHED", 0x02: "SYN_SENT", 0x03: "SYN_RECV", 0x04: "FIN_WAIT1", 0x05: "FIN_WAIT2",
+          0x06: "TIME_WAIT", 0x07: "CLOSE", 0x08: "CLOSE_WAIT", 0x09: "LAST_ACK", 0x0A: "LISTEN", 0x0B: "CLOSING"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Row:
     uid: int
     tx_queue: int = 0   # bytes not yet ACKed by the peer (LISTEN: the backlog's limit)
     rx_queue: int = 0   # bytes received and not yet read (LISTEN: connections waiting for accept)
+    inode: int = 0      # the socket's inode: /proc/PID/fd/N links to socket:[inode]
 
     def as_list(self) -> list[object]:
         """JSON-able: [local ip, local port, remote ip, remote port, state, uid, tx_queue, rx_queue]."""
@@ -59,7 +62,9 @@ def parse(text: str) -> list[Row]:
             continue
         try:
             tx, rx = (int(q, 16) for q in fields[4].split(":"))
-            rows.append(Row(_address(fields[1]), _address(fields[2]), int(fields[3], 16), int(fields[7]), tx, rx))
+            inode = int(fields[9]) if len(fields) > 9 and fields[9].isdigit() else 0
+            rows.append(Row(_address(fields[1]), _address(fields[2]), int(fields[3], 16), int(fields[7]),
+                            tx_queue=tx, rx_queue=rx, inode=inode))
         except (ValueError, OSError, struct.error):
             continue
     return rows
@@ -83,4 +88,5 @@ def read(path: Path = PROC_NET_TCP) -> list[Row]:
         return []
 
 
-__all__ = ["Row", "parse", "ports_of", "in_range", "read", "PROC_NET_TCP", "LISTEN", "ESTABLISHED", "TIME_WAIT"]
+__all__ = ["Row", "parse", "ports_of", "in_range", "read", "PROC_NET_TCP", "LISTEN", "ESTABLISHED", "TIME_WAIT",
+           "STATES"]

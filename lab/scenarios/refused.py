@@ -14,7 +14,7 @@ client's SYN with an RST at once, and connect() fails with ECONNREFUSED within a
 This must be seen on a direct path: Toxiproxy accepts a client before it dials the server,
 so through the proxy a refused server looks like a connection that opens and then closes.
 """
-INJECTION = "The server-agent tells the supervisor (SIGUSR1) to stop both servers and keep them stopped."
+INJECTION = "The server-agent tells the supervisor (SIGUSR1) to stop every server and keep them stopped."
 PATH = "direct"
 EXPECT = {
     "robust": Expect("error", ("ConnectRefused",), within=fixed(0.5)),

@@ -1,11 +1,12 @@
 """The lab's echo servers: the peers whose failures the socket code under test must survive.
 
-Two implementations of one protocol (see :mod:`lab.server.protocol`):
+Three implementations of one protocol (see :mod:`lab.server.protocol`):
 
     ThreadedServer   thread per connection, blocking sockets with short poll timeouts
     SelectorServer   one thread, non-blocking sockets multiplexed with ``selectors``
+    ForkingServer    process per connection: the listener forks a child for each client
 
-Both take the same arguments and are chosen by name through :data:`SERVERS`::
+All take the same arguments and are chosen by name through :data:`SERVERS`::
 
     server = make_server("selectors", "127.0.0.1", 0, control_port=0, state_dir="/tmp/s")
     with server:
@@ -16,7 +17,7 @@ Run one from a shell with ``python -m lab.server --help``. For tests, use
 
 Modules: ``protocol`` (sans-IO core), ``log`` (delivery log), ``behaviour``
 (failure scenarios), ``stats``, ``base`` (shared life cycle), ``threaded``,
-``selecting``, ``control`` (control port), ``jsonlines`` (the newline-delimited
+``selecting``, ``forking``, ``control`` (control port), ``jsonlines`` (the newline-delimited
 JSON protocol of the control ports and the fault agents), ``supervisor`` (PID 1
 of the server container: ``python -m lab.server.supervisor``), ``__main__`` (CLI).
 
@@ -30,12 +31,14 @@ from typing import Any
 from lab.server.base import BaseServer
 from lab.server.behaviour import MODES, Behaviour
 from lab.server.control import control_request
+from lab.server.forking import ForkingServer
 from lab.server.log import DeliveryLog, body_checksum
 from lab.server.protocol import ServerConnection
 from lab.server.selecting import SelectorServer
 from lab.server.threaded import ThreadedServer
 
-SERVERS: dict[str, type[BaseServer]] = {"threaded": ThreadedServer, "selectors": SelectorServer}
+SERVERS: dict[str, type[BaseServer]] = {"threaded": ThreadedServer, "selectors": SelectorServer,
+                                        "forking": ForkingServer}
 
 
 def make_server(impl: str, host: str = "127.0.0.1", port: int = 0, **kw: Any) -> BaseServer:
@@ -47,4 +50,4 @@ def make_server(impl: str, host: str = "127.0.0.1", port: int = 0, **kw: Any) ->
 
 
 __all__ = ["BaseServer", "Behaviour", "MODES", "DeliveryLog", "ServerConnection", "SelectorServer",
-           "ThreadedServer", "SERVERS", "make_server", "control_request", "body_checksum"]
+           "ThreadedServer", "ForkingServer", "SERVERS", "make_server", "control_request", "body_checksum"]

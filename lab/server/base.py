@@ -30,6 +30,7 @@ import time
 from typing import Any, Callable, ClassVar
 
 from lab.sockets.framing import DEFAULT_MAX_PAYLOAD
+from lab.server import binding
 from lab.server.behaviour import Behaviour
 from lab.server.log import DeliveryLog
 from lab.server.protocol import ServerConnection
@@ -103,15 +104,11 @@ class BaseServer(abc.ABC):
         if self._started:
             raise RuntimeError("this server was already started; make a new one to restart")
         self._started = True
-        self.log = DeliveryLog(self.state_dir)
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.log = self._make_log()
         try:
             # A restarted server must get its port back while old connections sit in TIME_WAIT.
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((self.host, self._requested_port))
-            listener.listen(self.backlog)
+            listener = binding.reuseaddr(self.host, self._requested_port, self.backlog)
         except BaseException:
-            listener.close()
             self.log.close()
             raise
         self._listener = listener
@@ -151,6 +148,10 @@ class BaseServer(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _make_log(self) -> DeliveryLog:
+        """The delivery log this server records into (the forking server shares one between processes)."""
+        return DeliveryLog(self.state_dir)
 
     @abc.abstractmethod
     def _start(self) -> None:

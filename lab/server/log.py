@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import re
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -115,15 +116,19 @@ class DeliveryLog:
             return
         with open(path, encoding="ascii") as f:
             for line in f:
-                try:
-                    rec = json.loads(line)
-                    key = rec["session"] or ANONYMOUS
-                    seq, crc = int(rec["seq"]), int(rec["crc"])
-                    digest = rec.get("d")
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    continue  # torn tail of a crashed write: never acknowledged
-                # A line from before digests (no "d") is still a delivery; only its digest is unknown.
-                self._count(key, seq, crc, int(digest, 16) if is_digest(digest) else None)
+                self._load_line(line)
+
+    def _load_line(self, line: str) -> None:
+        """Count one line of the file; a line that is not a record (a torn write) is skipped."""
+        try:
+            rec = json.loads(line)
+            key = rec["session"] or ANONYMOUS
+            seq, crc = int(rec["seq"]), int(rec["crc"])
+            digest = rec.get("d")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return  # torn tail of a crashed write: never acknowledged
+        # A line from before digests (no "d") is still a delivery; only its digest is unknown.
+        self._count(key, seq, crc, int(digest, 16) if is_digest(digest) else None)
 
     def _count(self, key: str, seq: int, crc: int, digest: int | None) -> None:
         self._sessions.setdefault(key, SessionTotals()).add(seq, crc)
@@ -206,5 +211,129 @@ class DeliveryLog:
                 self._file = None
 
 
-__all__ = ["DeliveryLog", "SessionTotals", "body_checksum", "body_digest", "is_digest", "FILENAME", "ANONYMOUS",
+class SharedDeliveryLog(DeliveryLog):
+    """One delivery log for several processes (the forking server's parent and its children).
+
+    The file is the record, and every process follows it: each holds its own file descriptor
+    (``O_APPEND``: every write lands at the end, whoever else writes) and reads what the
+    others appended since it last looked (:meth:`catch_up`, with ``pread`` at its own offset,
+    never the descriptor's shared one). :meth:`deliver` is a check-then-append, so it holds an
+    exclusive ``lockf`` lock on the file for that time: two children serving one session can
+    never both deliver the same seq. ``lockf`` (POSIX record locks) belongs to the *process*,
+    which is what is wanted here; ``flock`` belongs to the open file description, which parent
+    and children share after fork, and would exclude no one. Only complete lines are read; a
+    torn tail (a writer killed mid-write) is left, and the next writer ends it with a newline
+    first so that its own line is not glued onto the fragment.
+
+    Duplicates the session dedup refuses are not written (as in :class:`DeliveryLog`):
+    ``on_refused(digest_hex)`` tells whoever needs to know (a child tells its parent), and
+    :meth:`count_refused` counts one that another process refused. ``before_read``, when set,
+    runs before the counts are read (the parent takes in its children's reports there).
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str], *, max_digests: int = MAX_DIGESTS) -> None:
+        super().__init__(None, max_digests=max_digests)
+        self._lock = threading.RLock()  # type: ignore[assignment]
+        self.path = Path(state_dir) / FILENAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd: int | None = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._offset = 0          # bytes of the file taken in (always just after a newline)
+        self.on_refused: "Callable[[str], None] | None" = None
+        self.before_read: "Callable[[], None] | None" = None
+        self.catch_up()
+
+    def after_fork_in_child(self) -> None:
+        """In a new child: a fresh thread lock (the parent's may have been held by a thread the child lacks)."""
+        self._lock = threading.RLock()  # type: ignore[assignment]
+
+    def catch_up(self) -> None:
+        """Take in every complete line appended since the last look (by any process)."""
+        with self._lock:
+            fd = self.fd
+            if fd is None:
+                return
+            chunks = []
+            offset = self._offset
+            while True:
+                chunk = os.pread(fd, 1 << 20, offset)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                offset += len(chunk)
+            data = b"".join(chunks)
+            end = data.rfind(b"\n") + 1
+            if end == 0:
+                return
+            for line in data[:end].decode("ascii", errors="replace").splitlines():
+                self._load_line(line)
+            self._offset += end
+
+    def last_seq(self, session: bytes | None) -> int:
+        if session is None:
+            return 0
+        self.catch_up()
+        return super().last_seq(session)
+
+    def deliver(self, session: bytes | None, seq: int, body: bytes) -> bool:
+        crc = zlib.crc32(body)
+        digest = hashlib.blake2b(body, digest_size=DIGEST_SIZE).digest()
+        with self._lock:
+            fd = self.fd
+            if fd is None:
+                raise ValueError("the delivery log is closed")
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            try:
+                self.catch_up()
+                key = session.hex() if session is not None else ANONYMOUS
+                totals = self._sessions.get(key)
+                if session is not None and totals is not None and seq <= totals.last_seq:
+                    self.duplicates += 1
+                    self._note(self._refused_by_digest, int.from_bytes(digest, "big"))
+                    if self.on_refused is not None:
+                        self.on_refused(digest.hex())
+                    return False
+                rec = {"session": key if session is not None else None, "seq": seq, "len": len(body), "crc": crc,
+                       "d": digest.hex()}
+                line = (json.dumps(rec, separators=(",", ":")) + "\n").encode("ascii")
+                if os.fstat(fd).st_size > self._offset:
+                    line = b"\n" + line   # end a torn fragment first: it stays an unreadable line of its own
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+                self.catch_up()   # counts our own line the way every other process will
+                return True
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN)
+
+    def count_refused(self, digest: str) -> None:
+        """Count a duplicate another process refused (``digest``: 16 hex characters)."""
+        if not is_digest(digest):
+            return
+        with self._lock:
+            self.duplicates += 1
+            self._note(self._refused_by_digest, int(digest, 16))
+
+    def delivered_counts(self, digests: Iterable[str]) -> dict[str, int]:
+        self.catch_up()
+        return super().delivered_counts(digests)
+
+    def refused_counts(self, digests: Iterable[str]) -> dict[str, int]:
+        if self.before_read is not None:
+            self.before_read()
+        return super().refused_counts(digests)
+
+    def snapshot(self) -> dict[str, object]:
+        if self.before_read is not None:
+            self.before_read()
+        self.catch_up()
+        return super().snapshot()
+
+    def close(self) -> None:
+        with self._lock:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+
+
+__all__ = ["DeliveryLog", "SharedDeliveryLog", "SessionTotals", "body_checksum", "body_digest", "is_digest", "FILENAME", "ANONYMOUS",
            "DIGEST_SIZE", "MAX_DIGESTS"]

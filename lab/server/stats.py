@@ -56,6 +56,11 @@ class ServerStats:
             record = {"conn": conn_id, "error": type(exc).__name__, "message": str(exc)}
             if isinstance(exc, OSError) and exc.errno is not None:
                 record["errno"] = exc.errno
+        return self.record(record)
+
+    def record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Count an error already described as a record (``{"conn", "error", ...}``): how the
+        forking server's parent takes in what a child reported."""
         with self._lock:
             self.errors[record["error"]] += 1
             self.error_log.append(record)

@@ -22,6 +22,7 @@ def test_the_lab_proxies_are_there(api: Toxiproxy) -> None:
     assert {name: (p["listen"], p["upstream"], p["enabled"]) for name, p in proxies.items()} == {
         "threaded": ("[::]:7000", "server:7000", True),
         "selectors": ("[::]:7100", "server:7100", True),
+        "forking": ("[::]:7200", "server:7200", True),
     }
 
 

@@ -23,7 +23,7 @@ from lab.sockets.naive import IgnoreSendReturnSocket, LengthPrefixedSocket, MySo
 from lab.testing import running_server
 
 HOST = "127.0.0.1"
-IMPLS = ["threaded", "selectors"]
+IMPLS = ["threaded", "selectors", "forking"]
 
 
 class CountingSocket:

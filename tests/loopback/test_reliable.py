@@ -34,7 +34,7 @@ def bodies(count: int, seed: int) -> list[bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("impl", ["threaded", "selectors"])
+@pytest.mark.parametrize("impl", ["threaded", "selectors", "forking"])
 def test_a_server_restarting_mid_stream_delivers_each_of_1000_messages_exactly_once(impl):
     messages = bodies(1000, seed=1)
     events: list[tuple[str, dict[str, object]]] = []

@@ -24,7 +24,7 @@ STAMP_B = bytes(range(16, 32))
 BAD_TYPE_0 = "unknown frame type 0 in header 0000002000; accepted: HELLO=1, DATA=2, ECHO=3, PING=4, PONG=5"
 
 
-@pytest.fixture(params=["threaded", "selectors"])
+@pytest.fixture(params=["threaded", "selectors", "forking"])
 def impl(request: pytest.FixtureRequest) -> str:
     return request.param
 

@@ -25,7 +25,7 @@ HOST = "127.0.0.1"
 TIMEOUT = 5.0
 
 
-@pytest.fixture(params=["threaded", "selectors"])
+@pytest.fixture(params=["threaded", "selectors", "forking"])
 def impl(request: pytest.FixtureRequest) -> str:
     return request.param
 

@@ -8,7 +8,7 @@ from lab.inlab.stalled import StalledReply
 from lab.testing import running_server
 
 
-@pytest.mark.parametrize("impl", ["threaded", "selectors"])
+@pytest.mark.parametrize("impl", ["threaded", "selectors", "forking"])
 def test_the_window_closes_with_most_of_the_answer_still_at_the_server(impl: str) -> None:
     with running_server(impl) as srv:
         stalled = StalledReply(srv.host, srv.port).open()

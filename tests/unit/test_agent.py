@@ -340,7 +340,7 @@ def test_counters_op_joins_what_each_rule_was_for(tmp_path: Path, proc: FakeProc
     ({"op": "block", "port": 9009}, ["9009", "control port"]),
     ({"op": "block", "prot": 7000}, ["'prot'", "accepted fields: port, peer_port, direction"]),
     ({"op": "ping", "extra": 1}, ["'extra'", "accepted fields: none"]),
-    ({"op": "signal", "target": "nginx", "signal": "KILL"}, ['"target"', '"threaded", "selectors", "supervisor"']),
+    ({"op": "signal", "target": "nginx", "signal": "KILL"}, ['"target"', '"threaded", "selectors", "forking", "supervisor"']),
     ({"op": "signal", "target": "threaded", "signal": "HUP"},
      ['"signal"', '"KILL", "STOP", "CONT", "TERM", "USR1", "USR2"']),
     ({"op": "signal", "target": "threaded"}, ['"signal"', "required"]),

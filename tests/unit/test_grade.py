@@ -455,8 +455,9 @@ def test_verdicts_carry_their_evidence() -> None:
 GRADABLE = grading.gradable(SCENARIOS)
 
 
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
+@pytest.mark.parametrize("name", sorted(n for n, s in SCENARIOS.items() if "robust" in s.expect))
 def test_robust_is_predicted_to_handle_every_scenario(name: str) -> None:
+    # (A scenario that judges server code, restart-without-reuseaddr, has no robust client to predict.)
     assert gv.predicted(SCENARIOS[name], "robust").verdict in gv.GOOD
 
 

@@ -17,10 +17,19 @@ LINES = [
 def test_rows_are_read_whole() -> None:
     rows = tcptable.parse(HEADER + "".join(LINES))
     assert rows == [
-        tcptable.Row(("127.0.0.1", 9009), ("0.0.0.0", 0), 0x0A, 0),
-        tcptable.Row(("172.18.0.5", 45678), ("172.18.0.3", 7000), 0x01, 10003),
-        tcptable.Row(("172.18.0.5", 45680), ("172.18.0.3", 7000), 0x06, 10001),
+        tcptable.Row(("127.0.0.1", 9009), ("0.0.0.0", 0), 0x0A, 0, inode=1),
+        tcptable.Row(("172.18.0.5", 45678), ("172.18.0.3", 7000), 0x01, 10003, inode=2),
+        tcptable.Row(("172.18.0.5", 45680), ("172.18.0.3", 7000), 0x06, 10001, inode=0),
     ]
+
+
+def test_queues_and_inode_are_read() -> None:
+    # 0x1F4 = 500 bytes unread by the process, 0x64 = 100 bytes sent and not yet acknowledged.
+    line = "   4: 030012AC:1C20 050012AC:B272 01 00000064:000001F4 00:00000000 00000000 10001        0 77123 1 0\n"
+    (row,) = tcptable.parse(HEADER + line)
+    assert (row.local, row.remote, row.state, row.rx_queue, row.tx_queue, row.inode) == (
+        ("172.18.0.3", 7200), ("172.18.0.5", 45682), tcptable.ESTABLISHED, 500, 100, 77123)
+    assert tcptable.STATES[tcptable.TIME_WAIT] == "TIME_WAIT"
 
 
 def test_ports_of_one_owner_towards_one_peer() -> None:

@@ -96,11 +96,23 @@ class AgentClient:
         """One entry per lab rule: id, packets, bytes, target (and hook/match/action when known)."""
         return list(self.request("counters")["rules"])
 
-    def signal(self, target: str, signal: str) -> list[int]:
-        return list(self.request("signal", target=target, signal=signal)["pids"])
+    def signal(self, target: str, signal: str, peer_port: int | None = None) -> list[int]:
+        """Signal ``target``'s processes; with ``peer_port``, only its forked child holding that connection."""
+        return list(self.request("signal", target=target, signal=signal, peer_port=peer_port)["pids"])
 
-    def processes(self) -> list[dict[str, Any]]:
-        return list(self.request("processes")["processes"])
+    def processes(self, sockets: bool = False) -> list[dict[str, Any]]:
+        """The lab's processes; ``sockets=True`` adds each one's TCP sockets (from /proc/PID/fd)."""
+        return list(self.request("processes", sockets=sockets or None)["processes"])
+
+    def socket_rows(self, port: int | None = None) -> list[dict[str, Any]]:
+        """The namespace's /proc/net/tcp rows, described for people (local, remote, state name, queues), by port."""
+        return list(self.request("socket_rows", port=port)["rows"])
+
+    def bind(self, port: int, binder: str) -> dict[str, Any]:
+        """Bind (and listen on) 0.0.0.0:``port`` in the agent's namespace with one of
+        lab.server.binding.BINDERS, then close: ``bound``, ``errno``, ``took_s`` and the table before."""
+        reply = self.request("bind", port=port, binder=binder)
+        return {k: v for k, v in reply.items() if k != "ok"}
 
     def wait_process(self, target: str, state: str, timeout: float = 10.0, not_pid: int | None = None) -> int | None:
         """Wait (in the agent) until ``target`` is running/stopped/gone/new; returns its pid (None for gone)."""

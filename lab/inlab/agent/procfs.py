@@ -4,6 +4,15 @@
 module their ``python -m`` runs) so the agent can signal and wait on them;
 :func:`parse_snmp` reads ``/proc/net/snmp`` and ``/proc/net/netstat``. The
 root is a parameter, so unit tests hand in a fake tree.
+
+A forked child of a lab server has its parent's command line; it is told apart by its
+name (the forking server's children write :data:`CHILD_COMM` into ``/proc/self/comm``) or by
+its parent (a ``lab.server`` process whose parent is a ``lab.server`` process): it gets the
+role ``IMPL-child`` (``forking-child``), so that "the forking server" is its listener and never
+one of the children, not even an orphan whose listener was killed (its parent is then PID 1). With ``sockets=True`` each process also lists its TCP
+sockets, read by the kernel's own account: the ``socket:[inode]`` links in ``/proc/PID/fd``
+matched to the inodes of ``/proc/net/tcp`` (for the server's uid, reading another user's
+``fd`` directory takes CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH; see compose.yaml).
 """
 
 from __future__ import annotations
@@ -16,6 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.inlab import tcptable
+
+CHILD_COMM = "lab-child"
+"""What a lab server's forked child calls itself (lab.server.forking writes it to /proc/self/comm)."""
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -28,6 +41,9 @@ class ProcInfo:
     started: float | None = None    # wall-clock seconds (time.time()) when the process started, if known
     cpu_s: float | None = None      # user + system CPU seconds so far (/proc/PID/stat utime + stime)
     nofile: int | None = None       # its soft RLIMIT_NOFILE (/proc/PID/limits "Max open files"), if read
+    child_of: int | None = None     # a lab server's forked child: its parent's pid
+    comm: str = ""                  # the kernel's name for it (/proc/PID/comm, in stat's parentheses)
+    sockets: tuple[dict[str, Any], ...] | None = None   # its TCP sockets, when asked for (None: not read)
 
     @property
     def module(self) -> str | None:
@@ -43,7 +59,7 @@ class ProcInfo:
         if module == "lab.server.supervisor" and self.pid == 1:
             return "supervisor"
         if module == "lab.server":
-            return _impl(self.argv)
+            return _impl(self.argv) + ("-child" if self.child_of is not None else "")
         return None
 
     @property
@@ -55,8 +71,11 @@ class ProcInfo:
         return self.state in ("T", "t")
 
     def describe(self) -> dict[str, Any]:
-        return {"pid": self.pid, "state": self.state, "role": self.role, "cmdline": " ".join(self.argv),
-                "started": self.started, "cpu_s": self.cpu_s, "nofile": self.nofile}
+        described = {"pid": self.pid, "state": self.state, "role": self.role, "cmdline": " ".join(self.argv),
+                     "started": self.started, "ppid": self.ppid, "cpu_s": self.cpu_s, "nofile": self.nofile}
+        if self.sockets is not None:
+            described["sockets"] = list(self.sockets)
+        return described
 
 
 def _impl(argv: Sequence[str]) -> str:
@@ -126,11 +145,13 @@ def read_processes(proc_root: Path, *, with_cmdline: bool = True) -> list[ProcIn
         rest = stat[stat.rfind(")") + 2:].split()
         if len(rest) < 2:
             continue
-        found.append(ProcInfo(int(entry.name), int(rest[1]), rest[0], argv, _started(rest, clock), _cpu_seconds(rest)))
+        comm = stat[stat.find("(") + 1:stat.rfind(")")]
+        found.append(ProcInfo(int(entry.name), int(rest[1]), rest[0], argv, _started(rest, clock), _cpu_seconds(rest),
+                              comm=comm))
     return sorted(found, key=lambda p: p.pid)
 
 
-def lab_processes(proc_root: Path) -> list[ProcInfo]:
+def lab_processes(proc_root: Path, *, sockets: bool = False) -> list[ProcInfo]:
     found = []
     for p in read_processes(proc_root):
         if p.module not in ("lab.server", "lab.server.supervisor"):
@@ -140,7 +161,39 @@ def lab_processes(proc_root: Path) -> list[ProcInfo]:
         except OSError:
             pass
         found.append(p)
+    servers = {p.pid for p in found if p.module == "lab.server"}
+    found = [dataclasses.replace(p, child_of=p.ppid)
+             if p.module == "lab.server" and (p.ppid in servers or p.comm == CHILD_COMM) else p for p in found]
+    if sockets:
+        table = {row.inode: row for row in tcptable.read(proc_root / "net" / "tcp") if row.inode}
+        found = [dataclasses.replace(p, sockets=tuple(process_sockets(proc_root, p.pid, table))) for p in found]
     return found
+
+
+def process_sockets(proc_root: Path, pid: int, table: dict[int, tcptable.Row]) -> list[dict[str, Any]]:
+    """The TCP sockets (IPv4) process ``pid`` holds, each as the kernel's table describes it."""
+    held = []
+    try:
+        fds = list((proc_root / str(pid) / "fd").iterdir())
+    except OSError:
+        return []
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if not (target.startswith("socket:[") and target.endswith("]") and target[8:-1].isdigit()):
+            continue
+        row = table.get(int(target[8:-1]))
+        if row is not None:
+            held.append(describe_row(row))
+    return sorted(held, key=lambda s: (s["local"], s["remote"]))
+
+
+def describe_row(row: tcptable.Row) -> dict[str, Any]:
+    return {"local": f"{row.local[0]}:{row.local[1]}", "remote": f"{row.remote[0]}:{row.remote[1]}",
+            "state": tcptable.STATES.get(row.state, f"{row.state:02X}"), "rx_queue": row.rx_queue,
+            "tx_queue": row.tx_queue}
 
 
 # Counters: /proc/net -----------------------------------------------------------------------------

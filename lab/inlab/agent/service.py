@@ -27,8 +27,15 @@ Ops (fields in brackets are optional):
                                                               (TCP/IPv4, never loopback traffic)
     unblock                                                   flush LAB-FAULTS (idempotent)
     counters                                                  packets/bytes per lab rule
-    signal         target threaded|selectors|supervisor, signal KILL|STOP|CONT|TERM|USR1|USR2
-    processes                                                 lab.server / lab.server.supervisor processes
+    signal         target threaded|selectors|forking|supervisor, signal KILL|STOP|CONT|TERM|USR1|USR2,
+                   [peer_port]                                with peer_port: only the server's forked
+                                                              child that holds the connection from that
+                                                              remote port (the forking server's children)
+    processes      [sockets]                                  lab.server / lab.server.supervisor processes
+                                                              (with sockets: each one's TCP sockets)
+    tcp_table      [port]                                     /proc/net/tcp rows (local or remote port)
+    bind           port, binder reuseaddr|no-reuseaddr        bind 0.0.0.0:port here, as a restarting
+                                                              server would (lab.server.binding), close it
     wait_process   target, state running|stopped|gone|new, [not_pid], [timeout <= 30 s]
     capture_start  name [a-z0-9-]{1,32}, [filter]             tcpdump on eth0 into /tmp/NAME.pcap
     capture_stop   name                                       -> the pcap, base64
@@ -78,13 +85,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.addresses import AGENT_PORT, DRIVER_PORT
+from lab.addresses import AGENT_PORT, DRIVER_PORT, SERVER_PORTS
 from lab.inlab.agent import sandboxrules
 from lab.inlab.agent.commands import COMMAND_TIMEOUT, CommandRunner, Completed, RunsCommands
 from lab.inlab.agent.iptables import ACTIONS, CHAIN, DIRECTIONS, DOCKER_DNS, HOOKS, DnsRule, Rule, parse_counters, \
     plan_dns, plan_rules
 from lab.inlab.agent.log import emit
-from lab.inlab.agent.procfs import ProcInfo, lab_processes, parse_snmp
+from lab.inlab import tcptable
+from lab.inlab.agent.procfs import ProcInfo, describe_row, lab_processes, parse_snmp
 from lab.inlab.agent.requests import Args, BadRequest, OpFailed
 from lab.inlab.agent.sandboxrules import Target
 from lab.inlab.agent.tcpdump import TcpdumpCapture, parse_filter
@@ -100,7 +108,8 @@ MAX_WAIT = 30.0
 WAIT_POLL = 0.05
 SIGNALS = {"KILL": signals.SIGKILL, "STOP": signals.SIGSTOP, "CONT": signals.SIGCONT,
            "TERM": signals.SIGTERM, "USR1": signals.SIGUSR1, "USR2": signals.SIGUSR2}
-TARGETS = ("threaded", "selectors", "supervisor")
+SERVER_TARGETS = tuple(SERVER_PORTS)
+TARGETS = (*SERVER_TARGETS, "supervisor")
 WAIT_STATES = ("running", "stopped", "gone", "new")
 _NAME_RE = re.compile(r"[a-z0-9-]{1,32}")
 
@@ -112,8 +121,8 @@ OPS: dict[str, tuple[str, ...]] = {
     "block": ("port", "peer_port", "direction", "syn_only", "action", "probability"),
     "unblock": (),
     "counters": (),
-    "signal": ("target", "signal"),
-    "processes": (),
+    "signal": ("target", "signal", "peer_port"),
+    "processes": ("sockets",),
     "wait_process": ("target", "state", "not_pid", "timeout"),
     "capture_start": ("name", "filter"),
     "capture_stop": ("name",),
@@ -121,7 +130,9 @@ OPS: dict[str, tuple[str, ...]] = {
     "reset": (),
     "sandbox_allow": ("targets",),
     "tcp_table": ("port",),
+    "socket_rows": ("port",),
     "dns": ("action", "address"),
+    "bind": ("port", "binder"),
 }
 
 
@@ -320,7 +331,14 @@ class Agent:
             # The kernel drops these when they are sent to PID 1 from inside its own pid namespace.
             raise BadRequest(f'signal: the supervisor is PID 1 of its pid namespace and the kernel ignores "{name}" '
                              'sent to it from inside; accepted for "supervisor": "TERM", "USR1", "USR2", "CONT"')
-        found = self._find(target)
+        peer_port = args.integer("peer_port", 1, 65535, None)
+        if peer_port is not None:
+            if target not in SERVER_TARGETS:
+                raise BadRequest(f'signal: field "peer_port" picks a server\'s child by its connection; '
+                                 f'accepted with targets {", ".join(SERVER_TARGETS)}, not {target!r}')
+            found = self._child_serving(target, peer_port)
+        else:
+            found = self._find(target)
         if not found:
             raise OpFailed(f"signal: no {target} process in this agent's pid namespace; "
                            f"lab processes seen: {self._seen()}")
@@ -336,12 +354,55 @@ class Agent:
             pids.append(proc.pid)
         return {"pids": pids, "signal": name}
 
+    def _child_serving(self, target: str, peer_port: int) -> list[ProcInfo]:
+        """The live children of server ``target`` holding a connection whose remote port is ``peer_port``."""
+        children = [p for p in lab_processes(self.proc_root, sockets=True) if p.role == f"{target}-child" and p.alive]
+        serving = [p for p in children
+                   if any(s["state"] != "LISTEN" and s["remote"].rsplit(":", 1)[1] == str(peer_port)
+                          for s in p.sockets or ())]
+        if not serving:
+            held = "; ".join(f"{p.pid}: {', '.join(s['remote'] for s in p.sockets or ()) or 'no TCP socket seen'}"
+                             for p in children) or "none"
+            raise OpFailed(f"signal: no {target} child holds a connection from port {peer_port}; its children "
+                           f"and their peers: {held}")
+        return serving
+
     def _seen(self) -> str:
         procs = lab_processes(self.proc_root)
         return ", ".join(f"{p.pid} {p.role or p.module} ({p.state})" for p in procs) or "none"
 
-    def op_processes(self, _args: Args) -> dict[str, Any]:
-        return {"processes": [p.describe() for p in lab_processes(self.proc_root)]}
+    def op_processes(self, args: Args) -> dict[str, Any]:
+        sockets = args.boolean("sockets", False)
+        return {"processes": [p.describe() for p in lab_processes(self.proc_root, sockets=sockets)]}
+
+    # The socket table, and a restart's bind ------------------------------------------
+    def op_socket_rows(self, args: Args) -> dict[str, Any]:
+        port = args.integer("port", 1, 65535, None)
+        rows = tcptable.read(self.proc_root / "net" / "tcp")
+        if port is not None:
+            rows = [r for r in rows if port in (r.local[1], r.remote[1])]
+        return {"rows": [describe_row(r) for r in rows]}
+
+    def op_bind(self, args: Args) -> dict[str, Any]:
+        from lab.server.binding import BINDERS
+
+        port = args.integer("port", 1024, 65535)
+        name = args.choice("binder", BINDERS)
+        if port == self.api_port:
+            raise BadRequest(f"bind: port {self.api_port} is the agent's own control port")
+        # The table just before the attempt: what the kernel had on the port when bind() was judged.
+        before = [describe_row(r) for r in tcptable.read(self.proc_root / "net" / "tcp") if r.local[1] == port]
+        started = self.clock()
+        try:
+            sock = BINDERS[name]("0.0.0.0", port)
+        except OSError as exc:
+            import errno as errnos
+
+            return {"bound": False, "errno": errnos.errorcode.get(exc.errno or 0), "error": type(exc).__name__,
+                    "message": str(exc), "took_s": round(self.clock() - started, 6), "table": before}
+        sock.close()
+        return {"bound": True, "errno": None, "error": None, "message": "", "took_s": round(self.clock() - started, 6),
+                "table": before}
 
     def op_wait_process(self, args: Args) -> dict[str, Any]:
         target = args.choice("target", TARGETS)
@@ -487,7 +548,7 @@ class Agent:
             errors.append(str(exc))
         for proc in lab_processes(self.proc_root):
             try:
-                if proc.role in ("threaded", "selectors") and proc.stopped:
+                if proc.role is not None and proc.role.removesuffix("-child") in SERVER_TARGETS and proc.stopped:
                     self.kill(proc.pid, signals.SIGCONT)
                     result["continued"].append(proc.pid)
                 elif proc.role == "supervisor":

@@ -46,7 +46,7 @@ from lab.toolerrors import UsageError
 
 REGISTRY: dict[str, type["Fault"]] = {}
 
-Server = Literal["threaded", "selectors"]
+Server = Literal["threaded", "selectors", "forking"]
 """Which lab server (or its Toxiproxy proxy) a fault targets; lab.addresses.SERVER_PORTS has their ports."""
 
 

@@ -1,4 +1,4 @@
-# Nobody listens: the supervisor stops both servers and keeps them stopped. The host is
+# Nobody listens: the supervisor stops every server and keeps them stopped. The host is
 # up, so its kernel answers every SYN to the port with an RST: connect() fails at once
 # with ECONNREFUSED. Cleared by letting the supervisor start them again.
 from __future__ import annotations
