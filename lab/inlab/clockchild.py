@@ -84,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=tick, daemon=True).start()
     try:
         wait()
-        emit(event="done", status="completed", t=round(time.monotonic() - started, 4), skew=skew())
+        now = time.monotonic()
+        emit(event="done", status="completed", t=round(now - started, 4), skew=skew(), m=round(now, 4))
     except Exception as exc:  # noqa: BLE001 - the error is the result
         emit(event="done", status="error", error=type(exc).__name__, message=str(exc)[:200],
-             t=round(time.monotonic() - started, 4), skew=skew())
+             t=round(time.monotonic() - started, 4), skew=skew(), m=round(time.monotonic(), 4))
     return 0
 
 

@@ -124,13 +124,15 @@ def forward_part(ctx, host, port):
 
 def skew_jump(events, at):
     """(skew before, skew after, monotonic step across the jump, when after ``at`` the new skew was first seen)."""
-    ticks = [e for e in events if e.get("event") in ("waiting", "clock") and "m" in e]
+    # The last reading is the freshest: code whose wall-clock deadline the jump fires at once ends
+    # (its "done" carries a reading) before its next 0.1 s tick.
+    ticks = [e for e in events if e.get("event") in ("waiting", "clock", "done") and "m" in e and "skew" in e]
     before = [e for e in ticks if e["m"] < at]
     after = [e for e in ticks if e["m"] >= at + 0.05]
     if not before or not after:
         return None
     step = max((b["m"] - a["m"] for a, b in zip(ticks, ticks[1:])), default=0.0)
-    return before[-1]["skew"], after[0]["skew"], step, after[0]["m"] - at
+    return before[-1]["skew"], after[-1]["skew"], step, after[0]["m"] - at
 
 
 def prove_jump(ctx, label, events_by_impl, at, offset):

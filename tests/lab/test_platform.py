@@ -9,7 +9,8 @@ import pytest
 from lab.host.topology import Lab
 
 APP_SERVICES = {"server", "client"}
-AGENTS = {"server-agent": {"NET_ADMIN", "NET_RAW", "SETGID", "KILL"},
+AGENTS = {"server-agent": {"NET_ADMIN", "NET_RAW", "SETGID", "KILL",
+                             "SYS_PTRACE", "DAC_READ_SEARCH"},
           "client-agent": {"NET_ADMIN", "NET_RAW", "SETGID"}}
 # A UDP connect() picks a route and sends nothing: the kernel's answer alone proves there is
 # no way out. 192.0.2.1 is TEST-NET-1 (RFC 5737), never a real host.
