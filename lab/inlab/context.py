@@ -51,9 +51,13 @@ class ServerAgent(Protocol):
 
 
 class ClientAgent(Protocol):
-    """The client-agent's calls that scenarios make."""
+    """The client-agent's calls that faults and scenarios make."""
 
     def tcp_stats(self) -> dict[str, dict[str, int]]: ...
+
+    def exhaust_ports(self, target: tuple[str, int], *, spare: int = 4, timeout: float = 20.0) -> dict[str, Any]: ...
+
+    def release_ports(self) -> dict[str, Any]: ...
 
 
 class ToxiproxyAPI(Protocol):
@@ -85,6 +89,9 @@ class FaultContext(Protocol):
 
     @property
     def server_agent(self) -> ServerAgent: ...
+
+    @property
+    def client_agent(self) -> ClientAgent: ...
 
     @property
     def toxiproxy(self) -> ToxiproxyAPI: ...

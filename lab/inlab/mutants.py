@@ -41,6 +41,7 @@ class Mutant:
     server: Mapping[str, str] = dataclasses.field(default_factory=dict)      # target renames (signals, control)
     toxic: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)   # add_toxic fields (and proxy)
     control: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)  # server_control(cmd="behave") fields
+    ports: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)    # client_agent.exhaust_ports fields
 
     @property
     def key(self) -> str:
@@ -110,6 +111,11 @@ CATALOGUE: list[Mutant] = [
     Mutant("behave", "no-op", "leaves the server's behaviour as it was", swallow=frozenset({"behave"})),
     Mutant("behave", "wrong-server", "changes the other server's behaviour", server=OTHER_SERVER),
     Mutant("behave", "later", "applies the behaviour ten messages later", control={"after": lambda n: (n or 0) + 10}),
+    Mutant("exhaust-ports", "no-op", "claims no port and opens no connection", swallow=frozenset({"exhaust_ports"})),
+    Mutant("exhaust-ports", "wrong-destination", "exhausts the ports for the other server's port instead",
+           ports={"target": lambda t: (t[0], OTHER_PORT.get(t[1], t[1]))}),
+    Mutant("exhaust-ports", "gives-up", "stops claiming after 50 ms, most of the range still free",
+           ports={"timeout": 0.05}),
     *_toxic("latency", Mutant("latency", "tenth", "a tenth of the latency", toxic={"latency": _scaled(0.1)}),
             Mutant("latency", "other-stream", "delays the other direction", toxic={"stream": OTHER_STREAM.get})),
     *_toxic("bandwidth", Mutant("bandwidth", "tenfold", "ten times the rate", toxic={"rate": _scaled(10)}),
@@ -180,6 +186,15 @@ class _Rewriting:
     def wait_process(self, target: str, state: str, **kwargs: Any) -> Any:
         return self._real.wait_process(self._mutant.server.get(target, target), state, **kwargs)
 
+    # the client agent
+    def exhaust_ports(self, target: tuple[str, int], **fields: Any) -> Any:
+        if "exhaust_ports" in self._mutant.swallow:
+            self._log("exhaust_ports swallowed")
+            return {}
+        changed = _rewrite({"target": target, **fields}, self._mutant.ports)
+        self._log(f"exhaust_ports {changed}")
+        return self._real.exhaust_ports(changed.pop("target"), **changed)
+
     # Toxiproxy
     def add_toxic(self, proxy: str, kind: str, **fields: Any) -> Any:
         if "add_toxic" in self._mutant.swallow:
@@ -204,6 +219,7 @@ class MutatedContext:
     def __init__(self, ctx: Any, mutant: Mutant) -> None:
         self._ctx, self._mutant = ctx, mutant
         self.server_agent = _Rewriting(ctx.server_agent, mutant, self._log)
+        self.client_agent = _Rewriting(ctx.client_agent, mutant, self._log)
         self.toxiproxy = _Rewriting(ctx.toxiproxy, mutant, self._log)
 
     def _log(self, what: str) -> None:

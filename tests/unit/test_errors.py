@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from lab.sockets import errnos
-from lab.sockets.errors import (BrokenPipe, ConnectionLost, ConnectRefused, ConnectTimeout, IncompleteMessage, LabError,
+from lab.sockets.errors import (AddressUnavailable, BrokenPipe, ConnectError, ConnectionLost, ConnectRefused, ConnectTimeout, IncompleteMessage, LabError,
                         NoRoute, PeerReset, PeerUnresponsive, SendStalled, translate, translating)
 
 PHASES = ("connect", "read", "write", "close")
@@ -165,3 +165,36 @@ def test_kind_is_the_class_name_and_everything_is_a_lab_error() -> None:
     for code in (errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE, errno.ENETUNREACH, errno.ETIMEDOUT):
         err = translate(oserror(code), "read")
         assert isinstance(err, LabError) and err.kind == type(err).__name__
+
+
+@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("code", _each(errnos.ADDRESS_UNAVAILABLE))
+def test_address_unavailable_is_its_own_connect_error(code: int, phase: str) -> None:
+    err = translate(oserror(code), phase, peer="server:7000")  # type: ignore[arg-type]
+    assert type(err) is AddressUnavailable
+    assert isinstance(err, ConnectError) and not isinstance(err, ConnectionLost)
+    assert (err.phase, err.peer, err.errno) == (phase, "server:7000", code)
+
+
+def test_eaddrnotavail_on_connect_is_chained_with_exact_fields() -> None:
+    # What connect() raises when every ephemeral port is taken for that destination: a plain
+    # OSError (no subclass maps errno 99), translated once and chained.
+    original = OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+    assert type(original) is OSError
+    with pytest.raises(AddressUnavailable) as info:
+        with translating("connect", peer="server:7000"):
+            raise original
+    err = info.value
+    assert err.__cause__ is original
+    assert (err.phase, err.peer, err.errno) == ("connect", "server:7000", errno.EADDRNOTAVAIL)
+    assert err.message == ("no local port left to connect from (server:7000): "
+                           "EADDRNOTAVAIL: Cannot assign requested address")
+    assert err.as_dict() == {"error": "AddressUnavailable", "message": err.message, "phase": "connect",
+                             "errno": errno.EADDRNOTAVAIL, "errno_name": "EADDRNOTAVAIL"}
+
+
+def test_address_unavailable_is_drawn_in_the_tree() -> None:
+    import lab.sockets.errors as errors_mod
+
+    assert "AddressUnavailable       no local port left for that destination (EADDRNOTAVAIL)" in errors_mod.__doc__
+    assert "AddressUnavailable" in errors_mod.__all__
