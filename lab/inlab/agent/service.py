@@ -154,7 +154,7 @@ class Agent:
         self.sandbox_uid = sandbox_uid      # None: no sandbox beside this agent (the server-agent)
         self.driver_port = driver_port
         self._sandbox_targets: list[Target] = []
-        self.exhaustion = exhaustion or ports.Exhaustion(proc_root)
+        self.exhaustion = exhaustion or ports.Exhaustion(proc_root, clock=clock)
         self._ports_lock = threading.Lock()
 
     # Dispatch ------------------------------------------------------------------
