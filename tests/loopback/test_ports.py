@@ -107,7 +107,7 @@ SCRATCH = textwrap.dedent("""
     target = socket.socket(); target.bind(("127.0.0.9", 7000)); target.listen(64)
     other = socket.socket(); other.bind(("127.0.0.9", 7001)); other.listen(64)
     ex = ports.Exhaustion()
-    # (The agent's parse_target refuses a loopback target; the scratch namespace has only loopback.)
+    # (The agent refuses a loopback target; the scratch namespace has only loopback.)
     reply = ex.start(("127.0.0.9", 7000), 4, 10.0)
     probe = socket.socket()
     try:
@@ -125,7 +125,7 @@ def test_in_a_scratch_namespace_the_target_is_exhausted_and_other_destinations_a
     import json
     import os
 
-    proc = subprocess.run(["unshare", "-n", "sh", "-c", f"ip link set lo up && {sys.executable} -c '{SCRATCH}'"],
+    proc = subprocess.run(["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" -c "$1"', sys.executable, SCRATCH],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.getcwd()})
     if proc.returncode != 0 and ("Operation not permitted" in proc.stderr or "unshare failed" in proc.stderr):
         pytest.skip(f"cannot make a network namespace here: {proc.stderr.strip()[:200]}")
