@@ -35,7 +35,7 @@ class Mutant:
     fault: str
     name: str
     does: str
-    swallow: frozenset[str] = frozenset()        # calls dropped on the floor: block, signal, add_toxic, behave
+    swallow: frozenset[str] = frozenset()        # calls dropped on the floor: block, signal, add_toxic, behave, exhaust_ports
     block: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)   # server_agent.block arguments
     signal: Mapping[str, str] = dataclasses.field(default_factory=dict)      # signal renames, e.g. KILL -> CONT
     server: Mapping[str, str] = dataclasses.field(default_factory=dict)      # target renames (signals, control)
@@ -219,7 +219,8 @@ class MutatedContext:
     def __init__(self, ctx: Any, mutant: Mutant) -> None:
         self._ctx, self._mutant = ctx, mutant
         self.server_agent = _Rewriting(ctx.server_agent, mutant, self._log)
-        self.client_agent = _Rewriting(ctx.client_agent, mutant, self._log)
+        if getattr(ctx, "client_agent", None) is not None:
+            self.client_agent = _Rewriting(ctx.client_agent, mutant, self._log)
         self.toxiproxy = _Rewriting(ctx.toxiproxy, mutant, self._log)
 
     def _log(self, what: str) -> None:

@@ -185,3 +185,53 @@ def test_the_fault_decodes_typed_parameters() -> None:
                          ({"server": "forking"}, "'server' = 'forking'"), ({"port": 7000}, "'port'")]:
         with pytest.raises(UsageError, match=message):
             decode("exhaust-ports", bad)
+
+
+# The mutants ---------------------------------------------------------------------------------------
+
+class _Ctx:
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.marks: list[str] = []
+        self.server_agent = object()
+        self.toxiproxy = object()
+        ctx = self
+
+        class Client:
+            def exhaust_ports(self, target: tuple[str, int], **fields: Any) -> dict[str, Any]:
+                ctx.calls.append((target, fields))
+                return {"claimed": 1}
+
+            def release_ports(self) -> dict[str, Any]:
+                ctx.calls.append(("release",))
+                return {}
+
+        self.client_agent = Client()
+
+    def mark(self, actor: str, what: str, **facts: Any) -> float:
+        self.marks.append(what)
+        return 0.0
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("wrong-destination", (("172.18.0.3", 7100), {"spare": 4, "timeout": 20.0})),
+    ("gives-up", (("172.18.0.3", 7000), {"spare": 4, "timeout": 0.05})),
+])
+def test_exhaust_ports_mutants_rewrite_the_request(name: str, expected: tuple[Any, ...]) -> None:
+    from lab.inlab import mutants
+
+    ctx = _Ctx()
+    mutated = mutants.MutatedContext(ctx, mutants.get(f"exhaust-ports:{name}"))
+    assert mutated.client_agent.exhaust_ports(("172.18.0.3", 7000), spare=4, timeout=20.0) == {"claimed": 1}
+    mutated.client_agent.release_ports()
+    assert ctx.calls == [expected, ("release",)]
+
+
+def test_the_no_op_mutant_swallows_the_request() -> None:
+    from lab.inlab import mutants
+
+    ctx = _Ctx()
+    mutated = mutants.MutatedContext(ctx, mutants.get("exhaust-ports:no-op"))
+    assert mutated.client_agent.exhaust_ports(("172.18.0.3", 7000), spare=4, timeout=20.0) == {}
+    assert ctx.calls == [] and ctx.marks == ["mutant exhaust-ports:no-op: exhaust_ports swallowed"]
+    assert len(mutants.for_fault("exhaust-ports")) >= 2

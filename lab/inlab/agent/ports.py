@@ -50,6 +50,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lab.toolerrors import SetupError
+
 RANGE_FILE = Path("sys/net/ipv4/ip_local_port_range")   # under the proc root
 CHUNK = 10000                 # ports one holder process claims: well under the container's 16384 open files
 ADDRESSES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
@@ -62,7 +64,7 @@ EXTRA_CONNECTS = 4            # connects beyond the spare and unclaimed ports be
 SHOWN = 20                    # unclaimed ports listed in a reply
 
 
-class PortsError(Exception):
+class PortsError(SetupError):
     """The exhaustion could not be carried out (message says why); the agent replies ``ok: false``."""
 
 
