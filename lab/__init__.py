@@ -22,7 +22,7 @@ third-party module or a host-only module among them.
 """
 
 from lab.sockets.errors import (
-    BadFrame, BrokenPipe, ConnectError, ConnectionLost, ConnectRefused, ConnectTimeout, FrameTooLarge,
+    AddressUnavailable, BadFrame, BrokenPipe, ConnectError, ConnectionLost, ConnectRefused, ConnectTimeout, FrameTooLarge,
     IncompleteMessage, LabError, NoRoute, PeerClosed, PeerReset, PeerUnresponsive, ProtocolError,
     SendStalled,
 )
@@ -31,7 +31,7 @@ from lab.sockets.timeouts import Timeouts
 __version__ = "0.1.0"
 
 __all__ = [
-    "BadFrame", "BrokenPipe", "ConnectError", "ConnectionLost", "ConnectRefused", "ConnectTimeout",
+    "AddressUnavailable", "BadFrame", "BrokenPipe", "ConnectError", "ConnectionLost", "ConnectRefused", "ConnectTimeout",
     "FrameTooLarge", "IncompleteMessage", "LabError", "NoRoute", "PeerClosed", "PeerReset",
     "PeerUnresponsive", "ProtocolError", "SendStalled", "Timeouts", "__version__",
 ]

@@ -35,7 +35,8 @@ class Mutant:
     fault: str
     name: str
     does: str
-    swallow: frozenset[str] = frozenset()        # calls dropped on the floor: block, signal, add_toxic, behave, dns
+    swallow: frozenset[str] = frozenset()        # calls dropped on the floor: block, signal, add_toxic, behave, dns,
+    #                                              exhaust_ports
     block: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)   # server_agent.block arguments
     signal: Mapping[str, str] = dataclasses.field(default_factory=dict)      # signal renames, e.g. KILL -> CONT
     server: Mapping[str, str] = dataclasses.field(default_factory=dict)      # target renames (signals, control)
@@ -45,6 +46,7 @@ class Mutant:
     clock: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)    # wall_clock.jump arguments
     aim: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)      # signal's other fields (peer_port);
     #                                                                           None leaves the field out
+    ports: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)    # client_agent.exhaust_ports fields
 
     @property
     def key(self) -> str:
@@ -125,6 +127,11 @@ CATALOGUE: list[Mutant] = [
     Mutant("behave", "no-op", "leaves the server's behaviour as it was", swallow=frozenset({"behave"})),
     Mutant("behave", "wrong-server", "changes the other server's behaviour", server=OTHER_SERVER),
     Mutant("behave", "later", "applies the behaviour ten messages later", control={"after": lambda n: (n or 0) + 10}),
+    Mutant("exhaust-ports", "no-op", "claims no port and opens no connection", swallow=frozenset({"exhaust_ports"})),
+    Mutant("exhaust-ports", "wrong-destination", "exhausts the ports for the other server's port instead",
+           ports={"target": lambda t: (t[0], OTHER_PORT.get(t[1], t[1]))}),
+    Mutant("exhaust-ports", "gives-up", "stops claiming after 50 ms, most of the range still free",
+           ports={"timeout": 0.05}),
     *_toxic("latency", Mutant("latency", "tenth", "a tenth of the latency", toxic={"latency": _scaled(0.1)}),
             Mutant("latency", "other-stream", "delays the other direction", toxic={"stream": OTHER_STREAM.get})),
     *_toxic("bandwidth", Mutant("bandwidth", "tenfold", "ten times the rate", toxic={"rate": _scaled(10)}),
@@ -220,6 +227,13 @@ class _Rewriting:
         changed = _rewrite({"offset_s": offset_s}, self._mutant.clock)
         self._log(f"clock jump {changed}")
         return self._real.jump(**changed)
+    def exhaust_ports(self, target: tuple[str, int], **fields: Any) -> Any:
+        if "exhaust_ports" in self._mutant.swallow:
+            self._log("exhaust_ports swallowed")
+            return {}
+        changed = _rewrite({"target": target, **fields}, self._mutant.ports)
+        self._log(f"exhaust_ports {changed}")
+        return self._real.exhaust_ports(changed.pop("target"), **changed)
 
     # Toxiproxy
     def add_toxic(self, proxy: str, kind: str, **fields: Any) -> Any:

@@ -38,8 +38,13 @@ TIMED_OUT = _present("ETIMEDOUT", "WSAETIMEDOUT")
 #: route), or an ICMP unreachable came back. EHOSTDOWN is BSD/macOS only.
 UNREACHABLE = _present("ENETUNREACH", "EHOSTUNREACH", "EHOSTDOWN", "WSAENETUNREACH", "WSAEHOSTUNREACH")
 
+#: No local address to connect from: on connect(), every ephemeral port is taken for that
+#: destination (the port range is exhausted). Linux says EADDRNOTAVAIL, as for a bind() to an
+#: address the host does not have; Windows says WSAEADDRNOTAVAIL.
+ADDRESS_UNAVAILABLE = _present("EADDRNOTAVAIL", "WSAEADDRNOTAVAIL")
+
 #: A non-blocking call could not proceed yet; not a failure. EAGAIN and
 #: EWOULDBLOCK are the same number on Linux but distinct on some platforms.
 WOULD_BLOCK = _present("EAGAIN", "EWOULDBLOCK", "EINPROGRESS", "EALREADY", "WSAEWOULDBLOCK")
 
-__all__ = ["REFUSED", "RESET", "BROKEN_PIPE", "TIMED_OUT", "UNREACHABLE", "WOULD_BLOCK"]
+__all__ = ["REFUSED", "RESET", "BROKEN_PIPE", "TIMED_OUT", "UNREACHABLE", "ADDRESS_UNAVAILABLE", "WOULD_BLOCK"]

@@ -9,7 +9,8 @@ its type alone, never by parsing a message::
     │   ├── ConnectRefused           RST answered our SYN: nobody listens there
     │   ├── ConnectTimeout           no answer to our SYNs before the connect deadline
     │   ├── NoRoute                  the kernel has no path to that address
-    │   └── NameUnresolvable         the peer's name gave no address: .reason says why
+    │   ├── NameUnresolvable         the peer's name gave no address: .reason says why
+    │   └── AddressUnavailable       no local port left for that destination (EADDRNOTAVAIL)
     ├── ConnectionLost               the conversation started and then ended
     │   ├── PeerClosed               clean EOF *between* messages (FIN, nothing pending)
     │   ├── IncompleteMessage        EOF *inside* a message: .received of .expected bytes
@@ -120,6 +121,14 @@ RESOLVE_REASONS = ("resolver-error", "resolver-timeout")
 
 # getaddrinfo's failures (negative EAI_* codes, not errnos) by name, for messages and reports.
 _GAI_NAMES = {getattr(_socket, n): n for n in dir(_socket) if n.startswith("EAI_")}
+
+class AddressUnavailable(ConnectError):
+    """The local kernel has no address or port to connect from (EADDRNOTAVAIL).
+
+    On connect(): every ephemeral port is already in use towards that destination, so the
+    kernel refuses at once, before sending anything. Retrying at once cannot help; a port
+    comes free only when a connection to it closes (or leaves TIME_WAIT).
+    """
 
 
 class ConnectionLost(LabError):
@@ -235,6 +244,8 @@ def translate(exc: OSError, phase: Phase, *, peer: str | None = None,
         return ConnectRefused(f"connection refused{where}: nothing listens there", **kw)
     if code in errnos.UNREACHABLE:
         return NoRoute(f"no route to the peer{where}: {_describe(exc)}", **kw)
+    if code in errnos.ADDRESS_UNAVAILABLE:
+        return AddressUnavailable(f"no local port left to connect from{where}: {_describe(exc)}", **kw)
     if code in errnos.TIMED_OUT:
         if phase == "write" and window_closed:
             return SendStalled(f"the peer kept its receive window shut until the kernel gave up{where} "
@@ -263,7 +274,7 @@ def translating(phase: Phase, **kw: object) -> Iterator[None]:
 
 
 __all__ = [
-    "LabError", "ConnectError", "ConnectRefused", "ConnectTimeout", "NoRoute", "NameUnresolvable",
+    "LabError", "ConnectError", "ConnectRefused", "ConnectTimeout", "NoRoute", "NameUnresolvable", "AddressUnavailable",
     "ConnectionLost", "PeerClosed", "IncompleteMessage", "PeerReset", "BrokenPipe",
     "PeerUnresponsive", "SendStalled", "ProtocolError", "FrameTooLarge", "BadFrame",
     "DETECTORS", "translate", "translating",

@@ -648,7 +648,8 @@ def test_reset_undoes_every_fault(tmp_path: Path, proc: FakeProc) -> None:
     proc.sent.clear()
 
     reply = ok(agent.handle({"op": "reset"}))
-    assert reply == {"ok": True, "removed": ids, "continued": [7], "released": 1, "captures_stopped": ["c"]}
+    assert reply == {"ok": True, "removed": ids, "continued": [7], "released": 1, "captures_stopped": ["c"],
+                     "ports_released": {"listeners": 0, "connections": 0, "holders": 0, "elapsed_s": 0.0}}
     assert [*IPT, "-F", "LAB-FAULTS"] in runner.calls
     assert proc.sent == [(1, signal.SIGUSR2), (7, signal.SIGCONT)]
     assert runner.spawned[0].signals == [signal.SIGINT]
@@ -803,7 +804,8 @@ def test_reset_undoes_the_dns_rules(tmp_path: Path) -> None:
     assert (counting, fault) == (["r1", "r2", "r3"], ["r4"])
     reply = ok(agent.handle({"op": "reset"}))
     assert reply == {"ok": True, "removed": ["r1", "r2", "r3", "r4"], "continued": [], "released": None,
-                     "captures_stopped": []}
+                     "captures_stopped": [],
+                     "ports_released": {"listeners": 0, "connections": 0, "holders": 0, "elapsed_s": 0.0}}
     assert [c for c in runner.calls if c[3] == "-F"] == [[*IPT, "-F", "LAB-FAULTS"]]
     assert ok(agent.handle({"op": "unblock"}))["removed"] == []
 

@@ -9,9 +9,9 @@ import socket
 import pytest
 
 from lab.sockets import errnos
-from lab.sockets.errors import (RESOLVE_REASONS, BrokenPipe, ConnectError, ConnectionLost, ConnectRefused,
-                               ConnectTimeout, IncompleteMessage, LabError, NameUnresolvable, NoRoute, PeerReset,
-                               PeerUnresponsive, SendStalled, translate, translating)
+from lab.sockets.errors import (RESOLVE_REASONS, AddressUnavailable, BrokenPipe, ConnectError, ConnectionLost,
+                               ConnectRefused, ConnectTimeout, IncompleteMessage, LabError, NameUnresolvable,
+                               NoRoute, PeerReset, PeerUnresponsive, SendStalled, translate, translating)
 
 PHASES = ("connect", "read", "write", "close")
 
@@ -248,3 +248,34 @@ def test_as_dict_of_a_resolver_error_names_the_eai_code() -> None:
     assert timed_out == {"error": "NameUnresolvable",
                          "message": "the resolver did not answer before the connect deadline",
                          "phase": "resolve", "reason": "resolver-timeout", "gai_error": None}
+@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("code", _each(errnos.ADDRESS_UNAVAILABLE))
+def test_address_unavailable_is_its_own_connect_error(code: int, phase: str) -> None:
+    err = translate(oserror(code), phase, peer="server:7000")  # type: ignore[arg-type]
+    assert type(err) is AddressUnavailable
+    assert isinstance(err, ConnectError) and not isinstance(err, ConnectionLost)
+    assert (err.phase, err.peer, err.errno) == (phase, "server:7000", code)
+
+
+def test_eaddrnotavail_on_connect_is_chained_with_exact_fields() -> None:
+    # What connect() raises when every ephemeral port is taken for that destination: a plain
+    # OSError (no subclass maps errno 99), translated once and chained.
+    original = OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+    assert type(original) is OSError
+    with pytest.raises(AddressUnavailable) as info:
+        with translating("connect", peer="server:7000"):
+            raise original
+    err = info.value
+    assert err.__cause__ is original
+    assert (err.phase, err.peer, err.errno) == ("connect", "server:7000", errno.EADDRNOTAVAIL)
+    assert err.message == ("no local port left to connect from (server:7000): "
+                           "EADDRNOTAVAIL: Cannot assign requested address")
+    assert err.as_dict() == {"error": "AddressUnavailable", "message": err.message, "phase": "connect",
+                             "errno": errno.EADDRNOTAVAIL, "errno_name": "EADDRNOTAVAIL"}
+
+
+def test_address_unavailable_is_drawn_in_the_tree() -> None:
+    import lab.sockets.errors as errors_mod
+
+    assert "AddressUnavailable       no local port left for that destination (EADDRNOTAVAIL)" in errors_mod.__doc__
+    assert "AddressUnavailable" in errors_mod.__all__

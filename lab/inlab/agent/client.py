@@ -139,6 +139,20 @@ class AgentClient:
 
         return [Row.from_list(item) for item in self.request("tcp_table", port=port)["rows"]]
 
+    def exhaust_ports(self, target: tuple[str, int], *, spare: int = 4, timeout: float = 20.0) -> dict[str, Any]:
+        """Claim every ephemeral port of the agent's namespace but ``spare``, then use those for ``target``.
+
+        From then on a connect() to ``target`` from that namespace fails with EADDRNOTAVAIL; other
+        destinations still work. Returns what was done (range, claimed, connections, ...).
+        """
+        reply = self.request("exhaust_ports", extra_time=timeout + 5.0, target=[target[0], target[1]],
+                             spare=spare, timeout=timeout)
+        return {k: v for k, v in reply.items() if k != "ok"}
+
+    def release_ports(self) -> dict[str, Any]:
+        """Close everything exhaust_ports holds; returns the counts released."""
+        return dict(self.request("release_ports", extra_time=15.0)["released"])
+
     def reset(self) -> dict[str, Any]:
         """Undo every fault: rules, stopped servers, a held supervisor, running captures (and sandbox targets)."""
         return self.request("reset", extra_time=30.0)

@@ -42,7 +42,11 @@ Ops (fields in brackets are optional):
     tcp_stats                                                 /proc/net/snmp Tcp + /proc/net/netstat TcpExt
     tcp_table      [port]                                     this namespace's /proc/net/tcp rows (IPv4), those
                                                               with local or remote ``port`` only if given
-    reset          unblock, CONT stopped servers, USR2 the supervisor, drop all captures
+    exhaust_ports  target [ipv4, port], [spare 1..64 (4)],    claim every port of the ephemeral range but
+                   [timeout <= 30 s (20)]                     ``spare``, then connect to ``target`` from those
+                                                              until EADDRNOTAVAIL (:mod:`~lab.inlab.agent.ports`)
+    release_ports                                             close all of it again (idempotent)
+    reset          unblock, CONT stopped servers, USR2 the supervisor, drop all captures, release_ports
                    (and, in the client-agent, clear the sandbox's targets: its baseline stays)
     dns            action drop|reject|count, [address]       the resolver's queries (Docker's DNS,
                                                               127.0.0.11) dropped or answered with ICMP
@@ -86,7 +90,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.addresses import AGENT_PORT, DRIVER_PORT, SERVER_PORTS
-from lab.inlab.agent import sandboxrules
+from lab.inlab.agent import ports, sandboxrules
 from lab.inlab.agent.commands import COMMAND_TIMEOUT, CommandRunner, Completed, RunsCommands
 from lab.inlab.agent.iptables import ACTIONS, CHAIN, DIRECTIONS, DOCKER_DNS, HOOKS, DnsRule, Rule, parse_counters, \
     plan_dns, plan_rules
@@ -133,6 +137,8 @@ OPS: dict[str, tuple[str, ...]] = {
     "socket_rows": ("port",),
     "dns": ("action", "address"),
     "bind": ("port", "binder"),
+    "exhaust_ports": ("target", "spare", "timeout"),
+    "release_ports": (),
 }
 
 
@@ -145,7 +151,7 @@ class Agent:
                  interface: str = INTERFACE, api_port: int = AGENT_PORT, capture_limit: float = CAPTURE_LIMIT,
                  capture_ready_timeout: float = CAPTURE_READY_TIMEOUT,
                  capture_quiet: float = CAPTURE_QUIET, sandbox_uid: int | None = None,
-                 driver_port: int = DRIVER_PORT) -> None:
+                 driver_port: int = DRIVER_PORT, exhaustion: ports.Exhaustion | None = None) -> None:
         self.runner = runner or CommandRunner()
         self.proc_root = proc_root
         self.capture_dir = capture_dir
@@ -165,6 +171,8 @@ class Agent:
         self.sandbox_uid = sandbox_uid      # None: no sandbox beside this agent (the server-agent)
         self.driver_port = driver_port
         self._sandbox_targets: list[Target] = []
+        self.exhaustion = exhaustion or ports.Exhaustion(proc_root, clock=clock)
+        self._ports_lock = threading.Lock()
 
     # Dispatch ------------------------------------------------------------------
     def handle(self, request: Any) -> dict[str, Any]:
@@ -538,6 +546,32 @@ class Agent:
         return {"columns": ["local_ip", "local_port", "remote_ip", "remote_port", "state", "uid", "tx_queue",
                             "rx_queue"], "rows": [r.as_list() for r in rows]}
 
+    # Ephemeral ports ---------------------------------------------------------------
+    def op_exhaust_ports(self, args: Args) -> dict[str, Any]:
+        if not args.has("target"):
+            raise BadRequest('exhaust_ports: field "target" is required: [IPv4 address, TCP port]')
+        try:
+            # Args has typed readers for scalars only; the pair is fetched raw and checked by parse_target.
+            target = ports.parse_target(args._get("target", None))  # noqa: SLF001
+        except ValueError as exc:
+            raise BadRequest(f'exhaust_ports: field "target": {exc}') from None
+        spare = args.integer("spare", 1, ports.MAX_SPARE, 4)
+        timeout = args.number("timeout", 0.0, ports.MAX_DEADLINE, ports.DEFAULT_DEADLINE)
+        if not self._ports_lock.acquire(blocking=False):
+            raise OpFailed("exhaust_ports: another exhaust_ports or release_ports is under way")
+        try:
+            return self.exhaustion.start(target, spare, timeout)
+        except ports.PortsError as exc:
+            raise OpFailed(str(exc)) from exc
+        except OSError as exc:
+            raise OpFailed(f"exhaust_ports: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._ports_lock.release()
+
+    def op_release_ports(self, _args: Args | None = None) -> dict[str, Any]:
+        with self._ports_lock:
+            return {"released": self.exhaustion.release()}
+
     def op_reset(self, _args: Args | None = None) -> dict[str, Any]:
         """Undo every fault; each step runs even if an earlier one failed, and failures are reported."""
         errors: list[str] = []
@@ -559,6 +593,10 @@ class Agent:
             except PermissionError as exc:
                 errors.append(f"reset: cannot signal pid {proc.pid}: {exc}")
         result["captures_stopped"] = self.stop_captures()
+        try:
+            result["ports_released"] = self.op_release_ports()["released"]
+        except OSError as exc:
+            errors.append(f"reset: release_ports: {exc}")
         if self.sandbox_uid is not None:
             try:
                 result["sandbox_targets"] = self.install_sandbox([])["targets"]
