@@ -28,10 +28,15 @@ import threading
 import time
 
 _lock = threading.Lock()
+_finished = False   # set under _lock by the "done" line: no tick may follow it
 
 
 def emit(**event: object) -> None:
+    global _finished
     with _lock:
+        if _finished:
+            return
+        _finished = event.get("event") == "done"
         sys.stdout.write(json.dumps(event) + "\n")
         sys.stdout.flush()
 

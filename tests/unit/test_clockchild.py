@@ -20,9 +20,12 @@ from lab.scenarios import clock_jump as scenario
 
 # The child's side of the protocol -----------------------------------------------------------------
 
-def test_emit_writes_one_json_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_emit_writes_one_json_object_per_line_and_nothing_after_done(capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clockchild, "_finished", False)
     clockchild.emit(event="waiting", skew=1.5, m=2.0)
     clockchild.emit(event="done", status="error", error="TimeoutError", t=0.3)
+    clockchild.emit(event="clock", skew=1.5, t=0.4, m=2.4)   # a tick racing the end: dropped
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line) for line in lines] == [{"event": "waiting", "skew": 1.5, "m": 2.0},
                                                     {"event": "done", "status": "error", "error": "TimeoutError",
