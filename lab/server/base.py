@@ -29,6 +29,7 @@ import threading
 import time
 from typing import Any, Callable, ClassVar
 
+from lab.sockets.errors import LabError, translating
 from lab.sockets.framing import DEFAULT_MAX_PAYLOAD
 from lab.server import binding
 from lab.server.behaviour import Behaviour
@@ -236,6 +237,49 @@ class BaseServer(abc.ABC):
         assert self.log is not None
         return ServerConnection(conn_id, self.log, self.behaviour, max_payload=self.max_payload, emit=self.emit,
                                 peer=peer_name(addr))
+
+    def _serve_blocking(self, sock: socket.socket, core: ServerConnection, peer: str, *,
+                        stopping: Callable[[], bool], pause: Callable[[float], object]) -> None:
+        """One connection on a blocking socket, to its end: the loop a thread per connection and a
+        process per connection share (``stopping`` says the server is shutting down; ``pause``
+        waits while a stop_reading behaviour holds the reads back)."""
+        try:
+            sock.settimeout(self.poll_interval)
+            core.process()
+            self._flush_blocking(sock, core, peer, stopping)
+            while core.closing is None and not stopping():
+                if not core.wants_read:
+                    # stop_reading: not calling recv is the point; the peer's sends fill our buffer.
+                    pause(self.poll_interval)
+                else:
+                    with translating("read", peer=peer):
+                        try:
+                            data = sock.recv(RECV_SIZE)
+                        except TimeoutError:
+                            continue
+                    core.receive_data(data)
+                core.process()
+                self._flush_blocking(sock, core, peer, stopping)
+        except LabError as exc:
+            core.fail(exc)
+        except Exception as exc:  # a bug must cost one connection, not the server
+            self.emit("error", **self.stats_.error(core.conn_id, exc))
+        finally:
+            self._finish(sock, core)
+
+    @staticmethod
+    def _flush_blocking(sock: socket.socket, core: ServerConnection, peer: str, stopping: Callable[[], bool]) -> None:
+        data = memoryview(core.data_to_send())
+        sent = 0
+        while sent < len(data):
+            with translating("write", peer=peer, sent=sent, total=len(data)):
+                try:
+                    # send (not sendall): a timeout then means nothing was sent, so no byte is lost or doubled.
+                    sent += sock.send(data[sent:])
+                except TimeoutError:
+                    if stopping():
+                        return
+                    continue
 
     def _finish(self, sock: socket.socket, core: ServerConnection) -> None:
         """Close ``sock`` as the core decided and account for it; call exactly once per connection."""

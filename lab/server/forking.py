@@ -61,12 +61,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.server.base import RECV_SIZE, BaseServer, abort, peer_name
+from lab.server.base import BaseServer, abort, peer_name
 from lab.server.behaviour import Behaviour
 from lab.server.log import DeliveryLog, SharedDeliveryLog
 from lab.server.protocol import ServerConnection
 from lab.server.stats import Rejections, ServerStats
-from lab.sockets.errors import LabError, translating
 
 CHILD_COMM = "lab-child"
 """A child's name in /proc/PID/comm (lab.inlab.agent.procfs.CHILD_COMM: the agent tells children apart by it)."""
@@ -515,42 +514,8 @@ class ForkingServer(BaseServer):
         assert self.log is not None and self._shared is not None
         core = ServerConnection(conn_id, self.log, self._shared.read, max_payload=self.max_payload,
                                 emit=self.emit, peer=peer)
-        try:
-            sock.settimeout(self.poll_interval)
-            core.process()
-            self._flush(sock, core, peer)
-            while core.closing is None and not self._child_stopping:
-                if not core.wants_read:
-                    # stop_reading: not calling recv is the point; the peer's sends fill our buffer.
-                    time.sleep(self.poll_interval)
-                else:
-                    with translating("read", peer=peer):
-                        try:
-                            data = sock.recv(RECV_SIZE)
-                        except TimeoutError:
-                            continue
-                    core.receive_data(data)
-                core.process()
-                self._flush(sock, core, peer)
-        except LabError as exc:
-            core.fail(exc)
-        except Exception as exc:  # a bug must cost this connection, and its report says so
-            self.emit("error", **self.stats_.error(core.conn_id, exc))
-        finally:
-            self._finish(sock, core)
+        self._serve_blocking(sock, core, peer, stopping=lambda: self._child_stopping, pause=time.sleep)
         return 0
-
-    def _flush(self, sock: socket.socket, core: ServerConnection, peer: str) -> None:
-        data = memoryview(core.data_to_send())
-        sent = 0
-        while sent < len(data):
-            with translating("write", peer=peer, sent=sent, total=len(data)):
-                try:
-                    sent += sock.send(data[sent:])
-                except TimeoutError:
-                    if self._child_stopping:
-                        return
-                    continue
 
 
 __all__ = ["ForkingServer", "SharedBehaviour"]

@@ -13,8 +13,7 @@ import socket
 import threading
 import time
 
-from lab.sockets.errors import LabError, translating
-from lab.server.base import ACCEPT_PAUSE, RECV_SIZE, BaseServer, peer_name
+from lab.server.base import ACCEPT_PAUSE, BaseServer, peer_name
 from lab.server.protocol import ServerConnection
 
 
@@ -71,43 +70,10 @@ class ThreadedServer(BaseServer):
 
     def _serve(self, sock: socket.socket, core: ServerConnection, peer: str) -> None:
         try:
-            sock.settimeout(self.poll_interval)
-            core.process()
-            self._flush(sock, core, peer)
-            while core.closing is None and not self._stopping.is_set():
-                if not core.wants_read:
-                    # stop_reading: not calling recv is the point; the peer's sends fill our buffer.
-                    self._stopping.wait(self.poll_interval)
-                else:
-                    with translating("read", peer=peer):
-                        try:
-                            data = sock.recv(RECV_SIZE)
-                        except TimeoutError:
-                            continue
-                    core.receive_data(data)
-                core.process()
-                self._flush(sock, core, peer)
-        except LabError as exc:
-            core.fail(exc)
-        except Exception as exc:  # a bug must cost one connection, not the server
-            self.emit("error", **self.stats_.error(core.conn_id, exc))
+            self._serve_blocking(sock, core, peer, stopping=self._stopping.is_set, pause=self._stopping.wait)
         finally:
-            self._finish(sock, core)
             with self._threads_lock:
                 self._threads.discard(threading.current_thread())
-
-    def _flush(self, sock: socket.socket, core: ServerConnection, peer: str) -> None:
-        data = memoryview(core.data_to_send())
-        sent = 0
-        while sent < len(data):
-            with translating("write", peer=peer, sent=sent, total=len(data)):
-                try:
-                    # send (not sendall): a timeout then means nothing was sent, so no byte is lost or doubled.
-                    sent += sock.send(data[sent:])
-                except TimeoutError:
-                    if self._stopping.is_set():
-                        return
-                    continue
 
 
 __all__ = ["ThreadedServer"]
