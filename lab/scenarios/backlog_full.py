@@ -53,8 +53,9 @@ def run(ctx):
     server = server_named(port)
     capture = ctx.capture("server", port)
     before = ctx.server_agent.tcp_stats()
-    accepted_before = ctx.server_stats(server)["accepted"]
     behave = ctx.apply("behave", accepting=False)
+    # Counted once the server has stopped accepting: what it took before is not the queue's.
+    accepted_before = ctx.server_stats(server)["accepted"]
     fillers = fill_backlog(ctx, host, port)
     filler_ports = {f.getsockname()[1] for f in fillers}
     accepted_full = ctx.server_stats(server)["accepted"]

@@ -226,6 +226,21 @@ class BaseServer(abc.ABC):
         if self._sink is not None:
             self._sink({"event": event, "impl": self.impl, "t": round(time.time(), 6), **fields})
 
+    def _accept_if_accepting(self) -> tuple[socket.socket, Any] | None:
+        """accept() one pending connection, or None if the behaviour says not to accept (or stopping).
+
+        The check and the accept() share the behaviour lock: once ``behave(accepting=False)`` has
+        returned, no connection is taken, not even one that was already waiting when it was called
+        and that a thread just past its check would otherwise accept (the backlog-full scenario
+        counts the server's accepts while its queue fills). Call it on a listener that select()
+        found readable: the lock is held only for an accept() that does not wait.
+        """
+        assert self._listener is not None
+        with self._behaviour_lock:
+            if not self._behaviour.accepting or self._stopping.is_set():
+                return None
+            return self._listener.accept()
+
     def _next_id(self) -> int:
         with self._ids_lock:
             return next(self._ids)

@@ -210,6 +210,9 @@ class ForkingServer(BaseServer):
 
     def _start(self) -> None:
         assert self._listener is not None
+        # accept() follows a select() that found the listener readable, but the client may be gone
+        # by then: a timeout keeps that accept() (and the behaviour lock it holds) from waiting.
+        self._listener.settimeout(self.poll_interval)
         self._shared = SharedBehaviour(self.behaviour())
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -232,10 +235,12 @@ class ForkingServer(BaseServer):
                 self._stopping.wait(self.poll_interval)   # SYNs wait in the backlog, as in the others
                 continue
             ready, _, _ = select.select([self._listener], [], [], self.poll_interval)
-            if not ready or not self.behaviour().accepting or self._stopping.is_set():
+            if not ready:
                 continue
             try:
-                sock, addr = self._listener.accept()
+                taken = self._accept_if_accepting()
+            except TimeoutError:   # the client went away between select() and accept()
+                continue
             except OSError as exc:
                 if self._stopping.is_set():
                     return
@@ -243,7 +248,8 @@ class ForkingServer(BaseServer):
                 self.emit("error", **self.stats_.error(None, exc))
                 self._stopping.wait(self.poll_interval)
                 continue
-            self._fork_for(sock, addr)
+            if taken is not None:
+                self._fork_for(*taken)
 
     def _fork_for(self, sock: socket.socket, addr: Any) -> None:
         conn_id, peer = self._next_id(), peer_name(addr)

@@ -118,10 +118,8 @@ class SelectorServer(BaseServer):
     def _accept(self) -> None:
         assert self._listener is not None
         for _ in range(ACCEPT_BATCH):
-            if not self.behaviour().accepting:
-                return
             try:
-                sock, addr = self._listener.accept()
+                taken = self._accept_if_accepting()
             except BlockingIOError:
                 return
             except OSError as exc:  # EMFILE, ECONNABORTED: this accept failed, the server goes on
@@ -133,6 +131,9 @@ class SelectorServer(BaseServer):
                     self._paused_until = time.monotonic() + ACCEPT_PAUSE
                     self._sync_listener()
                 return
+            if taken is None:
+                return
+            sock, addr = taken
             sock.setblocking(False)
             conn = _Conn(sock, self._new_connection(sock, addr), peer_name(addr))
             self._conns.add(conn)

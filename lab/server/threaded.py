@@ -43,15 +43,15 @@ class ThreadedServer(BaseServer):
                 # Leave SYNs in the kernel's backlog: the full-backlog scenario.
                 self._stopping.wait(self.poll_interval)
                 continue
-            # Wait for a pending connection first and look at the behaviour again before
-            # accepting it: a connection that arrives just after "stop accepting" must stay
-            # in the backlog, not be taken by an accept() that was already waiting.
+            # Wait for a pending connection first and accept it only if the behaviour still says
+            # so: a connection that arrives just after "stop accepting" must stay in the backlog,
+            # not be taken by an accept() that was already waiting.
             ready, _, _ = select.select([self._listener], [], [], self.poll_interval)
-            if not ready or not self.behaviour().accepting:
+            if not ready:
                 continue
             try:
-                sock, addr = self._listener.accept()
-            except TimeoutError:
+                taken = self._accept_if_accepting()
+            except TimeoutError:   # the client went away between select() and accept()
                 continue
             except OSError as exc:
                 if self._stopping.is_set():
@@ -61,6 +61,9 @@ class ThreadedServer(BaseServer):
                 self.emit("error", **self.stats_.error(None, exc))
                 self._stopping.wait(ACCEPT_PAUSE)
                 continue
+            if taken is None:
+                continue
+            sock, addr = taken
             core = self._new_connection(sock, addr)
             t = threading.Thread(target=self._serve, args=(sock, core, peer_name(addr)),
                                  name=f"threaded-conn-{core.conn_id}", daemon=True)
