@@ -6,16 +6,21 @@ images/toxiproxy/toxiproxy.json cannot import Python; tests/unit/test_addresses.
 and fails when they disagree with this file.
 
 The three servers sit side by side in the server container, each with its own data port and
-control port, and Toxiproxy fronts each data port on the same port number::
+control port, and Toxiproxy fronts each data port on the same port number. "server" on the lab
+network is the router (lab/inlab/agent/router.py), a NAT gateway to the server container on the
+backend network, so every path to a server crosses it::
 
-    client ──► toxiproxy:7000 ──► server:7000   threaded   (control: server:7001)
-    client ──► toxiproxy:7100 ──► server:7100   selectors  (control: server:7101)
-    client ──► toxiproxy:7200 ──► server:7200   forking    (control: server:7201)
+    client ──► toxiproxy:7000 ──► server:7000 = router ──► backend-server:7000   threaded   (control 7001)
+    client ──► toxiproxy:7100 ──► server:7100 = router ──► backend-server:7100   selectors  (control 7101)
+    client ──► toxiproxy:7200 ──► server:7200 = router ──► backend-server:7200   forking    (control 7201)
+    client ──────────────────────► server:7000 = router ──► backend-server:7000   (the direct path)
 """
 
 from __future__ import annotations
 
-SERVER_HOST = "server"          # the server container's name on the lab network
+SERVER_HOST = "server"          # the server's name on the lab network: the router, which forwards to it
+BACKEND_SERVER_HOST = "backend-server"   # the server container's own name, on the backend network
+ROUTER_HOST = "router"          # the NAT gateway between the lab network and the backend network
 TOXIPROXY_HOST = "toxiproxy"
 LOOPBACK = "127.0.0.1"
 
@@ -30,6 +35,8 @@ DEFAULT_CONTROL_PORT = CONTROL_PORTS[DEFAULT_SERVER]
 # The fault agent's API, on this port of the namespace it lives in (server:9009; 127.0.0.1:9009
 # inside the client for the client-agent).
 AGENT_PORT = 9009
+# The router-agent's API (router:9010): not 9009, which the router forwards to the server-agent.
+ROUTER_AGENT_PORT = 9010
 
 TOXIPROXY_API_PORT = 8474
 TOXIPROXY_API = f"http://{TOXIPROXY_HOST}:{TOXIPROXY_API_PORT}"

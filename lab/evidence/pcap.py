@@ -7,7 +7,8 @@ its format facts and its TCP :class:`Segment` list, in capture order.
 What is read: classic libpcap files (not pcapng; ``tcpdump -w`` writes classic
 pcap), either byte order, microsecond or nanosecond timestamps, link types
 EN10MB (Ethernet, with VLAN tags), RAW, LINUX_SLL and LINUX_SLL2 (``-i any``),
-plus BSD NULL/LOOP; IPv4 and IPv6; TCP only. Frames that are not TCP, IP
+plus BSD NULL/LOOP; IPv4 and IPv6; TCP, and IPv4 ICMP errors about TCP segments
+(:class:`IcmpError`: what a router says when it cannot deliver). Other frames, IP
 fragments and frames cut short by the snap length are counted in
 ``skipped`` and otherwise ignored. A file whose *structure* is broken (bad
 magic, a truncated record, an unknown link type) raises :class:`CaptureError`,
@@ -27,7 +28,7 @@ from typing import Literal, NamedTuple
 
 from lab.toolerrors import UsageError
 
-__all__ = ["CaptureError", "Endpoint", "Segment", "PcapFile", "read_capture", "LINK_NAMES",
+__all__ = ["CaptureError", "Endpoint", "Segment", "IcmpError", "PcapFile", "read_capture", "LINK_NAMES",
            "FIN", "SYN", "RST", "PSH", "ACK"]
 
 
@@ -92,6 +93,32 @@ class Segment:
         return bool(self.flags & flag)
 
 
+@dataclass(frozen=True)
+class IcmpError:
+    """One ICMPv4 error about a TCP segment: who sent it, its type and code, and the segment it is about.
+
+    ``about_src`` and ``about_dst`` come from the copy of the offending packet's IP header and
+    first 8 bytes that every ICMP error carries (RFC 792): enough for the TCP ports. ``mtu`` is
+    the next-hop MTU of a "fragmentation needed" (type 3, code 4), else 0.
+    """
+
+    frame: int
+    time_ns: int
+    src: str
+    dst: str
+    type: int
+    code: int
+    about_src: Endpoint
+    about_dst: Endpoint
+    mtu: int = 0
+
+
+ICMP_UNREACHABLE = 3
+# Destination-unreachable codes (RFC 792, RFC 1812) by the names iptables' REJECT gives them.
+ICMP_CODES = {"net-unreachable": 0, "host-unreachable": 1, "port-unreachable": 3, "fragmentation-needed": 4,
+              "admin-prohibited": 13}
+
+
 @dataclass
 class PcapFile:
     """A parsed file: its format facts, its TCP segments, and what was skipped and why."""
@@ -104,6 +131,7 @@ class PcapFile:
     first_ns: int | None = None     # time of the first and last frame, TCP or not
     last_ns: int | None = None
     segments: list[Segment] = field(default_factory=list)
+    icmp: list[IcmpError] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
 
 
@@ -125,7 +153,7 @@ def read_capture(data: bytes) -> PcapFile:
         except _Skip as why:
             capture.skipped[str(why)] += 1
         else:
-            capture.segments.append(segment)
+            (capture.icmp if isinstance(segment, IcmpError) else capture.segments).append(segment)
         capture.frames += 1
     return capture
 
@@ -174,12 +202,15 @@ def _records(data: bytes, record: struct.Struct, nanosecond: bool) -> Iterator[t
 
 # --------------------------------------------------------------------------- frame decoding
 
-def _decode_frame(link_type: int, order: str, frame: bytes, wire_len: int, index: int, time_ns: int) -> Segment:
-    """Strip the link layer, then IP, then read the TCP header."""
+def _decode_frame(link_type: int, order: str, frame: bytes, wire_len: int, index: int,
+                  time_ns: int) -> Segment | IcmpError:
+    """Strip the link layer, then IP, then read the TCP header (or the ICMP error)."""
     version, ip_start = _link_layer(link_type, order, frame)
     ip_wire_len = wire_len - ip_start   # the IP packet's size on the wire (for TSO-sized length fields)
     packet = frame[ip_start:]
     if version == 4:
+        if len(packet) >= 20 and packet[0] >> 4 == 4 and packet[9] == 1:
+            return _icmp(packet, index, time_ns)
         src, dst, tcp_start, tcp_len = _ipv4(packet, ip_wire_len)
     else:
         src, dst, tcp_start, tcp_len = _ipv6(packet, ip_wire_len)
@@ -291,6 +322,29 @@ def _ipv6(packet: bytes, wire_len: int) -> tuple[str, str, int, int]:
 
 
 _TCP_HEADER = struct.Struct(">HHIIBBH")
+_ICMP_ERRORS = {3, 11, 12}   # destination unreachable, time exceeded, parameter problem: they quote a packet
+
+
+def _icmp(packet: bytes, index: int, time_ns: int) -> IcmpError:
+    header_len = (packet[0] & 0x0F) * 4
+    if header_len < 20 or _u16(packet, 6) & 0x3FFF:
+        raise _Skip("malformed" if header_len < 20 else "IP fragment")
+    _need(packet, header_len + 8)
+    kind, code = packet[header_len], packet[header_len + 1]
+    if kind not in _ICMP_ERRORS:
+        raise _Skip("ICMP, not an error")
+    inner = header_len + 8              # the quoted IP header, then at least 8 bytes of what it carried
+    _need(packet, inner + 20)
+    inner_len = (packet[inner] & 0x0F) * 4
+    if packet[inner] >> 4 != 4 or inner_len < 20 or packet[inner + 9] != 6:
+        raise _Skip("ICMP about something not TCP")
+    _need(packet, inner + inner_len + 4)
+    sport, dport = _u16(packet, inner + inner_len), _u16(packet, inner + inner_len + 2)
+    return IcmpError(index, time_ns, socket.inet_ntop(socket.AF_INET, packet[12:16]),
+                     socket.inet_ntop(socket.AF_INET, packet[16:20]), kind, code,
+                     Endpoint(socket.inet_ntop(socket.AF_INET, packet[inner + 12:inner + 16]), sport),
+                     Endpoint(socket.inet_ntop(socket.AF_INET, packet[inner + 16:inner + 20]), dport),
+                     _u16(packet, header_len + 6) if (kind, code) == (3, 4) else 0)
 
 
 def _tcp(packet: bytes, start: int, tcp_len: int, src: str, dst: str, index: int, time_ns: int) -> Segment:

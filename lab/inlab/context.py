@@ -111,6 +111,9 @@ class FaultContext(Protocol):
     def client_agent(self) -> ClientAgent: ...
 
     @property
+    def router_agent(self) -> ServerAgent: ...   # the same calls, on the router's forwarding hop
+
+    @property
     def wall_clock(self) -> WallClockFile: ...
 
     @property
@@ -152,6 +155,9 @@ class ScenarioContext(Protocol):
 
     @property
     def client_agent(self) -> ClientAgent: ...
+
+    @property
+    def router_agent(self) -> ServerAgent: ...   # the same calls, on the router's forwarding hop
 
     @property
     def toxiproxy(self) -> ToxiproxyAPI: ...

@@ -101,6 +101,17 @@ CATALOGUE: list[Mutant] = [
     *_iptables("syn-drop",
                Mutant("syn-drop", "reject", "answers SYNs with RST instead of dropping them",
                       block={"action": "reject-rst"})),
+    *_iptables("partition",
+               Mutant("partition", "other-way", "cuts the other direction",
+                      block={"direction": {"in": "out", "out": "in"}.get}),
+               Mutant("partition", "both-ways", "cuts both directions: a black hole, not a one-way partition",
+                      block={"direction": "both"}),
+               Mutant("partition", "tenth", "drops a tenth of the packets instead of all", block={"probability": 0.1})),
+    *_iptables("unreachable",
+               Mutant("unreachable", "silent", "drops silently instead of answering with ICMP", block={"action": "drop"}),
+               Mutant("unreachable", "port-unreachable", "sends ICMP port unreachable whatever was asked",
+                      block={"action": "reject-port-unreachable"}),
+               Mutant("unreachable", "rst", "answers with a TCP RST instead of ICMP", block={"action": "reject-rst"})),
     Mutant("freeze", "no-op", "sends no signal", swallow=frozenset({"signal"})),
     Mutant("freeze", "wrong-server", "freezes the other server", server=OTHER_SERVER),
     Mutant("freeze", "cont", "sends SIGCONT instead of SIGSTOP", signal={"STOP": "CONT"}),
@@ -259,7 +270,7 @@ class MutatedContext:
     def __init__(self, ctx: Any, mutant: Mutant) -> None:
         self._ctx, self._mutant = ctx, mutant
         self.server_agent = _Rewriting(ctx.server_agent, mutant, self._log)
-        for name in ("client_agent", "wall_clock"):   # not every stand-in context has these
+        for name in ("client_agent", "router_agent", "wall_clock"):   # not every stand-in context has these
             real = getattr(ctx, name, None)
             if real is not None:
                 setattr(self, name, _Rewriting(real, mutant, self._log))

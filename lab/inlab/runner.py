@@ -36,7 +36,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lab.addresses import AGENT_PORT, CONTROL_PORTS, DEFAULT_PORT, LOOPBACK, SERVER_HOST, SERVER_PORTS, \
+from lab.addresses import AGENT_PORT, CONTROL_PORTS, DEFAULT_PORT, LOOPBACK, ROUTER_AGENT_PORT, ROUTER_HOST, \
+    SERVER_HOST, SERVER_PORTS, \
     SANDBOX_UID, TOXIPROXY_API, TOXIPROXY_HOST
 from lab.inlab import mutants, runreport, submission
 from lab.inlab.agent.client import AgentError
@@ -93,6 +94,7 @@ class Context:
         self.toxiproxy = Toxiproxy(TOXIPROXY_API)
         self.server_agent = AgentClient(SERVER_HOST, AGENT_PORT)
         self.client_agent = AgentClient(LOOPBACK, AGENT_PORT)
+        self.router_agent = AgentClient(ROUTER_HOST, ROUTER_AGENT_PORT)   # the path's faults
         from lab.inlab.faults.clock_jump import WallClock
 
         self.wall_clock = WallClock()     # the offset file libfaketime'd children read (clock-jump)
@@ -226,6 +228,8 @@ class Context:
         return handle
 
     # Packet evidence ---------------------------------------------------------------------------
+    # Where a capture can be: each end's own interface, and either link of the router (its lab side,
+    # where the clients' and Toxiproxy's packets arrive; its backend side, towards the server).
     def capture(self, where: str = "server", port: int = DEFAULT_PORT, *,
                 filter: str | None = None) -> "CaptureHandle":  # noqa: A002 - tcpdump's word
         """Start tcpdump in the server's (or the client's) namespace; stopped at the latest at clean-up.
@@ -234,10 +238,15 @@ class Context:
         ``tcp and src port 7000`` when only what the server sends matters and a healthy run
         would push more bytes the other way than a capture may hold.
         """
-        agent = self.server_agent if where == "server" else self.client_agent
-        name = f"{self.scenario.name}-{where}"[:32].strip("-")
+        if where not in CAPTURE_POINTS:
+            raise scn.ScenarioError(f"capture: no capture point {where!r}; accepted: {', '.join(CAPTURE_POINTS)}")
+        agent = {"server": self.server_agent, "client": self.client_agent}.get(where, self.router_agent)
+        name = f"{self.scenario.name[:31 - len(where)].strip('-')}-{where}"   # the agent's limit: 32
         chosen = filter or f"tcp and port {port}"
-        agent.capture_start(name, chosen)
+        if where.startswith("router-"):
+            agent.capture_start(name, chosen, side=where.removeprefix("router-"))
+        else:
+            agent.capture_start(name, chosen)
         handle = CaptureHandle(self, agent, name, where, port)
         self.on_cleanup(handle.discard)
         self.mark("lab", f"capturing at the {where}", filter=chosen)
@@ -469,7 +478,7 @@ class Context:
 
     # Clean-up ----------------------------------------------------------------------------------
     def reset_lab(self) -> None:
-        reset_lab(self.toxiproxy, self.server_agent, self.client_agent)
+        reset_lab(self.toxiproxy, self.server_agent, self.client_agent, self.router_agent)
 
     def run_cleanups(self) -> None:
         while self._cleanups:
@@ -478,6 +487,9 @@ class Context:
                 action()
             except Exception as exc:  # noqa: BLE001 - one failed clean-up must not skip the others
                 self.mark("lab", f"clean-up failed: {exc}")
+
+
+CAPTURE_POINTS = ("server", "client", "router-lab", "router-backend")
 
 
 class CaptureHandle:
@@ -508,13 +520,16 @@ class CaptureHandle:
             self.agent.capture_stop(self.name)
 
 
-def reset_lab(toxiproxy: Any = None, server_agent: Any = None, client_agent: Any = None) -> None:
+def reset_lab(toxiproxy: Any = None, server_agent: Any = None, client_agent: Any = None,
+              router_agent: Any = None) -> None:
     """Everything back to normal: no toxics, no rules, no stopped process, default server behaviours."""
     from lab.inlab.agent.client import AgentClient
     from lab.server.control import control_request
     from lab.inlab.toxics import Toxiproxy
 
     (toxiproxy or Toxiproxy(TOXIPROXY_API)).reset()
+    # The router first: the server-agent's API is reached through it.
+    (router_agent or AgentClient(ROUTER_HOST, ROUTER_AGENT_PORT)).reset()
     (server_agent or AgentClient(SERVER_HOST, AGENT_PORT)).reset()
     (client_agent or AgentClient(LOOPBACK, AGENT_PORT)).reset()
     for server, port in SERVER_PORTS.items():

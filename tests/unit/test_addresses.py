@@ -64,10 +64,23 @@ def test_compose_server_healthcheck_knocks_on_every_control_port_and_no_data_por
 def test_compose_agent_healthchecks_use_the_agent_port() -> None:
     services = _services(COMPOSE.read_text())
     agents = {name: block for name, block in services.items() if "lab.inlab.agent" in block}
-    assert set(agents) == {"server-agent", "client-agent"}
+    assert set(agents) == {"server-agent", "client-agent", "router-agent"}
     for name, block in agents.items():
+        want = addresses.ROUTER_AGENT_PORT if name == "router-agent" else addresses.AGENT_PORT
         ports = {int(p) for p in re.findall(r'"127\.0\.0\.1:(\d+)"', block)}
-        assert ports == {addresses.AGENT_PORT}, f"{name} checks {ports}; lab/addresses.py says {addresses.AGENT_PORT}"
+        assert ports == {want}, f"{name} checks {ports}; lab/addresses.py says {want}"
+        if name == "router-agent":
+            assert f'"--port", "{want}"' in block, "the router-agent must listen where its healthcheck knocks"
+
+
+def test_compose_puts_the_server_behind_the_router() -> None:
+    services = _services(COMPOSE.read_text())
+    server, router = services[addresses.SERVER_HOST], services[addresses.ROUTER_HOST]
+    # "server" on the lab network is the router; the server itself is only on the backend.
+    assert re.search(r"^      lab:\n        aliases: \[server\]", router, re.M), router
+    assert re.search(r"^      backend:\n        aliases: \[backend-server\]", server, re.M), server
+    assert "lab" not in re.search(r"^    networks:(.*?)^    \S", server, re.M | re.S).group(1).replace("backend", "")
+    assert f'"--route-to", "{addresses.BACKEND_SERVER_HOST}"' in services["router-agent"]
 
 
 def test_compose_publishes_the_toxiproxy_api_port() -> None:

@@ -384,6 +384,7 @@ def test_a_request_must_be_an_object_with_an_op(tmp_path: Path, proc: FakeProc, 
     ("tcp", ["tcp"]),
     ("port 7000", ["port", "7000"]),
     ("tcp and port 7000", ["tcp", "and", "port", "7000"]),
+    ("tcp and port 7000 or icmp", ["tcp", "and", "port", "7000", "or", "icmp"]),   # a router's ICMP errors too
     ("  tcp   and  port 7000 ", ["tcp", "and", "port", "7000"]),
     ("host server or host 172.20.0.3", ["host", "server", "or", "host", "172.20.0.3"]),
     ("tcp and not src port 9009 and dst host socket-lab-toxiproxy-1.lab",
@@ -396,7 +397,7 @@ def test_filter_grammar_accepts(text: str, tokens: list[str]) -> None:
 @pytest.mark.parametrize("text", [
     "; rm -rf /", "tcp; rm -rf /", "tcp ; rm -rf /", "-w /etc/x", "tcp -w /etc/x", "port 7000 -z /bin/sh",
     "tcp and -w /etc/x", "host $(id)", "host `reboot`", "port 7000|sh", "tcp && port 1", "(tcp)",
-    "udp", "icmp", "tcp and", "and tcp", "not", "port", "port 0", "port 65536", "port 7e3", "port -1",
+    "udp", "icmp6", "icmp and", "tcp and", "and tcp", "not", "port", "port 0", "port 65536", "port 7e3", "port -1",
     "host", "host and", "host 10.0.0.256", "host Server", "host -server", "host server.", "",
     "tcp\nport 1", "x" * 300,
 ])

@@ -33,11 +33,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=AGENT_PORT)
     parser.add_argument("--sandbox-uid", type=int, default=None,
                         help=f"guard graded code running as this uid (the client-agent: {SANDBOX_UID})")
+    parser.add_argument("--route-to", metavar="HOST", default=None,
+                        help="be the router: NAT the server's ports to HOST on the other network "
+                             "(the router-agent: backend-server)")
     opts = parser.parse_args(argv)
     removed = isolate()
     emit("isolated", removed=removed)
     runner = CommandRunner()
-    agent = Agent(runner, sandbox_uid=opts.sandbox_uid)
+    agent = Agent(runner, sandbox_uid=opts.sandbox_uid, api_port=opts.port, forwarding=opts.route_to is not None)
+    if opts.route_to is not None:
+        # Before the API listens (the healthcheck waits for it): a lab whose router does not route
+        # must never look healthy.
+        try:
+            route = agent.install_router(opts.route_to)
+        except (OpFailed, OSError, ValueError) as exc:
+            emit("router-failed", target=opts.route_to, error=str(exc))
+            return 1
+        emit("routing", **route)
     try:
         agent.op_unblock()  # a restarted agent starts from a clean chain
     except OpFailed as exc:

@@ -120,8 +120,10 @@ class AgentClient:
                              not_pid=not_pid)
         return reply["pid"]
 
-    def capture_start(self, name: str, filter: str = "tcp") -> dict[str, Any]:  # noqa: A002 - the op's field name
-        return self.request("capture_start", extra_time=10.0, name=name, filter=filter)
+    def capture_start(self, name: str, filter: str = "tcp", side: str | None = None) -> dict[str, Any]:  # noqa: A002
+        """``side``: on the router, which link ("lab" or "backend"); None elsewhere."""
+        extra = {"side": side} if side is not None else {}
+        return self.request("capture_start", extra_time=10.0, name=name, filter=filter, **extra)
 
     def capture_stop(self, name: str) -> bytes:
         """Stop a capture and return the pcap file's bytes."""

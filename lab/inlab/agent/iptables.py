@@ -22,7 +22,16 @@ LOOPBACK = "127.0.0.0/8"
 DIRECTIONS = ("in", "out", "both")
 # "count" has no target: the rule only counts what it matches and the packet goes on to the next
 # rule. Put before a fault's rules, it measures how many packets met them (a loss rate's n).
-ACTIONS = {"drop": ["DROP"], "reject-rst": ["REJECT", "--reject-with", "tcp-reset"], "count": []}
+# The ICMP rejections say "unreachable" in three ways; Linux's TCP turns each into an errno
+# (icmp_err_convert in net/ipv4/icmp.c): host-unreachable and admin-prohibited (code 13,
+# "communication administratively prohibited") give EHOSTUNREACH, port-unreachable ECONNREFUSED.
+ACTIONS = {"drop": ["DROP"], "reject-rst": ["REJECT", "--reject-with", "tcp-reset"], "count": [],
+           "reject-host-unreachable": ["REJECT", "--reject-with", "icmp-host-unreachable"],
+           "reject-port-unreachable": ["REJECT", "--reject-with", "icmp-port-unreachable"],
+           "reject-admin-prohibited": ["REJECT", "--reject-with", "icmp-admin-prohibited"]}
+# A router's faults sit on its forwarding hop: both directions pass FORWARD, told apart by port.
+FORWARD_HOOKS = {"in": "FORWARD", "out": "FORWARD"}
+ENDPOINT_HOOKS = {"in": "INPUT", "out": "OUTPUT"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,8 @@ class Rule:
 PlannedRule = tuple[str, tuple[str, ...]]  # (hook, port match)
 
 
-def plan_rules(port: int | None, peer_port: int | None, direction: str, syn_only: bool) -> list[PlannedRule]:
+def plan_rules(port: int | None, peer_port: int | None, direction: str, syn_only: bool,
+               hooks: dict[str, str] = ENDPOINT_HOOKS) -> list[PlannedRule]:
     """(hook, port match) pairs for one block request.
 
     ``port`` is this namespace's own port (a server's listening port): packets
@@ -74,15 +84,20 @@ def plan_rules(port: int | None, peer_port: int | None, direction: str, syn_only
     never exists (servers do not dial out to lab ports, clients never use them
     as local ports: ephemeral ports start at 32768), so the direction is exact
     in practice and the chain stays one simple list to count and flush.
+
+    On the router (``hooks=FORWARD_HOOKS``) ``port`` is the server's port behind
+    it: "in" is towards the server (``--dport`` in FORWARD), "out" back from it.
     """
     if (port is None) == (peer_port is None):
         raise BadRequest('block: give exactly one of "port" (this side\'s port, e.g. a server\'s listening port) '
                          'or "peer_port" (the remote side\'s port, e.g. the server port a client talks to)')
     if port is not None:
-        rules = {"in": ("INPUT", ("--dport", str(port))), "out": ("OUTPUT", ("--sport", str(port)))}
+        rules = {"in": (hooks["in"], ("--dport", str(port))), "out": (hooks["out"], ("--sport", str(port)))}
         syn_direction, field_name = "in", "port"
     else:
-        rules = {"in": ("INPUT", ("--sport", str(peer_port))), "out": ("OUTPUT", ("--dport", str(peer_port)))}
+        if hooks is FORWARD_HOOKS:
+            raise BadRequest('block: on the router give "port" (the server\'s port behind it), not "peer_port"')
+        rules = {"in": (hooks["in"], ("--sport", str(peer_port))), "out": (hooks["out"], ("--dport", str(peer_port)))}
         syn_direction, field_name = "out", "peer_port"
     if syn_only:
         if direction not in (syn_direction, "both"):

@@ -90,10 +90,10 @@ from pathlib import Path
 from typing import Any
 
 from lab.addresses import AGENT_PORT, DRIVER_PORT, SERVER_PORTS
-from lab.inlab.agent import ports, sandboxrules
+from lab.inlab.agent import ports, router, sandboxrules
 from lab.inlab.agent.commands import COMMAND_TIMEOUT, CommandRunner, Completed, RunsCommands
-from lab.inlab.agent.iptables import ACTIONS, CHAIN, DIRECTIONS, DOCKER_DNS, HOOKS, DnsRule, Rule, parse_counters, \
-    plan_dns, plan_rules
+from lab.inlab.agent.iptables import ACTIONS, CHAIN, DIRECTIONS, DOCKER_DNS, ENDPOINT_HOOKS, FORWARD_HOOKS, DnsRule, \
+    Rule, parse_counters, plan_dns, plan_rules
 from lab.inlab.agent.log import emit
 from lab.inlab import tcptable
 from lab.inlab.agent.procfs import ProcInfo, describe_row, lab_processes, parse_snmp
@@ -128,7 +128,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "signal": ("target", "signal", "peer_port"),
     "processes": ("sockets",),
     "wait_process": ("target", "state", "not_pid", "timeout"),
-    "capture_start": ("name", "filter"),
+    "capture_start": ("name", "filter", "side"),
     "capture_stop": ("name",),
     "tcp_stats": (),
     "reset": (),
@@ -139,6 +139,7 @@ OPS: dict[str, tuple[str, ...]] = {
     "bind": ("port", "binder"),
     "exhaust_ports": ("target", "spare", "timeout"),
     "release_ports": (),
+    "route": (),
 }
 
 
@@ -151,7 +152,8 @@ class Agent:
                  interface: str = INTERFACE, api_port: int = AGENT_PORT, capture_limit: float = CAPTURE_LIMIT,
                  capture_ready_timeout: float = CAPTURE_READY_TIMEOUT,
                  capture_quiet: float = CAPTURE_QUIET, sandbox_uid: int | None = None,
-                 driver_port: int = DRIVER_PORT, exhaustion: ports.Exhaustion | None = None) -> None:
+                 driver_port: int = DRIVER_PORT, exhaustion: ports.Exhaustion | None = None,
+                 forwarding: bool = False) -> None:
         self.runner = runner or CommandRunner()
         self.proc_root = proc_root
         self.capture_dir = capture_dir
@@ -173,6 +175,9 @@ class Agent:
         self._sandbox_targets: list[Target] = []
         self.exhaustion = exhaustion or ports.Exhaustion(proc_root, clock=clock)
         self._ports_lock = threading.Lock()
+        self.route: router.RouterPlan | None = None   # set by install_router (the router-agent)
+        # A router's faults are on its forwarding hop (FORWARD), an endpoint's on INPUT and OUTPUT.
+        self.hooks = FORWARD_HOOKS if forwarding else ENDPOINT_HOOKS
 
     # Dispatch ------------------------------------------------------------------
     def handle(self, request: Any) -> dict[str, Any]:
@@ -192,6 +197,30 @@ class Agent:
             return {"ok": False, "error": f"{op}: internal error {type(exc).__name__}: {exc}"}
         return {"ok": True, **result}
 
+    # The router ----------------------------------------------------------------
+    def install_router(self, target: str) -> dict[str, Any]:
+        """Be the NAT gateway to ``target`` (lab/inlab/agent/router.py); idempotent."""
+        server = router.resolve(target)
+        listing = self.runner.run(["ip", "-j", "-4", "addr", "show"], timeout=COMMAND_TIMEOUT)
+        if listing.returncode != 0:
+            raise OpFailed(f"ip -j -4 addr show failed (exit {listing.returncode}): {listing.stderr.strip()}")
+        route = router.plan(router.parse_ip_addr(listing.stdout), server)
+        with self._iptables_lock:
+            for argv in router.nat_rules(route):
+                res = self._iptables(*argv, check=False)
+                if res.returncode != 0 and not (argv[2] == "-N" and "exists" in res.stderr):
+                    raise OpFailed(f"iptables {' '.join(argv)} failed (exit {res.returncode}): {res.stderr.strip()}")
+            for hook, chain in router.hooks():
+                if self._iptables("-t", "nat", "-C", hook, "-j", chain, check=False).returncode != 0:
+                    self._iptables("-t", "nat", "-I", hook, "1", "-j", chain)
+        self.route = route
+        return route.as_dict()
+
+    def op_route(self, _args: Args) -> dict[str, Any]:
+        if self.route is None:
+            raise OpFailed("route: this agent is not a router (started without --route-to)")
+        return self.route.as_dict()
+
     def op_ping(self, _args: Args) -> dict[str, Any]:
         return {"pid": os.getpid(), "ops": list(OPS)}
 
@@ -209,7 +238,7 @@ class Agent:
         if res.returncode != 0 and "exists" not in res.stderr:
             raise OpFailed(f"iptables -N {CHAIN} failed (exit {res.returncode}): {res.stderr.strip()} "
                            "(the agent needs root and CAP_NET_ADMIN)")
-        for hook in HOOKS:
+        for hook in sorted(set(self.hooks.values())):
             if self._iptables("-C", hook, "-j", CHAIN, check=False).returncode != 0:
                 self._iptables("-I", hook, "1", "-j", CHAIN)
 
@@ -223,7 +252,7 @@ class Agent:
         if self.api_port in (port, peer_port):
             raise BadRequest(f"block: port {self.api_port} is the agent's own control port; blocking it would "
                              "cut the scenario off from the agent")
-        planned = plan_rules(port, peer_port, direction, syn_only)
+        planned = plan_rules(port, peer_port, direction, syn_only, self.hooks)
         with self._iptables_lock:
             self.ensure_chain()
             added: list[Rule] = []
@@ -438,7 +467,13 @@ class Agent:
         if not _NAME_RE.fullmatch(name):
             raise BadRequest(f'capture_start: field "name" must match [a-z0-9-]{{1,32}}; got {name!r}')
         tokens = parse_filter(args.string("filter", "tcp"))
+        side = args.choice("side", ("lab", "backend")) if args.has("side") else None
+        if side is not None and self.route is None:
+            raise BadRequest('capture_start: "side" picks one of a router\'s links; this agent is not a router')
         capture = TcpdumpCapture(name, self.capture_dir / f"{name}.pcap", tokens)
+        if self.route is not None:
+            # A router has two links: the capture is on the one asked for (the lab's by default).
+            capture.interface = (self.route.backend if side == "backend" else self.route.lab).name
         with self._captures_lock:
             if name in self._captures:
                 raise BadRequest(f'capture_start: a capture named "{name}" exists; stop it or pick another name')
@@ -462,7 +497,8 @@ class Agent:
         # -U writes each packet as it comes and --immediate-mode hands it over at once: without it
         # libpcap's TPACKET_V3 ring holds packets up to a second and SIGINT discards them.
         # -Z root keeps root (no SETUID needed), but tcpdump still calls initgroups(): CAP_SETGID.
-        return ["tcpdump", "-U", "--immediate-mode", "-i", self.interface, "-w", str(capture.path), "-Z", "root",
+        return ["tcpdump", "-U", "--immediate-mode", "-i", capture.interface or self.interface, "-w", str(capture.path),
+                "-Z", "root",
                 *capture.tokens]
 
     def _start_tcpdump(self, capture: TcpdumpCapture) -> None:

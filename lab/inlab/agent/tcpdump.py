@@ -29,8 +29,9 @@ _PORT_RE = re.compile(r"[0-9]{1,5}")
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_RE = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}")
 _HOSTNAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
-_FILTER_WORDS = {"tcp", "port", "host", "and", "or", "not", "src", "dst"}
-FILTER_GRAMMAR = ("PRIMARY [(and|or) PRIMARY ...], where PRIMARY is [not] tcp | [not] [src|dst] port N (1-65535) "
+_FILTER_WORDS = {"tcp", "icmp", "port", "host", "and", "or", "not", "src", "dst"}
+FILTER_GRAMMAR = ("PRIMARY [(and|or) PRIMARY ...], where PRIMARY is [not] tcp | [not] icmp "
+                  "| [not] [src|dst] port N (1-65535) "
                   "| [not] [src|dst] host NAME-or-IPv4 (NAME: lowercase letters, digits, '-', '.')")
 MAX_FILTER = 256
 
@@ -61,7 +62,7 @@ def parse_filter(text: str) -> list[str]:
         if take(i) == "not":
             i += 1
         tok = take(i)
-        if tok == "tcp":
+        if tok in ("tcp", "icmp"):
             i += 1
         else:
             if tok in ("src", "dst"):
@@ -96,6 +97,7 @@ class TcpdumpCapture:
     path: Path
     tokens: list[str]
     proc: Process | None = None
+    interface: str | None = None    # None: the agent's (eth0); a router picks one of its two links
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=50))  # tcpdump says little; bound it anyway
     ready: threading.Event = field(default_factory=threading.Event)
     auto_stopped: bool = False
