@@ -1,6 +1,9 @@
-"""Container healthchecks: ``python3 -m lab.inlab.health [--isolated] [HOST:PORT ...]``.
+"""Container healthchecks: ``python3 -m lab.inlab.health [--isolated] [HOST:PORT | :PORT ...]``.
 
-Exits 0 when every address accepts a TCP connection within two seconds and,
+Exits 0 when every ``HOST:PORT`` accepts a TCP connection within two seconds,
+every ``:PORT`` has a listening socket in this namespace's kernel table
+(/proc/net/tcp: no connection is made, so the process behind it never sees the
+check: a server under a fault counts its connections and descriptors), and,
 with ``--isolated``, when this network namespace has no default route (IPv4
 or IPv6): the lab's containers may reach each other and nothing else. The
 agent beside each container removes the route at start (engines before
@@ -16,15 +19,30 @@ import sys
 from pathlib import Path
 
 
-def check(address: str, timeout: float = 2.0) -> str | None:
+def check(address: str, timeout: float = 2.0, table: Path = Path("/proc/net/tcp")) -> str | None:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
-        return f"{address!r} is not HOST:PORT"
+        return f"{address!r} is not HOST:PORT or :PORT"
+    if not host:
+        return listening(int(port), table)
     try:
         with socket.create_connection((host, int(port)), timeout=timeout):
             return None
     except OSError as exc:
         return f"{address}: {exc}"
+
+
+def listening(port: int, table: Path = Path("/proc/net/tcp")) -> str | None:
+    """None if some socket of this namespace listens on ``port`` (IPv4), else what is wrong."""
+    from lab.inlab import tcptable
+
+    try:
+        rows = tcptable.parse(table.read_text(encoding="ascii", errors="replace"))
+    except OSError as exc:
+        return f":{port}: cannot read {table}: {exc}"
+    if any(r.state == tcptable.LISTEN and r.local[1] == port for r in rows):
+        return None
+    return f":{port}: nothing listens on it"
 
 
 def default_routes(proc: Path = Path("/proc/net")) -> list[str]:
@@ -52,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     isolated = "--isolated" in argv
     addresses = [a for a in argv if a != "--isolated"]
     if not addresses and not isolated:
-        print("usage: python3 -m lab.inlab.health [--isolated] [HOST:PORT ...]", file=sys.stderr)
+        print("usage: python3 -m lab.inlab.health [--isolated] [HOST:PORT | :PORT ...]", file=sys.stderr)
         return 2
     problems = [p for p in map(check, addresses) if p]
     if isolated:
