@@ -32,6 +32,12 @@ DEFAULT_SERVER = "threaded"
 DEFAULT_PORT = SERVER_PORTS[DEFAULT_SERVER]
 DEFAULT_CONTROL_PORT = CONTROL_PORTS[DEFAULT_SERVER]
 
+# Ephemeral ports (net.ipv4.ip_local_port_range, set per container in compose.yaml): the client's
+# and Toxiproxy's do not overlap. The router rewrites both sources to its one backend address and
+# keeps their ports, so behind it a port still says who opened a connection, and two never collide.
+CLIENT_PORT_RANGE = (32768, 45999)
+TOXIPROXY_PORT_RANGE = (46000, 60999)
+
 # The fault agent's API, on this port of the namespace it lives in (server:9009; 127.0.0.1:9009
 # inside the client for the client-agent).
 AGENT_PORT = 9009

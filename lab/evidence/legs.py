@@ -26,6 +26,7 @@ import dataclasses
 from collections.abc import Collection, Iterable
 from typing import Literal
 
+from lab.addresses import TOXIPROXY_PORT_RANGE
 from lab.evidence.anchor import Window
 from lab.evidence.pcap import ACK, FIN, RST, SYN, Endpoint, PcapFile, Segment
 
@@ -145,10 +146,22 @@ def proxy_host(conns: Iterable[Conn]) -> str | None:
 
 
 def proxy_legs(pcap: PcapFile, subjects: Iterable[Conn], *, server_port: int) -> list[Conn]:
-    """In a server-side capture, the proxy's own connections to ``server_port``: those from the
-    address the subjects connected to (none when that is not one address)."""
+    """In a server-side capture, the proxy's own connections to ``server_port``.
+
+    Those from the address the subjects connected to (none when that is not one address),
+    where the capture sees Toxiproxy's own address. Behind the router's NAT the server sees
+    every connection come from the router's address, with the port its opener chose: then the
+    proxy's are those from a port of Toxiproxy's ephemeral range, which no other container uses
+    (lab/addresses.py). :func:`pair` then matches each to its subject by when it opened.
+    """
     host = proxy_host(subjects)
-    return [] if host is None else connections(pcap, server_port=server_port, client_host=host)
+    if host is None:
+        return []
+    legs = connections(pcap, server_port=server_port, client_host=host)
+    if legs:
+        return legs
+    low, high = TOXIPROXY_PORT_RANGE
+    return [c for c in connections(pcap, server_port=server_port) if low <= c.client.port <= high]
 
 
 def pair(first_legs: Iterable[Conn], second_legs: Iterable[Conn], *,

@@ -5,7 +5,7 @@ import time
 
 from lab.addresses import DEFAULT_PORT
 from lab.evidence.anchor import FIN, RST, Window
-from lab.evidence.legs import CLIENT, SERVER, connections, pair, proxy_host, proxy_legs
+from lab.evidence.legs import CLIENT, SERVER, connections, pair, proxy_legs
 from lab.sockets.errors import PeerClosed
 from lab.inlab.scenario import Expect
 from lab.inlab.workloads import body
@@ -67,7 +67,7 @@ def prove_server_closed(ctx, client_pcap, server_pcap):
     its side. A PING the client sends while the toxic holds the FIN back may still draw an RST after it."""
     window = Window(ctx.fault_wall, ctx.teardown_wall)
     subjects = connections(client_pcap, server_port=DEFAULT_PORT, client_ports=ctx.client_ports())
-    legs = connections(server_pcap, server_port=DEFAULT_PORT, client_host=proxy_host(subjects))
+    legs = proxy_legs(server_pcap, subjects, server_port=DEFAULT_PORT)
     oks, details = [], []
     for conn, leg in pair(subjects, legs):
         fin = leg.first(SERVER, FIN, window) if leg is not None else None

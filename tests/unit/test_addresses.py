@@ -112,3 +112,12 @@ def test_compose_runs_the_sandbox_as_the_uid_the_client_agent_guards() -> None:
     listen = re.findall(r'"--listen", "([\d.]+):(\d+)"', sandbox)
     assert listen == [(addresses.DRIVER_HOST, str(addresses.DRIVER_PORT))]
     assert 'network_mode: "service:client"' in sandbox
+
+
+def test_compose_gives_the_client_and_toxiproxy_the_disjoint_port_ranges_the_evidence_relies_on() -> None:
+    services = _services(COMPOSE.read_text())
+    for name, (low, high) in ((addresses.TOXIPROXY_HOST, addresses.TOXIPROXY_PORT_RANGE),
+                              ("client", addresses.CLIENT_PORT_RANGE)):
+        assert f'net.ipv4.ip_local_port_range: "{low} {high}"' in services[name], name
+    (a, b), (c, d) = sorted((addresses.CLIENT_PORT_RANGE, addresses.TOXIPROXY_PORT_RANGE))
+    assert b < c, "the ranges overlap: behind the router's NAT a port would no longer say who opened it"

@@ -112,3 +112,16 @@ def test_proxy_legs_are_the_connections_from_the_address_the_subjects_went_to() 
     server_side = read_capture(write_pcap(leg.packets + direct.packets))
     assert [c.client.port for c in proxy_legs(server_side, subjects, server_port=7000)] == [50000]
     assert proxy_legs(server_side, [], server_port=7000) == []     # no subject: no proxy address, no leg
+
+
+def test_behind_the_routers_nat_the_proxy_legs_are_those_from_toxiproxys_port_range() -> None:
+    # The server sees every connection from the router's address; the port says who opened it.
+    router = "127.0.0.9"
+    subject = subject_flow()
+    leg = Flow((router, 47000), (SERVER_HOST, 7000))           # Toxiproxy's range: 46000-60999
+    leg.handshake()
+    direct = Flow((router, 40002), (SERVER_HOST, 7000))        # the client's range: 32768-45999
+    direct.handshake()
+    subjects = connections(read_capture(write_pcap(subject.packets)), server_port=7000)
+    server_side = read_capture(write_pcap(leg.packets + direct.packets))
+    assert [c.client for c in proxy_legs(server_side, subjects, server_port=7000)] == [(router, 47000)]
