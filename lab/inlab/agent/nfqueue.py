@@ -356,7 +356,7 @@ class _Pending:
     order: int
     packet: QueuedPacket = None  # type: ignore[assignment]
     decision: Decision = None     # type: ignore[assignment]
-    verdicts_before: int = 0      # verdicts given when it was queued: more by release time = overtaken
+    arrival: int = 0              # the packet's place in arrival order
 
 
 class Handler:
@@ -394,7 +394,8 @@ class Handler:
         self._stop = threading.Event()
         self._heap: list[_Pending] = []
         self._order = itertools.count()
-        self._verdicts = 0
+        self._arrivals = 0
+        self._latest_given = -1      # the latest arrival whose verdict is given
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     # -- control
@@ -460,6 +461,8 @@ class Handler:
 
     def _handle(self, packet: QueuedPacket) -> None:
         self._count(seen=1, bytes=len(packet.payload))
+        arrival = self._arrivals
+        self._arrivals += 1
         try:
             decision = self.policy(packet)
         except Exception as exc:
@@ -468,29 +471,28 @@ class Handler:
             decision = ACCEPT
         if decision.delay > 0:
             heapq.heappush(self._heap, _Pending(time.monotonic() + decision.delay, next(self._order), packet,
-                                                decision, self._verdicts))
+                                                decision, arrival))
         else:
-            self._give(packet, decision, None)
+            self._give(packet, decision, None, arrival)
         if decision.release:
             for pending in [p for p in self._heap if p.decision.hold]:
                 self._heap.remove(pending)
-                self._give(pending.packet, pending.decision, pending)
+                self._give(pending.packet, pending.decision, pending, pending.arrival)
             heapq.heapify(self._heap)
 
     def _release_due(self, now: float) -> None:
         while self._heap and self._heap[0].due <= now:
             pending = heapq.heappop(self._heap)
-            self._give(pending.packet, pending.decision, pending)
+            self._give(pending.packet, pending.decision, pending, pending.arrival)
 
-    def _give(self, packet: QueuedPacket, decision: Decision, pending: _Pending | None) -> None:
+    def _give(self, packet: QueuedPacket, decision: Decision, pending: _Pending | None, arrival: int) -> None:
         self.queue.verdict(packet.packet_id, NF_ACCEPT if decision.accept else NF_DROP, decision.payload)
-        self._verdicts += 1
+        overtaken = self._latest_given > arrival   # a packet that came after it has gone first
+        self._latest_given = max(self._latest_given, arrival)
         counts = {"accepted" if decision.accept else "dropped": 1}
         if decision.payload is not None:
             counts["corrupted"] = 1
         if pending is not None:
-            # verdicts given since it was queued, other than its own: packets that overtook it
-            overtaken = self._verdicts - 1 > pending.verdicts_before
             counts["reordered" if overtaken else "delayed"] = 1
         if decision.copies and decision.accept and self.injector is not None:
             sent = 0
