@@ -32,6 +32,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from lab.toolerrors import UsageError
+
 NETLINK_NETFILTER = 12
 
 NLMSG_NOOP = 1
@@ -61,8 +63,11 @@ NLATTR = struct.Struct("=HH")        # len, type
 ERROR_CODE = struct.Struct("=i")     # NLMSG_ERROR: negative errno, then the request's header
 
 
-class NetlinkDecodeError(ValueError):
-    """Bytes that are not well-formed netlink: the message says where and what was expected."""
+class NetlinkDecodeError(UsageError, ValueError):
+    """Bytes that are not well-formed netlink: the message says where and what was expected.
+
+    A ValueError too, as :class:`lab.evidence.CaptureError` is: decoders' callers catch it as one.
+    """
 
 
 def align(length: int) -> int:

@@ -21,6 +21,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
+from lab.toolerrors import UsageError
+
 IPPROTO_TCP = 6
 
 FIN = 0x01
@@ -39,7 +41,7 @@ IP_CHECKSUM_OFFSET = 10
 TCP_CHECKSUM_OFFSET = 16
 
 
-class PacketError(ValueError):
+class PacketError(UsageError, ValueError):
     """Bytes that are not the IPv4/TCP packet they were taken for; the message says what is wrong."""
 
 
