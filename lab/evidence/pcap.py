@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -88,6 +89,9 @@ class Segment:
     flags: int
     window: int         # the raw 16-bit field, unscaled
     payload_len: int
+    payload_crc: int = 0    # CRC-32 of the payload bytes captured: the same segment seen at two points
+    #                         should carry the same bytes (a corrupting hop changes them)
+    mss: int | None = None  # the MSS option of a SYN (what its sender offers to receive), else None
 
     def has(self, flag: int) -> bool:
         return bool(self.flags & flag)
@@ -353,8 +357,28 @@ def _tcp(packet: bytes, start: int, tcp_len: int, src: str, dst: str, index: int
     header_len = (offset_byte >> 4) * 4
     if header_len < 20 or header_len > tcp_len:
         raise _Skip("malformed")
+    payload = packet[start + header_len:start + tcp_len]
     return Segment(index, time_ns, Endpoint(src, sport), Endpoint(dst, dport), seq, ack, flags, window,
-                   tcp_len - header_len)
+                   tcp_len - header_len, zlib.crc32(payload) if payload else 0,
+                   _mss(packet[start + 20:start + header_len]) if flags & SYN else None)
+
+
+def _mss(options: bytes) -> int | None:
+    """The MSS option (kind 2, length 4) among a SYN's TCP options, if it has one."""
+    i = 0
+    while i < len(options):
+        kind = options[i]
+        if kind == 0:           # end of options
+            return None
+        if kind == 1:           # no-op padding
+            i += 1
+            continue
+        if i + 1 >= len(options) or options[i + 1] < 2:
+            return None         # malformed: stop reading, never guess
+        if kind == 2 and options[i + 1] == 4 and i + 4 <= len(options):
+            return (options[i + 2] << 8) | options[i + 3]
+        i += options[i + 1]
+    return None
 
 
 def _need(buf: bytes, size: int) -> None:

@@ -47,6 +47,8 @@ class Mutant:
     aim: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)      # signal's other fields (peer_port);
     #                                                                           None leaves the field out
     ports: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)    # client_agent.exhaust_ports fields
+    path: Mapping[str, Rewrite] = dataclasses.field(default_factory=dict)     # router_agent.mangle, idle_expiry
+    #                                                                           and link_mtu fields
 
     @property
     def key(self) -> str:
@@ -77,6 +79,14 @@ def _toxic(fault: str, *extra: Mutant) -> list[Mutant]:
                    toxic={"toxicity": 0.0}),
             Mutant(fault, "wrong-proxy", "adds the toxic to the other server's proxy",
                    toxic={"proxy": OTHER_SERVER.get}),
+            *extra]
+
+
+def _path(fault: str, op: str, *extra: Mutant) -> list[Mutant]:
+    return [Mutant(fault, "no-op", f"asks the router for nothing ({op} swallowed)", swallow=frozenset({op})),
+            Mutant(fault, "wrong-port", "aims at the other server's port", path={"port": OTHER_PORT.get})
+            if op != "link_mtu" else Mutant(fault, "tiny-change", "lowers the MTU by 8 bytes only",
+                                            path={"mtu": 1492}),
             *extra]
 
 
@@ -112,6 +122,30 @@ CATALOGUE: list[Mutant] = [
                Mutant("unreachable", "port-unreachable", "sends ICMP port unreachable whatever was asked",
                       block={"action": "reject-port-unreachable"}),
                Mutant("unreachable", "rst", "answers with a TCP RST instead of ICMP", block={"action": "reject-rst"})),
+    *_path("duplicate", "mangle",
+           Mutant("duplicate", "rarely", "duplicates one segment in a hundred instead", path={"every": 100}),
+           Mutant("duplicate", "other-way", "duplicates the server's segments instead of the client's",
+                  path={"direction": "from"})),
+    *_path("reorder", "mangle",
+           Mutant("reorder", "rarely", "reorders one segment in a hundred instead", path={"every": 100}),
+           Mutant("reorder", "other-way", "reorders the server's segments instead of the client's",
+                  path={"direction": "from"})),
+    *_path("corrupt", "mangle",
+           Mutant("corrupt", "other-way", "corrupts the client's segments instead of the server's",
+                  path={"direction": "to"}),
+           Mutant("corrupt", "other-mode", "recomputes the checksum when asked to leave it wrong, and the other "
+                  "way round", path={"mode": {"bad-checksum": "recompute", "recompute": "bad-checksum"}.get})),
+    *_path("hop-delay", "mangle",
+           Mutant("hop-delay", "tenth", "a tenth of the delay", path={"delay_ms": _scaled(0.1)}),
+           Mutant("hop-delay", "other-way", "delays the server's segments instead of the client's",
+                  path={"direction": "from"})),
+    *_path("idle-expiry", "idle_expiry",
+           Mutant("idle-expiry", "tenfold", "forgets connections only after ten times the idle time",
+                  path={"established": _scaled(10)})),
+    *_path("pmtu", "link_mtu",
+           Mutant("pmtu", "full-mtu", "leaves the backend link's MTU at 1500", path={"mtu": 1500}),
+           Mutant("pmtu", "icmp-passes", "lets the router's fragmentation-needed ICMP through",
+                  path={"black_hole": False})),
     Mutant("freeze", "no-op", "sends no signal", swallow=frozenset({"signal"})),
     Mutant("freeze", "wrong-server", "freezes the other server", server=OTHER_SERVER),
     Mutant("freeze", "cont", "sends SIGCONT instead of SIGSTOP", signal={"STOP": "CONT"}),
@@ -245,6 +279,24 @@ class _Rewriting:
         changed = _rewrite({"target": target, **fields}, self._mutant.ports)
         self._log(f"exhaust_ports {changed}")
         return self._real.exhaust_ports(changed.pop("target"), **changed)
+
+    # the router agent's path ops: swallowed by their own names, their fields rewritten by ``path``
+    def _path(self, op: str, fields: dict[str, Any]) -> Any:
+        if op in self._mutant.swallow:
+            self._log(f"{op} swallowed")
+            return {}
+        changed = _rewrite(fields, self._mutant.path)
+        self._log(f"{op} {changed}")
+        return getattr(self._real, op)(**changed)
+
+    def mangle(self, kind: str, port: int, **fields: Any) -> Any:
+        return self._path("mangle", {"kind": kind, "port": port, **fields})
+
+    def idle_expiry(self, port: int, established: int) -> Any:
+        return self._path("idle_expiry", {"port": port, "established": established})
+
+    def link_mtu(self, mtu: int, **fields: Any) -> Any:
+        return self._path("link_mtu", {"mtu": mtu, **fields})
 
     # Toxiproxy
     def add_toxic(self, proxy: str, kind: str, **fields: Any) -> Any:

@@ -44,3 +44,21 @@ def test_icmp_that_is_not_an_error_or_not_about_tcp_is_skipped_and_counted() -> 
     capture = read_capture(pcap(echo, udp_quote, short_quote))
     assert capture.icmp == [] and capture.segments == []
     assert capture.skipped == {"ICMP, not an error": 1, "ICMP about something not TCP": 1, "truncated by snaplen": 1}
+
+
+def test_a_syns_mss_option_is_read_past_padding_and_other_options() -> None:
+    options = bytes([1, 1, 4, 2, 2, 4, 0x04, 0x88])     # NOP NOP SACK-permitted MSS 1160
+    header = struct.pack(">HHIIBBHHH", 40100, 7000, 77, 0, 7 << 4, 0x02, 65535, 0, 0) + options
+    (syn,) = read_capture(pcap(ipv4_packet(SYN, body=header))).segments
+    assert syn.mss == 1160
+    no_option = struct.pack(">HHIIBBHHH", 40100, 7000, 77, 0, 5 << 4, 0x02, 65535, 0, 0)
+    assert read_capture(pcap(ipv4_packet(SYN, body=no_option))).segments[0].mss is None
+
+
+def test_payload_crc_tells_two_copies_of_a_segment_apart_when_a_byte_differs() -> None:
+    def data(body: bytes) -> bytes:
+        return ipv4_packet(SYN, body=struct.pack(">HHIIBBHHH", 40100, 7000, 78, 1, 5 << 4, 0x18, 65535, 0, 0) + body)
+
+    a, b, c = read_capture(pcap(data(b"abcdefgh"), data(b"abcdefgh"), data(b"abcDefgh"))).segments
+    assert a.payload_crc == b.payload_crc != c.payload_crc and a.payload_len == c.payload_len == 8
+    assert a.mss is None     # not a SYN

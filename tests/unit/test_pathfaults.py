@@ -98,6 +98,16 @@ def test_corrupt_recompute_every_second_and_skips_short_payloads() -> None:
     assert pk.checksums_ok(fixed) == (True, True)
 
 
+def test_corrupt_per_connection_limits_each_connection_apart() -> None:
+    other = queued(sport=40001)
+    shared = CorruptFault(SegmentMatch(7000), limit=1).policy()
+    assert [shared(p).payload is not None for p in (TO, other, TO)] == [True, False, False]
+    apart = CorruptFault(SegmentMatch(7000), limit=1, per_connection=True).policy()
+    assert [apart(p).payload is not None for p in (TO, other, TO, other)] == [True, True, False, False]
+    with pytest.raises(ValueError, match="per_connection must be true or false"):
+        CorruptFault(SegmentMatch(7000), per_connection=1)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(("make", "message"), [
     (lambda: SegmentMatch(0), "port must be an integer 1..65535"),
     (lambda: SegmentMatch(7000, "up"), "direction must be one of to, from, both"),

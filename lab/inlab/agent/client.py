@@ -96,6 +96,37 @@ class AgentClient:
         """One entry per lab rule: id, packets, bytes, target (and hook/match/action when known)."""
         return list(self.request("counters")["rules"])
 
+    # The router's path ops (lab/inlab/agent/routerops.py) ------------------------------------------
+    def route(self) -> dict[str, Any]:
+        """The router's links, its backend address and the server behind it."""
+        return {k: v for k, v in self.request("route").items() if k != "ok"}
+
+    def mangle(self, kind: str, port: int, **fields: Any) -> dict[str, Any]:
+        """One NFQUEUE packet fault (duplicate, reorder, delay, corrupt) on ``port``'s segments."""
+        return {k: v for k, v in self.request("mangle", kind=kind, port=port, **fields).items() if k != "ok"}
+
+    def mangle_counters(self) -> dict[str, int]:
+        """What the packet handler did so far (or its final counts once reset)."""
+        return dict(self.request("mangle_counters")["counters"])
+
+    def idle_expiry(self, port: int, established: int) -> dict[str, Any]:
+        """New connections to ``port`` are forgotten after ``established`` idle seconds, then dropped."""
+        return {k: v for k, v in self.request("idle_expiry", port=port, established=established).items() if k != "ok"}
+
+    def conntrack(self, port: int) -> list[dict[str, Any]]:
+        """The router's conntrack entries for ``port``: state, seconds left, original tuple, flags."""
+        return list(self.request("conntrack", port=port)["entries"])
+
+    def path_counters(self) -> dict[str, int]:
+        """Packets the path's own rules dropped: ``idle_drops`` (forgotten connections), ``frag_needed_dropped``."""
+        reply = self.request("path_counters")
+        return {"idle_drops": int(reply["idle_drops"]), "frag_needed_dropped": int(reply["frag_needed_dropped"])}
+
+    def link_mtu(self, mtu: int, *, black_hole: bool = True, clamp_mss: bool = False) -> dict[str, Any]:
+        """A smaller MTU on the router's backend link; ICMP "fragmentation needed" dropped, or MSS clamped."""
+        reply = self.request("link_mtu", mtu=mtu, black_hole=black_hole, clamp_mss=clamp_mss)
+        return {k: v for k, v in reply.items() if k != "ok"}
+
     def signal(self, target: str, signal: str, peer_port: int | None = None) -> list[int]:
         """Signal ``target``'s processes; with ``peer_port``, only its forked child holding that connection."""
         return list(self.request("signal", target=target, signal=signal, peer_port=peer_port)["pids"])

@@ -237,8 +237,11 @@ class CorruptFault:
     limit: int | None = None
     offset: int = 0
     mask: int = 0x01
+    per_connection: bool = False    # ``every`` and ``limit`` count each connection's segments apart
 
     def __post_init__(self) -> None:
+        if not isinstance(self.per_connection, bool):
+            raise ValueError(f"per_connection must be true or false, not {self.per_connection!r}")
         if self.mode not in CORRUPT_MODES:
             raise ValueError(f"mode must be one of {', '.join(CORRUPT_MODES)}, not {self.mode!r}")
         _int("every", self.every, 1, 1_000_000)
@@ -254,19 +257,22 @@ class CorruptFault:
 class _CorruptPolicy:
     def __init__(self, fault: CorruptFault) -> None:
         self.fault = fault
-        self.count = 0
-        self.done = 0
+        self.count: dict[object, int] = {}
+        self.done: dict[object, int] = {}
 
     def __call__(self, packet: QueuedPacket) -> Decision:
         tcp = matching_tcp(packet, self.fault.match)
         if tcp is None or tcp.payload_length <= self.fault.offset:
             return ACCEPT
-        if self.fault.limit is not None and self.done >= self.fault.limit:
+        # One count for all, or one per connection (both directions of a 4-tuple share it).
+        flow: object = (frozenset({(tcp.src, tcp.src_port), (tcp.dst, tcp.dst_port)})
+                        if self.fault.per_connection else None)
+        if self.fault.limit is not None and self.done.get(flow, 0) >= self.fault.limit:
             return ACCEPT
-        self.count += 1
-        if self.count % self.fault.every:
+        self.count[flow] = self.count.get(flow, 0) + 1
+        if self.count[flow] % self.fault.every:
             return ACCEPT
-        self.done += 1
+        self.done[flow] = self.done.get(flow, 0) + 1
         return Decision(payload=corrupt_payload(packet.payload, self.fault.offset, self.fault.mask,
                                                 fix_checksum=self.fault.mode == "recompute"))
 

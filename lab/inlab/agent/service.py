@@ -98,6 +98,7 @@ from lab.inlab.agent.log import emit
 from lab.inlab import tcptable
 from lab.inlab.agent.procfs import ProcInfo, describe_row, lab_processes, parse_snmp
 from lab.inlab.agent.requests import Args, BadRequest, OpFailed
+from lab.inlab.agent.routerops import ROUTER_OPS, RouterOps
 from lab.inlab.agent.sandboxrules import Target
 from lab.inlab.agent.tcpdump import TcpdumpCapture, parse_filter
 from lab.inlab import tcptable
@@ -140,10 +141,11 @@ OPS: dict[str, tuple[str, ...]] = {
     "exhaust_ports": ("target", "spare", "timeout"),
     "release_ports": (),
     "route": (),
+    **ROUTER_OPS,
 }
 
 
-class Agent:
+class Agent(RouterOps):
     """The ops, on an injectable command runner, /proc tree, kill function and clock."""
 
     def __init__(self, runner: RunsCommands | None = None, *, proc_root: Path = Path("/proc"),
@@ -629,6 +631,10 @@ class Agent:
             except PermissionError as exc:
                 errors.append(f"reset: cannot signal pid {proc.pid}: {exc}")
         result["captures_stopped"] = self.stop_captures()
+        if self.route is not None:   # the router's: its packet handler, path chains, MTU
+            path = self.reset_path()
+            errors += path.pop("errors", [])
+            result["path"] = path
         try:
             result["ports_released"] = self.op_release_ports()["released"]
         except OSError as exc:

@@ -1,0 +1,52 @@
+"""What the packet-mangling scenarios share: captures on both sides of the router, and the same
+segment followed from one side to the other.
+
+The router's lab side (``router-lab``) sees the clients' segments as they arrive and the
+server's as they leave towards the clients; the server's interface sees them behind the
+router. A segment is known at both by (sender's port, sequence number, length): the NAT
+rewrites addresses, never ports or sequence numbers, so the two captures can be compared
+segment for segment.
+"""
+
+from collections import Counter
+
+from lab.addresses import DEFAULT_PORT
+from lab.evidence.anchor import Window, segments
+
+
+def data_segments(pcap, window, *, towards_server, ports):
+    """The data segments of the subjects' connections going one way, in capture order."""
+    if towards_server:
+        found = segments(pcap, window, dst_port=DEFAULT_PORT, peer_ports=ports)
+    else:
+        found = segments(pcap, window, src_port=DEFAULT_PORT, peer_ports=ports)
+    return [s for s in sorted(found, key=lambda s: s.time_ns) if s.payload_len]
+
+
+def key(s, towards_server):
+    """A segment by what the NAT keeps: the client's port, the direction, its sequence number and length."""
+    port = s.src.port if towards_server else s.dst.port
+    return (port, s.seq, s.payload_len)
+
+
+def copies(found, towards_server):
+    return Counter(key(s, towards_server) for s in found)
+
+
+def out_of_order(found, towards_server):
+    """Segments that arrived after a later part of their own stream had (sequence numbers below the
+    highest seen so far), and that were not seen before: reordered, not retransmitted."""
+    highest, seen, late = {}, set(), []
+    for s in found:
+        port, seq, length = key(s, towards_server)
+        if port in highest and (seq - highest[port]) % 2**32 > 2**31 and (port, seq, length) not in seen:
+            late.append(s)
+        end = (seq + length) % 2**32
+        if port not in highest or (end - highest[port]) % 2**32 < 2**31:
+            highest[port] = end
+        seen.add((port, seq, length))
+    return late
+
+
+def window_from_fault(ctx):
+    return Window(ctx.fault_wall, ctx.teardown_wall)

@@ -1,0 +1,63 @@
+"""The path duplicates packets: the server gets some segments twice; TCP hides it."""
+
+from lab.inlab.proofs import judged
+from lab.inlab.scenario import Expect, fixed
+from lab.inlab.workloads import converse
+from lab.scenarios import _hop
+
+NAME = "packet-duplication"
+TITLE = "Duplicated packets"
+HOWTO = "Using a Socket"
+WIRE = """
+The router sends every second data segment from the client to the server twice: the
+original, and an exact copy right behind it. The server's TCP sees the same bytes twice,
+keeps one copy and answers the other at once with a duplicate ACK that carries a D-SACK
+block ("that was a duplicate"). The application reads every byte once, in order: TCP's
+sequence numbers make duplicates harmless. A protocol over UDP would have to do this itself.
+"""
+INJECTION = ("The router-agent queues the client's segments to the server (NFQUEUE) and its handler sends every "
+             "second data segment twice (a copy through a raw socket).")
+PATH = "direct"
+WATCHDOG = 10.0
+MESSAGES, SIZE = 8, 4000       # each message is three segments in flight together
+EXPECT = {
+    "robust": Expect("completed", within=fixed(2.0), note="8 round trips on a healthy path"),
+    "naive": Expect("completed", within=2.0),
+}
+REMEMBER = "TCP delivers each byte once: a duplicate on the wire costs an ACK, never your data."
+LOOK_FOR = ("On the server's interface some segments appear twice with the same sequence number and length, "
+            "a few microseconds apart; on the router's lab side each appears once.")
+
+
+def run(ctx):
+    router_side = ctx.capture("router-lab")
+    server_side = ctx.capture("server")
+    handle = {}
+
+    def fault():
+        handle["f"] = ctx.apply("duplicate", way="to-server", every=2)
+
+    ctx.side_by_side(converse(before=1, after=MESSAGES, size=SIZE), fault=fault)
+    counters = handle["f"].counters()
+    router_side.stop()
+    server_side.stop()
+    ctx.prove_each(prove_duplicated, router_side.pcap, server_side.pcap, counters)
+
+
+def prove_duplicated(ctx, router_pcap, server_pcap, counters):
+    window = _hop.window_from_fault(ctx)
+    ports = set().union(*(ctx.client_ports(impl) for impl in judged(ctx, EXPECT)))
+    arrived = _hop.copies(_hop.data_segments(router_pcap, window, towards_server=True, ports=ports), True)
+    delivered = _hop.copies(_hop.data_segments(server_pcap, window, towards_server=True, ports=ports), True)
+    doubled = {k for k, n in delivered.items() if n >= 2 and arrived.get(k) == 1}
+    per_port = {p: sum(1 for k in doubled if k[0] == p) for p in sorted(ports)}
+    ok = bool(ports) and all(per_port.values()) and counters.get("duplicated", 0) >= len(doubled) > 0
+    ctx.prove("segments the client sent once reached the server twice, on every subject connection", ok,
+              f"{len(doubled)} segments seen once on the router's lab side and twice on the server's interface "
+              f"(per client port {per_port}); the router's handler duplicated {counters.get('duplicated', 0)} "
+              f"of {counters.get('seen', 0)} queued; window {window.describe(ctx.fault_wall)}")
+    back = _hop.copies(_hop.data_segments(router_pcap, window, towards_server=False, ports=ports), False)
+    ctx.prove("the way back was left alone: no segment from the server reached the clients twice",
+              bool(back) and max(back.values()) == 1,
+              f"{sum(back.values())} data segments from the server on the router's lab side, "
+              f"{sum(1 for n in back.values() if n > 1)} of them more than once")

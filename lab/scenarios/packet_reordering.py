@@ -1,0 +1,66 @@
+"""The path reorders packets: segments overtake each other; TCP puts them back in order."""
+
+from lab.inlab.proofs import judged
+from lab.inlab.scenario import Expect, fixed
+from lab.inlab.workloads import converse
+from lab.scenarios import _hop
+
+NAME = "packet-reordering"
+TITLE = "Reordered packets"
+HOWTO = "Using a Socket"
+WIRE = """
+The router holds every second data segment from the client to the server and lets the next
+one overtake it. The server's TCP receives a segment from beyond a gap, queues it out of
+order, and ACKs only what is contiguous (a duplicate ACK with a SACK block); when the late
+segment arrives it fills the gap and both are delivered, in order. The application reads
+the bytes in the order they were sent. Only the timing shows it: a little extra delay.
+"""
+INJECTION = ("The router-agent queues the client's segments to the server (NFQUEUE) and its handler holds every "
+             "second data segment until the next one has passed.")
+PATH = "direct"
+WATCHDOG = 10.0
+MESSAGES, SIZE = 8, 4000       # each message is three segments in flight together: one can overtake another
+EXPECT = {
+    "robust": Expect("completed", within=fixed(3.0), note="8 round trips, each held up to 200 ms at most"),
+    "naive": Expect("completed", within=3.0),
+}
+REMEMBER = "TCP delivers bytes in order whatever order the packets took."
+LOOK_FOR = ("On the server's interface a segment with a higher sequence number arrives before a lower one that "
+            "the router's lab side saw first; the server's ACKs show the gap and its closing.")
+
+
+def run(ctx):
+    router_side = ctx.capture("router-lab")
+    server_side = ctx.capture("server")
+    handle = {}
+
+    def fault():
+        handle["f"] = ctx.apply("reorder", way="to-server", every=2)
+
+    ctx.side_by_side(converse(before=1, after=MESSAGES, size=SIZE), fault=fault)
+    counters = handle["f"].counters()
+    router_side.stop()
+    server_side.stop()
+    ctx.prove_each(prove_reordered, router_side.pcap, server_side.pcap, counters)
+
+
+def prove_reordered(ctx, router_pcap, server_pcap, counters):
+    window = _hop.window_from_fault(ctx)
+    ports = set().union(*(ctx.client_ports(impl) for impl in judged(ctx, EXPECT)))
+    before = _hop.data_segments(router_pcap, window, towards_server=True, ports=ports)
+    after = _hop.data_segments(server_pcap, window, towards_server=True, ports=ports)
+    late_in = {_hop.key(s, True) for s in _hop.out_of_order(before, True)}
+    late_out = [s for s in _hop.out_of_order(after, True) if _hop.key(s, True) not in late_in]
+    per_port = {p: sum(1 for s in late_out if s.src.port == p) for p in sorted(ports)}
+    ok = bool(ports) and all(per_port.values()) and counters.get("reordered", 0) >= len(late_out) > 0
+    ctx.prove("segments that reached the router in order reached the server out of order, on every subject "
+              "connection", ok,
+              f"{len(late_out)} segments overtaken between the router's lab side and the server's interface "
+              f"(per client port {per_port}; {len(late_in)} were already out of order before the router); the "
+              f"router's handler reordered {counters.get('reordered', 0)} of {counters.get('seen', 0)} queued; "
+              f"window {window.describe(ctx.fault_wall)}")
+    sent, got = _hop.copies(before, True), _hop.copies(after, True)
+    ctx.prove("nothing was lost or added on the way: the same segments on both sides of the router",
+              bool(sent) and set(sent) == set(got),
+              f"{len(sent)} distinct data segments at the router's lab side, {len(got)} at the server; "
+              f"{len(set(sent) - set(got))} missing, {len(set(got) - set(sent))} extra")
