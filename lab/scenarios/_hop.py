@@ -3,15 +3,19 @@ segment followed from one side to the other.
 
 The router's lab side (``router-lab``) sees the clients' segments as they arrive and the
 server's as they leave towards the clients; the server's interface sees them behind the
-router. A segment is known at both by (sender's port, sequence number, length): the NAT
-rewrites addresses, never ports or sequence numbers, so the two captures can be compared
-segment for segment.
+router. The NAT rewrites addresses, never ports or sequence numbers, so the two captures can
+be compared by port and sequence number. Not segment for segment: a client hands the router
+segments of up to 64 KiB (segmentation offload across the veth), which the router cuts into
+MSS-sized ones before its packet handler sees them. So the comparisons are of byte ranges:
+what the server got twice, or late, that the client sent once and in order (no retransmission
+of the client's on the router's lab side explains it).
 """
 
 from collections import Counter
 
 from lab.addresses import DEFAULT_PORT
 from lab.evidence.anchor import Window, segments
+from lab.evidence.streams import resent
 
 
 def data_segments(pcap, window, *, towards_server, ports):
@@ -50,3 +54,34 @@ def out_of_order(found, towards_server):
 
 def window_from_fault(ctx):
     return Window(ctx.fault_wall, ctx.teardown_wall)
+
+
+def exact_repeats(found, towards_server):
+    """Per client port: segments whose exact range (sequence number and length) came before."""
+    seen, out = set(), Counter()
+    for s in found:
+        k = key(s, towards_server)
+        if k in seen:
+            out[k[0]] += 1
+        seen.add(k)
+    return out
+
+
+def client_resent(router_pcap, window, ports):
+    """Per client port: what the client itself sent again, on the router's lab side (before the router)."""
+    return {p: len([s for s in resent(router_pcap, window, dst_port=DEFAULT_PORT, peer_ports={p}) if s.payload_len])
+            for p in ports}
+
+
+def stream_end(found, port, towards_server):
+    """The highest sequence number reached by ``port``'s data going that way (None if none), unwrapped
+    from the first segment seen."""
+    first, top = None, None
+    for s in found:
+        if key(s, towards_server)[0] != port:
+            continue
+        if first is None:
+            first = s.seq
+        end = (s.seq - first) % 2**32 + s.payload_len
+        top = end if top is None else max(top, end)
+    return top
