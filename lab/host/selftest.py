@@ -34,6 +34,7 @@ from lab.inlab.runreport import RunReport
 
 Caught = Literal["proof", "oracle", "abort", "missed", "unused"]
 _APPLY = re.compile(r"""\.apply\(\s*["']([a-z-]+)["']""")
+_SHARED = re.compile(r"^from lab\.scenarios import (_[a-z_]+)", re.M)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,10 +52,16 @@ class Row:
 
 
 def faults_used(found: dict[str, scn.Scenario]) -> dict[str, list[str]]:
-    """Fault name -> the scenarios whose file applies it (read from the files' ``ctx.apply("...")``)."""
+    """Fault name -> the scenarios whose file applies it (read from the files' ``ctx.apply("...")``,
+    and from the shared ``lab/scenarios/_*.py`` modules a file imports, which run it for several)."""
     used: dict[str, list[str]] = {}
     for name, scenario in found.items():
-        for fault in sorted(set(_APPLY.findall(scenario.source.read_text(encoding="utf-8")))):
+        text = scenario.source.read_text(encoding="utf-8")
+        for shared in sorted(set(_SHARED.findall(text))):
+            helper = scenario.source.parent / f"{shared}.py"
+            if helper.is_file():
+                text += "\n" + helper.read_text(encoding="utf-8")
+        for fault in sorted(set(_APPLY.findall(text))):
             used.setdefault(fault, []).append(name)
     return used
 

@@ -1,11 +1,16 @@
 """A path MTU black hole: small messages pass, a large one never arrives, and nobody is told why."""
 
-from lab.addresses import DEFAULT_PORT
+import socket
+import struct
+import time
+
+from lab.addresses import DEFAULT_PORT, SERVER_HOST
 from lab.evidence.anchor import Window, segments
 from lab.evidence.streams import resent
 from lab.inlab.proofs import judged
 from lab.inlab.scenario import Expect, bound
 from lab.inlab.workloads import body
+from lab.sockets.framing import NEED_DATA, Decoder, Frame, FrameType, encode_data
 
 NAME = "pmtu-black-hole"
 TITLE = "Path MTU black hole"
@@ -48,6 +53,10 @@ def run(ctx):
     router_side = ctx.capture("router-lab", filter=f"tcp and port {DEFAULT_PORT} or icmp")
     server_side = ctx.capture("server")
     ctx.side_by_side(worker, fault=lambda: ctx.apply("pmtu", mtu=MTU))
+    # The size of the hole, measured by the lab's own connections while the fault is in place: packets
+    # a little under the link's MTU cross, a little over do not.
+    fits_probe = probe(MTU - 40 - 100)
+    over_probe = probe(MTU - 40 + 100)
     dropped = ctx.router_agent.path_counters()["frag_needed_dropped"]
     router_side.stop()
     server_side.stop()
@@ -75,3 +84,42 @@ def run(ctx):
               dropped >= 1 and not told,
               f"the router's DROP of its own fragmentation-needed matched {dropped}; {len(told)} of them about the "
               "clients' connections on its lab side")
+    ctx.prove(f"the hole is the link's {MTU}-byte MTU: packets a little under it crossed, a little over did not",
+              fits_probe["echoed"] and not over_probe["echoed"],
+              f"the lab's connection with MSS {fits_probe['mss']} (packets of about {fits_probe['mss'] + 40} B) "
+              f"{'was' if fits_probe['echoed'] else 'was not'} echoed, with MSS {over_probe['mss']} "
+              f"{'was' if over_probe['echoed'] else 'was not'} ({PROBE_WAIT:g} s each)")
+
+
+PROBE_WAIT = 1.0
+
+
+def probe(mss):
+    """One lab connection whose segments carry at most ``mss`` bytes (TCP_MAXSEG, set before connecting,
+    caps what it sends and what it asks for): is a 3000-byte message echoed within PROBE_WAIT?"""
+    sock = socket.socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
+    sock.settimeout(PROBE_WAIT)
+    payload = body(1, 3000)
+    try:
+        sock.connect((SERVER_HOST, DEFAULT_PORT))
+        sock.sendall(encode_data(1, payload))
+        dec, deadline = Decoder(), time.monotonic() + PROBE_WAIT
+        while time.monotonic() < deadline:
+            event = dec.next_event()
+            if isinstance(event, Frame):
+                return {"mss": mss, "echoed": event.type is FrameType.ECHO and event.body == payload}
+            if event is not NEED_DATA:
+                break
+            sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            dec.receive_data(chunk)
+        return {"mss": mss, "echoed": False}
+    except OSError:
+        return {"mss": mss, "echoed": False}
+    finally:
+        # An abort: a close would leave the kernel retransmitting the stuck segment for minutes.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
