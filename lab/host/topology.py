@@ -30,6 +30,8 @@ from lab.addresses import LOOPBACK, TOXIPROXY_API_PORT, TOXIPROXY_HOST
 from lab.host.engine import LABEL, EngineError, Result, Runner
 
 DEFAULT_PROJECT = "socket-lab"
+# The services `up` starts (compose.yaml, less the ones behind a profile); a unit test compares them.
+SERVICES = ("toxiproxy", "server", "router", "router-agent", "server-agent", "client", "client-agent")
 ONE_OFF = "com.docker.compose.oneoff=True"  # the label of a `compose run` container
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -116,7 +118,7 @@ class Lab:
     def toxiproxy_url(self) -> str:
         return f"http://{LOOPBACK}:{self.port(TOXIPROXY_HOST, TOXIPROXY_API_PORT)}"
 
-    def sick(self, expected: int = 5) -> tuple[list[str], bool]:
+    def sick(self, expected: int = len(SERVICES)) -> tuple[list[str], bool]:
         """What is wrong with the lab (empty when all is fine), and whether something is not running at all."""
         rows = [r for r in self.status() if ONE_OFF not in str(r.get("Labels", ""))]  # a sandbox is no service
         problems = [f"{r.get('Service')}: {r.get('State')}/{r.get('Health') or 'no healthcheck'}" for r in rows

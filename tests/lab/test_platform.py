@@ -8,10 +8,11 @@ import pytest
 
 from lab.host.topology import Lab
 
-APP_SERVICES = {"server", "client"}
+APP_SERVICES = {"server", "client", "router"}
 AGENTS = {"server-agent": {"NET_ADMIN", "NET_RAW", "SETGID", "KILL",
                              "SYS_PTRACE", "DAC_READ_SEARCH"},
-          "client-agent": {"NET_ADMIN", "NET_RAW", "SETGID"}}
+          "client-agent": {"NET_ADMIN", "NET_RAW", "SETGID"},
+          "router-agent": {"NET_ADMIN", "NET_RAW", "SETGID"}}
 # A UDP connect() picks a route and sends nothing: the kernel's answer alone proves there is
 # no way out. 192.0.2.1 is TEST-NET-1 (RFC 5737), never a real host.
 _PROBE = """
@@ -25,7 +26,7 @@ except OSError as exc:
 """
 
 
-@pytest.mark.parametrize("service", ["client", "server"])
+@pytest.mark.parametrize("service", ["client", "server", "router"])
 def test_no_way_out_of_the_lab(lab: Lab, service: str) -> None:
     res = lab.exec(service, ["python3", "-c", _PROBE], timeout=30)
     assert res.returncode == 0, res.stderr
@@ -37,11 +38,16 @@ def test_no_way_out_of_the_lab(lab: Lab, service: str) -> None:
 def test_lab_network_is_internal(lab: Lab, docker_client) -> None:
     nets = docker_client.networks.list(filters={"label": f"com.docker.compose.project={lab.project}"}, greedy=True)
     by_name = {n.attrs["Labels"]["com.docker.compose.network"]: n.attrs for n in nets}
-    assert set(by_name) == {"lab", "control"}
-    assert by_name["lab"]["Internal"] is True
+    assert set(by_name) == {"lab", "backend", "control"}
+    assert by_name["lab"]["Internal"] is True and by_name["backend"]["Internal"] is True
     assert by_name["control"]["Options"].get("com.docker.network.bridge.enable_ip_masquerade") == "false"
     control_members = {c["Name"].rsplit("-", 2)[-2] for c in by_name["control"]["Containers"].values()}
     assert control_members == {"toxiproxy"}
+    # The server is behind the router: on the backend network only, with the router.
+    backend_members = {c["Name"].rsplit("-", 2)[-2] for c in by_name["backend"]["Containers"].values()}
+    lab_members = {c["Name"].rsplit("-", 2)[-2] for c in by_name["lab"]["Containers"].values()}
+    assert backend_members == {"server", "router"}
+    assert lab_members == {"client", "toxiproxy", "router"}
 
 
 def _containers(lab: Lab, docker_client) -> dict[str, dict]:
@@ -51,7 +57,8 @@ def _containers(lab: Lab, docker_client) -> dict[str, dict]:
 
 def test_containers_are_hardened(lab: Lab, docker_client) -> None:
     containers = _containers(lab, docker_client)
-    assert set(containers) == {"toxiproxy", "server", "client", "server-agent", "client-agent"}
+    assert set(containers) == {"toxiproxy", "server", "client", "server-agent", "client-agent", "router",
+                               "router-agent"}
     for service, attrs in containers.items():
         host = attrs["HostConfig"]
         assert host["CapDrop"] == ["ALL"], service

@@ -121,3 +121,11 @@ def test_compose_gives_the_client_and_toxiproxy_the_disjoint_port_ranges_the_evi
         assert f'net.ipv4.ip_local_port_range: "{low} {high}"' in services[name], name
     (a, b), (c, d) = sorted((addresses.CLIENT_PORT_RANGE, addresses.TOXIPROXY_PORT_RANGE))
     assert b < c, "the ranges overlap: behind the router's NAT a port would no longer say who opened it"
+
+
+def test_the_hosts_list_of_services_is_compose_yamls() -> None:
+    from lab.host.topology import SERVICES
+
+    services = _services(COMPOSE.read_text())
+    started = {name for name, block in services.items() if "profiles:" not in block}
+    assert started == set(SERVICES)

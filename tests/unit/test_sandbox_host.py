@@ -14,7 +14,7 @@ import pytest
 
 from lab.host.engine import EngineError, Result
 from lab.host.sandbox import Sandbox, safe_stem
-from lab.host.topology import Lab
+from lab.host.topology import SERVICES, Lab
 from tests.support.fakes import FakeRunner
 
 LISTENING = Result(0, "", "launcher: listening on 127.0.0.1:7900\n")
@@ -166,7 +166,7 @@ def test_lab_down_removes_left_behind_run_containers_first(tmp_path: Path) -> No
 
 def test_a_running_sandbox_is_not_a_sick_service(tmp_path: Path) -> None:
     rows = [f'{{"Service": "{s}", "State": "running", "Health": "healthy", "Labels": "com.docker.compose.oneoff=False"}}'
-            for s in ("server", "client", "toxiproxy", "server-agent", "client-agent")]
+            for s in SERVICES]
     rows.append('{"Service": "sandbox", "State": "running", "Health": "", '
                 '"Labels": "com.docker.compose.oneoff=True,org.socket-lab.lab=1"}')
     runner = FakeRunner({("docker", "compose"): Result(0, "\n".join(rows), "")})

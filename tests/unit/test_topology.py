@@ -74,7 +74,8 @@ def _ps(*states: tuple[str, str, str]) -> Result:
 
 
 HEALTHY = [("toxiproxy", "running", "healthy"), ("server", "running", "healthy"), ("client", "running", "healthy"),
-           ("server-agent", "running", "healthy"), ("client-agent", "running", "healthy")]
+           ("server-agent", "running", "healthy"), ("client-agent", "running", "healthy"),
+           ("router", "running", "healthy"), ("router-agent", "running", "healthy")]
 
 
 def test_wait_healthy_waits_out_a_briefly_unhealthy_service(tmp_path: Path) -> None:
