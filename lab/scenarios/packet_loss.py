@@ -13,15 +13,17 @@ NAME = "packet-loss"
 TITLE = "Packet loss"
 HOWTO = "Using a Socket"
 WIRE = """
-The server's namespace drops a random 10 % of the packets to and from its port. TCP repairs
+The router between the hosts drops a random 10 % of the packets to and from the server's port,
+as a lossy or congested link does. TCP repairs
 it: what was not acknowledged is sent again, within milliseconds when a tail-loss probe or
 duplicate ACKs reveal the gap, after a retransmission timeout (200 ms at least on Linux) when
 nothing does. Every byte still arrives, in order, only later. This is the failure TCP was
 built to hide, and socket code should not notice it beyond the delay.
 """
 PROBABILITY = 0.1
-INJECTION = (f"The server-agent drops packets of port {DEFAULT_PORT} at random, probability {PROBABILITY} each way "
-             "(iptables statistic), with a rule that only counts in front of each, so the rate is measured.")
+INJECTION = (f"The router-agent drops packets of port {DEFAULT_PORT} at random on its forwarding hop, probability "
+             f"{PROBABILITY} each way (iptables statistic in FORWARD), with a rule that only counts in front of each, "
+             "so the rate is measured.")
 PATH = "direct"
 WATCHDOG = 20.0  # 80 exchanges, some waiting out 200 ms retransmission timeouts: 2 to 7 s measured
 COUNT = 80       # exchanges after the fault: some 320 packets each way in all, so the loss proof can tell 0.1 from 0.01
@@ -43,13 +45,13 @@ def run(ctx):
 
     def fault():
         # Counting rules first in the chain: every packet of the port passes them, then meets the loss rules.
-        handle["tally"] = Tally(ctx.server_agent, DEFAULT_PORT)
+        handle["tally"] = Tally(ctx.router_agent, DEFAULT_PORT, where="router")
         handle["loss"] = ctx.apply("loss", port=DEFAULT_PORT, probability=PROBABILITY)
 
     ctx.side_by_side(converse(before=1, after=COUNT, size=SIZE), fault=fault)
-    rules = ctx.server_agent.counters()     # one reading for both, so they count the same packets
-    met = per_direction(rules, handle["tally"].ids, DEFAULT_PORT)
-    dropped = per_direction(rules, handle["loss"].ids, DEFAULT_PORT, target="DROP")
+    rules = ctx.router_agent.counters()     # one reading for both, so they count the same packets
+    met = per_direction(rules, handle["tally"].ids, DEFAULT_PORT, where="router")
+    dropped = per_direction(rules, handle["loss"].ids, DEFAULT_PORT, target="DROP", where="router")
     capture.stop()
     win = Window(ctx.fault_wall, ctx.teardown_wall)
     ports = ctx.client_ports()

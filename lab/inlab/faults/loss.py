@@ -1,6 +1,8 @@
-# Packet loss: the server's namespace drops a random share of the packets to and from the
-# port (iptables statistic match). TCP hides it: the sender retransmits what was not
-# ACKed, so data arrives intact and in order, only later.
+# Packet loss on the path: the router's forwarding hop drops a random share of the packets
+# to and from the server's port (iptables statistic match in FORWARD), as a congested or lossy
+# link does: neither end's kernel learns of it except by the missing ACK. TCP hides it: the
+# sender retransmits what was not ACKed, so data arrives intact and in order, only later.
+# (Dropped in a sender's own OUTPUT chain instead, a packet is a local error its TCP is told of.)
 from __future__ import annotations
 
 import dataclasses
@@ -18,6 +20,7 @@ class LossParams(IptablesParams):
 @register
 class Loss(IptablesFault):
     name = "loss"
+    where = "router"
     rule = {"direction": "both", "action": "drop"}
     params: LossParams
 
