@@ -12,6 +12,7 @@ what the lab observes, never how the tool fails::
           ├── UsageError                       2  bad input: the request cannot be done as asked
           │    ├── UsageProblem                   lab.host.cli: a bad option value or combination, no such file
           │    ├── ScenarioInputError             lab.host.runner_handle: the in-lab runner refused the request
+     │    ├── ImageModeError                 lab.host.engine: LAB_IMAGES names no image mode
           │    ├── UnknownScenario                lab.inlab.scenario: no scenario has that name
           │    ├── ScenarioError                  lab.inlab.scenario: a malformed scenario file, an implementation
           │    │                                  the scenario does not judge

@@ -346,3 +346,17 @@ def test_grade_of_a_file_that_is_neither_python_nor_executable_gets_its_invalid_
     result = invoke("grade", str(path), "--results", str(tmp_path / "card"))
     assert no_docker == [] and result.exit_code == 2
     assert f"INVALID: {path}: not executable (chmod +x it), or pass a .py file with MySocket" in result.stdout
+
+
+def test_an_unknown_lab_images_value_is_bad_input_not_a_setup_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.host import engine
+    from tests.support.fakes import FakeRunner
+
+    runner = FakeRunner()
+    monkeypatch.setattr(engine, "Runner", lambda: runner)
+    monkeypatch.setenv("LAB_IMAGES", "bogus")
+    result = invoke("up")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == ("lab: error: LAB_IMAGES='bogus' is not a mode; accepted: "
+                                                      "auto, official, local (or leave it unset for auto)")
+    assert runner.calls == []
