@@ -116,7 +116,7 @@ def _failed(exc: BaseException) -> int:
     """Say on stderr why a command ended; its exit code.
 
     A ToolError is expected (bad input, a set-up that failed): its message and its class's
-    exit code. Ctrl-C or SIGTERM: 130. Anything else is a bug of the lab's own, never bad
+    exit code. Ctrl-C, SIGTERM or SIGHUP: 130. Anything else is a bug of the lab's own, never bad
     input: its traceback, one line saying so, and EXIT_INTERNAL.
     """
     if isinstance(exc, ToolError):
@@ -626,15 +626,25 @@ def cmd_demo(opts: Opts, name: str, no_pause: bool, keep: bool, results: Path | 
 
 # --------------------------------------------------------------------------- entry point
 
+# SIGTERM: a cancelled job, a `kill`. SIGHUP: the terminal closed, the SSH session dropped.
+UNWINDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def _terminated(signum: int, _frame: object) -> None:
-    # A SIGTERM (a cancelled job, `kill`) unwinds like Ctrl-C, so a lab this command
-    # started is taken down again instead of being left running.
+    # These unwind like Ctrl-C, so a lab this command started is taken down again instead of
+    # being left running (Python's default for both is to die at once, skipping every `finally`).
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
+def install_signal_handlers() -> None:
+    """Make :data:`UNWINDING_SIGNALS` raise KeyboardInterrupt (exit 130 after the clean-up)."""
+    if threading.current_thread() is threading.main_thread():   # signal.signal works only there
+        for sig in UNWINDING_SIGNALS:
+            signal.signal(sig, _terminated)
+
+
 def main(argv: list[str] | None = None) -> int:
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
+    install_signal_handlers()
     try:
         result = cli.main(args=argv, prog_name="lab", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -360,3 +360,70 @@ def test_an_unknown_lab_images_value_is_bad_input_not_a_setup_failure(monkeypatc
     assert result.stderr.strip().splitlines()[-1] == ("lab: error: LAB_IMAGES='bogus' is not a mode; accepted: "
                                                       "auto, official, local (or leave it unset for auto)")
     assert runner.calls == []
+
+
+# --------------------------------------------------------------------------- signals: unwind, clean up, exit 130
+
+@pytest.fixture
+def own_signal_handlers() -> Any:
+    """The handlers main() installs are put back afterwards (monkeypatch knows nothing of signal.signal)."""
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in cli.UNWINDING_SIGNALS}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_main_makes_the_signal_unwind_like_ctrl_c(own_signal_handlers: None, name: str) -> None:
+    import signal
+
+    sig = signal.Signals[name]
+    signal.signal(sig, signal.SIG_DFL)
+    cli.install_signal_handlers()
+    assert signal.getsignal(sig) is cli._terminated
+    with pytest.raises(KeyboardInterrupt, match=f"signal {name}"):
+        cli._terminated(sig, None)
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_a_signal_during_run_removes_the_lab_it_started_and_exits_130(
+        own_signal_handlers: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], name: str) -> None:
+    import os
+    import signal
+    import time
+
+    done: list[str] = []
+
+    class FakeLab:
+        def __init__(self, repo: Path, project: str) -> None:
+            done.append(f"lab {project}")
+
+        def status(self) -> list[dict[str, object]]:
+            return []   # not up: this command starts it, so it must remove it
+
+        def up(self) -> None:
+            done.append("up")
+
+        def down(self) -> None:
+            done.append("down")
+
+    def run_scenario(lab, name_, **_kwargs):  # type: ignore[no-untyped-def]
+        done.append(f"running {name_}")
+        os.kill(os.getpid(), signal.Signals[name])   # as from a closed terminal, a `kill`
+        time.sleep(3)   # the handler's KeyboardInterrupt ends this at once
+        raise AssertionError(f"{name} did not interrupt the run")
+
+    # Ignored until main() says otherwise, so only main's own handler can interrupt the run (the
+    # test session's, from tests/conftest.py, would too).
+    signal.signal(signal.Signals[name], signal.SIG_IGN)
+    monkeypatch.setattr(cli, "_engine", lambda opts, ui: None)
+    monkeypatch.setattr(cli, "Lab", FakeLab)
+    monkeypatch.setattr(runner_handle, "run_scenario", run_scenario)
+    code = cli.main(["--project", "sig-test", "run", "refused", "--results", str(tmp_path)])
+    assert code == 130
+    assert done == ["lab sig-test", "up", "running refused", "down"]
+    assert capsys.readouterr().err.splitlines()[-2:] == ["lab: lab removed (use --keep to leave it running)",
+                                                        "lab: interrupted"]
