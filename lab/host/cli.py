@@ -106,6 +106,7 @@ def _isatty(stream: Any) -> bool:
 class Opts:
     project: str
     repo_override: Path | None
+    project_given: bool = False   # --project was on the command line (before the subcommand or after it)
 
     @functools.cached_property
     def repo(self) -> Path:
@@ -147,25 +148,45 @@ def _command(fn: Callable[..., int]) -> Callable[..., None]:
     return wrapper
 
 
-def _project(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+def _project(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     try:
-        return check_project_name(value)
+        return None if value is None else check_project_name(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
 
+def _subcommand_project(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--project`` after the subcommand: the same option as before it, merged into the one Opts."""
+    value = _project(ctx, param, value)
+    if value is None:
+        return
+    opts = ctx.find_object(Opts)
+    assert opts is not None   # the group's callback made it
+    if opts.project_given and opts.project != value:
+        raise click.BadParameter(f"given twice with different values: {opts.project!r} before the command and "
+                                 f"{value!r} after it; give one project name", ctx=ctx, param=param)
+    opts.project, opts.project_given = value, True
+
+
+def project_option(*, subcommand: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--project NAME``: one definition, taken before the subcommand (``lab --project x down``) or after
+    it (``lab down --project x``), since people type both."""
+    return click.option("--project", default=None, metavar="NAME", callback=_subcommand_project if subcommand
+                        else _project, expose_value=not subcommand,
+                        help=f"compose project name (default {DEFAULT_PROJECT}); before or after the command")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--project", default=DEFAULT_PROJECT, show_default=True, callback=_project,
-              help="compose project name")
+@project_option(subcommand=False)
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=None, hidden=True)
 @click.pass_context
-def cli(ctx: click.Context, project: str, repo: Path | None) -> None:
+def cli(ctx: click.Context, project: str | None, repo: Path | None) -> None:
     """The socket failure lab: how TCP conversations die, and what socket code should do about it.
 
     Exit codes: 0 ok, 1 an oracle failed, 2 bad input, 3 the Docker set-up failed, 70 an internal
     error (a bug; its traceback is shown), 130 interrupted.
     """
-    ctx.obj = Opts(project, repo)
+    ctx.obj = Opts(project or DEFAULT_PROJECT, repo, project_given=project is not None)
 
 
 pass_opts = click.make_pass_decorator(Opts)
@@ -217,6 +238,7 @@ def cmd_engine(opts: Opts) -> int:
 
 
 @cli.command("up")
+@project_option()
 @pass_opts
 @_command
 def cmd_up(opts: Opts) -> int:
@@ -231,18 +253,27 @@ def cmd_up(opts: Opts) -> int:
 
 
 @cli.command("down")
+@project_option()
 @pass_opts
 @_command
 def cmd_down(opts: Opts) -> int:
     """Remove the lab's containers, networks and volumes."""
     ui = Ui()
+    lab = Lab(opts.repo, project=opts.project)
+    # Asked first, so a mistyped project name is told as such instead of "removed".
+    found = lab.resources()
+    if not any(found.values()):
+        lab.down()   # all the same: idempotent, and quick when there is nothing
+        ui.log(f"nothing to remove for project {opts.project} (it has no containers, networks or volumes)")
+        return EXIT_OK
     with ui.status("removing the lab"):
-        Lab(opts.repo, project=opts.project).down()
-    ui.log(f"lab {opts.project!r} removed")
+        lab.down()
+    ui.log(f"lab {opts.project!r} removed: " + ", ".join(f"{len(v)} {k}" for k, v in found.items()))
     return EXIT_OK
 
 
 @cli.command("status")
+@project_option()
 @pass_opts
 @_command
 def cmd_status(opts: Opts) -> int:
@@ -274,6 +305,7 @@ def cmd_sweep() -> int:
 @cli.command("smoke")
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--json", "json_output", is_flag=True, help="print the report as JSON")
+@project_option()
 @pass_opts
 @_command
 def cmd_smoke(opts: Opts, keep: bool, json_output: bool) -> int:
@@ -291,6 +323,7 @@ def cmd_smoke(opts: Opts, keep: bool, json_output: bool) -> int:
 @click.option("--scenario", "scenarios", multiple=True, help="only in this scenario (repeatable)")
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--json", "json_output", is_flag=True, help="print the rows as JSON")
+@project_option()
 @pass_opts
 @_command
 def cmd_selftest(opts: Opts, faults: tuple[str, ...], scenarios: tuple[str, ...], keep: bool,
@@ -413,6 +446,7 @@ def _print_report(ui: Ui, report: RunReport, json_output: bool) -> None:
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="where to keep the evidence (default results/<UTC time>-<scenario>/)")
+@project_option()
 @pass_opts
 @_command
 def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...], json_output: bool, keep: bool,
@@ -532,6 +566,7 @@ def _grade_files(opts: Opts, ui: Ui, paths: list[Path], scenarios: list[str] | N
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="where to keep the report card (default results/<UTC time>-grade-<file>/)")
+@project_option()
 @pass_opts
 @_command
 def cmd_grade(opts: Opts, path: Path, scenarios: tuple[str, ...], json_output: bool, keep: bool,
@@ -567,6 +602,7 @@ def _grade_path(path: Path) -> Path:
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="where to keep the evidence (default results/<UTC time>-<scenario>/)")
+@project_option()
 @pass_opts
 @_command
 def cmd_demo(opts: Opts, name: str, no_pause: bool, keep: bool, results: Path | None) -> int:

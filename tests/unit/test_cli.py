@@ -427,3 +427,91 @@ def test_a_signal_during_run_removes_the_lab_it_started_and_exits_130(
     assert done == ["lab sig-test", "up", "running refused", "down"]
     assert capsys.readouterr().err.splitlines()[-2:] == ["lab: lab removed (use --keep to leave it running)",
                                                         "lab: interrupted"]
+
+
+# --------------------------------------------------------------------------- --project, before or after the command
+
+@pytest.fixture
+def down_lab(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """cli.Lab replaced: records the project each Lab is made for; ``found`` is what resources() answers."""
+    seen: dict[str, Any] = {"projects": [], "downs": 0,
+                            "found": {"containers": ["x-client-1"], "networks": ["x_lab"], "volumes": []}}
+
+    class FakeLab:
+        def __init__(self, repo: Path, project: str) -> None:
+            seen["projects"].append(project)
+
+        def resources(self) -> dict[str, list[str]]:
+            return seen["found"]
+
+        def down(self) -> None:
+            seen["downs"] += 1
+
+    monkeypatch.setattr(cli, "Lab", FakeLab)
+    return seen
+
+
+@pytest.mark.parametrize("argv", [["--project", "x", "down"], ["down", "--project", "x"],
+                                  ["--project", "x", "down", "--project", "x"]])
+def test_project_is_taken_before_or_after_the_command(down_lab: dict[str, Any], argv: list[str]) -> None:
+    result = invoke(*argv)
+    assert result.exit_code == 0, result.output
+    assert down_lab["projects"] == ["x"] and down_lab["downs"] == 1
+    assert result.stderr.splitlines() == ["lab: removing the lab", "lab: lab 'x' removed: 1 containers, 1 networks, "
+                                          "0 volumes"]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_run_takes_the_project_before_or_after_the_command(fake_lab: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path, where: str) -> None:
+    projects: list[str] = []
+    monkeypatch.setattr(cli, "_with_lab", lambda opts, ui, job, keep=False: projects.append(opts.project) or
+                        job(object()))
+    argv = ["run", "--project", "x", "frozen-process"] if where == "after" else ["--project", "x", "run",
+                                                                                  "frozen-process"]
+    assert invoke(*argv, "--results", str(tmp_path)).exit_code == 0
+    assert projects == ["x"]
+
+
+def test_without_project_the_default_is_used(down_lab: dict[str, Any]) -> None:
+    assert invoke("down").exit_code == 0
+    assert down_lab["projects"] == ["socket-lab"]
+
+
+def test_two_different_projects_exit_2_naming_both(down_lab: dict[str, Any]) -> None:
+    result = invoke("--project", "x", "down", "--project", "y")
+    assert result.exit_code == 2
+    assert ("Invalid value for '--project': given twice with different values: 'x' before the command and 'y' "
+            "after it; give one project name") in result.stderr
+    assert down_lab["projects"] == []
+
+
+def test_a_bad_project_name_after_the_command_exits_2(down_lab: dict[str, Any]) -> None:
+    assert cli.main(["down", "--project", "Bad!"]) == 2
+    assert down_lab["projects"] == []
+
+
+@pytest.mark.parametrize("command", ["up", "down", "status", "smoke", "selftest", "run", "grade", "demo"])
+def test_every_command_that_uses_the_project_takes_it_after_itself(command: str) -> None:
+    assert "--project" in [opt for p in cli.cli.commands[command].params for opt in p.opts]
+
+
+def test_down_of_a_project_with_nothing_says_so(down_lab: dict[str, Any]) -> None:
+    down_lab["found"] = {"containers": [], "networks": [], "volumes": []}
+    result = invoke("--project", "nosuch", "down")
+    assert result.exit_code == 0
+    assert result.stderr.strip() == ("lab: nothing to remove for project nosuch (it has no containers, networks or "
+                                     "volumes)")
+    assert "removed" not in result.stderr
+
+
+def test_lab_resources_are_everything_of_the_project_labelled_or_not(tmp_path: Path) -> None:
+    from lab.host.engine import Result
+    from lab.host.topology import Lab
+    from tests.support.fakes import FakeRunner
+
+    runner = FakeRunner({("docker", "ps"): Result(0, "p-client-1\n"), ("docker", "network"): Result(0, "p_lab\n"),
+                         ("docker", "volume"): Result(0, "")})
+    assert Lab(tmp_path, project="p", runner=runner).resources() == {
+        "containers": ["p-client-1"], "networks": ["p_lab"], "volumes": []}
+    assert [call[-2:] for call in runner.calls] == [("--filter", "label=com.docker.compose.project=p")] * 3
