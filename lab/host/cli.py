@@ -366,11 +366,12 @@ def cmd_selftest(opts: Opts, faults: tuple[str, ...], scenarios: tuple[str, ...]
 @click.option("--json", "json_output", is_flag=True, help="print them as JSON")
 @_command
 def cmd_list(json_output: bool) -> int:
-    """The scenarios: name, HOWTO section, path and what happens."""
+    """The scenarios: name, HOWTO section, path and what happens (exit 2 if a scenario file is broken)."""
     from lab.inlab import scenario
     from lab.reports import views
 
-    rows = views.list_rows(scenario.discover())
+    found, broken = scenario.survey()
+    rows = views.list_rows(found, broken)
     ui = Ui(json_output=json_output)
     if json_output:
         ui.echo(json.dumps(rows, indent=2))
@@ -378,7 +379,14 @@ def cmd_list(json_output: bool) -> int:
         views.print_list(ui.out, rows)
     else:
         ui.echo(views.plain_list(rows))
-    return EXIT_OK
+    return _broken_exit(broken, EXIT_OK)
+
+
+def _broken_exit(broken: dict[str, Any], code: int) -> int:
+    """Each broken scenario file's error on stderr, one line each; exit 2 (bad input) if there is one."""
+    for error in broken.values():
+        click.echo(f"lab: error: {error}", err=True)
+    return max(code, EXIT_USAGE) if broken else code
 
 
 def _is_path(impl: str) -> bool:
@@ -459,13 +467,13 @@ def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...],
     names, paths = _split_impls(impls)
     ui = Ui(json_output=json_output)
     if run_all:
-        found = scenario.discover()
+        found, broken = scenario.survey()
         for impl in names:
             if not any(impl in s.expect for s in found.values()):
                 raise UsageProblem(f"no scenario judges implementation {impl!r}")
         if paths:
             return _grade_files(opts, ui, paths, None, json_output, results, keep)
-        return _run_all(opts, ui, found, names, json_output, results, keep)
+        return _run_all(opts, ui, found, broken, names, json_output, results, keep)
     chosen = scenario.get(name or DEFAULT_SCENARIO)
     _check_impls(chosen, names)
     if paths:
@@ -482,8 +490,8 @@ def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...],
     return EXIT_OK if report["ok"] else EXIT_ORACLE
 
 
-def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], names: list[str], json_output: bool,
-             results: Path | None, keep: bool) -> int:
+def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], broken: dict[str, Any], names: list[str],
+             json_output: bool, results: Path | None, keep: bool) -> int:
     from lab.host import runner_handle
     from lab.reports import views
 
@@ -504,7 +512,9 @@ def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], names: list[str], json_o
             ui.log(f"{scenario_name}: {'PASS' if rep.get('ok') else 'FAIL'}")
         return reports
 
-    reports = _with_lab(opts, ui, job, keep=keep)
+    reports = _with_lab(opts, ui, job, keep=keep) if found else {}   # no lab for nothing but broken files
+    # A file that would not load is a row of the matrix too, so the broken one is seen among the others.
+    reports.update({name: {"error": str(error), "ok": False, "broken": True} for name, error in broken.items()})
     impls, rows = views.matrix_rows(reports)
     ok = all(row["ok"] for row in rows)
     base.mkdir(parents=True, exist_ok=True)
@@ -517,7 +527,8 @@ def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], names: list[str], json_o
         ui.out.print(f"[dim]results:[/] {escape(str(base))}")
     else:
         ui.echo(views.plain_matrix(impls, rows) + f"\nresults: {base}")
-    return EXIT_OK if ok else EXIT_ORACLE
+    return _broken_exit(broken, EXIT_OK if all(row["ok"] for row in rows if row["scenario"] not in broken)
+                        else EXIT_ORACLE)
 
 
 # --------------------------------------------------------------------------- grading someone's code

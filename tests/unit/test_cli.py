@@ -223,6 +223,8 @@ def test_run_all_prints_a_matrix_and_exits_1_when_a_cell_failed(fake_lab: dict[s
     passing, failing = sample("refused"), sample("refused")
     failing["ok"] = False
     failing["verdicts"]["naive"]["ok"] = False
+    failing["verdicts"]["naive"]["checks"][0]["ok"] = False   # the outcome: it completed instead
+    failing["verdicts"]["naive"]["outcome"].update(status="completed", error=None)
 
     def run_scenario(lab, name, *, impls=None, watchdog=None, timeout=None, pcaps=False):  # type: ignore[no-untyped-def]
         report = copy.deepcopy(failing if name == "reset" else passing)
@@ -234,9 +236,18 @@ def test_run_all_prints_a_matrix_and_exits_1_when_a_cell_failed(fake_lab: dict[s
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["scenario", "robust", "naive", "fault", "proven"]
-    assert next(line for line in lines if line.startswith("reset ")).split() == ["reset", "PASS", "FAIL", "proven"]
-    assert next(line for line in lines if line.startswith("refused ")).split() == ["refused", "PASS", "PASS", "proven"]
+    assert _columns(next(line for line in lines if line.startswith("reset "))) == [
+        "reset", "ConnectRefused (as expected)", "FAIL: completed, expected ConnectionRefusedError", "proven"]
+    assert _columns(next(line for line in lines if line.startswith("refused "))) == [
+        "refused", "ConnectRefused (as expected)", "ConnectionRefusedError (as expected)", "proven"]
     assert (tmp_path / "matrix.json").is_file() and (tmp_path / "reset" / "timeline.svg").is_file()
+
+
+def _columns(line: str) -> list[str]:
+    """A plain matrix line's columns: they are two or more spaces apart (a cell has single spaces)."""
+    import re
+
+    return re.split(r"\s{2,}", line.strip())
 
 
 @pytest.mark.parametrize(("verdict", "code"), [("passed", 0), ("failed", 1), ("invalid", 2)])
@@ -515,3 +526,73 @@ def test_lab_resources_are_everything_of_the_project_labelled_or_not(tmp_path: P
     assert Lab(tmp_path, project="p", runner=runner).resources() == {
         "containers": ["p-client-1"], "networks": ["p_lab"], "volumes": []}
     assert [call[-2:] for call in runner.calls] == [("--filter", "label=com.docker.compose.project=p")] * 3
+
+
+# --------------------------------------------------------------------------- a broken scenario file
+
+GOOD_SCENARIO = '''
+from lab.inlab.scenario import Expect
+NAME = "{name}"
+TITLE = "A title"
+HOWTO = "When Sockets Die"
+WIRE = "What happens on the wire."
+INJECTION = "How the lab does it."
+PATH = "direct"
+EXPECT = {{"robust": Expect("error", ("ConnectRefused",)), "naive": Expect("error", ("ConnectionRefusedError",))}}
+REMEMBER = "One line."
+def run(ctx):
+    pass
+'''
+
+
+@pytest.fixture
+def scenarios_with_a_broken_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A scenarios folder with two good files and one whose import raises; the lab looks there."""
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    for name in ("alpha", "omega"):
+        (folder / f"{name}.py").write_text(GOOD_SCENARIO.format(name=name))
+    (folder / "broken.py").write_text('NAME = "broken"\nraise ValueError("half-written")\n')
+    monkeypatch.setattr(scenario, "scenarios_dir", lambda: folder)
+    return folder
+
+
+def test_list_shows_the_broken_file_among_the_others_and_exits_2(scenarios_with_a_broken_one: Path) -> None:
+    result = invoke("list")
+    assert result.exit_code == 2
+    assert [line.split()[:2] for line in result.stdout.splitlines()] == [
+        ["alpha", "When"], ["omega", "When"], ["broken", "BROKEN:"]]
+    broken = scenarios_with_a_broken_one / "broken.py"
+    assert result.stderr == f"lab: error: {broken}: importing it raised ValueError: half-written (line 2)\n"
+
+
+def test_list_json_has_a_row_for_the_broken_file(scenarios_with_a_broken_one: Path) -> None:
+    result = invoke("list", "--json")
+    assert result.exit_code == 2
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == ["alpha", "omega", "broken"]
+    assert rows[2] == {"name": "broken", "broken": f"{scenarios_with_a_broken_one / 'broken.py'}: importing it "
+                                                   "raised ValueError: half-written (line 2)"}
+
+
+def test_run_of_the_broken_scenario_exits_2_in_one_line(scenarios_with_a_broken_one: Path,
+                                                        no_docker: list[str]) -> None:
+    result = invoke("run", "broken")
+    assert result.exit_code == 2 and no_docker == []
+    assert result.stderr == (f"lab: error: {scenarios_with_a_broken_one / 'broken.py'}: importing it raised "
+                             "ValueError: half-written (line 2)\n")
+
+
+def test_run_all_runs_the_others_and_reports_the_broken_one(scenarios_with_a_broken_one: Path,
+                                                            fake_lab: dict[str, Any], tmp_path: Path) -> None:
+    result = invoke("run", "--all", "--results", str(tmp_path / "results"))
+    assert result.exit_code == 2, result.output
+    assert [run[0] for run in fake_lab["runs"]] == ["alpha", "omega"]
+    lines = result.stdout.splitlines()
+    assert _columns(next(line for line in lines if line.startswith("broken "))) == ["broken", "—", "—", "BROKEN"]
+    assert f"broken: {scenarios_with_a_broken_one / 'broken.py'}: importing it raised ValueError" in result.stdout
+    assert "2 of 3 scenarios passed" in result.stdout
+    assert result.stderr.splitlines()[-1].startswith("lab: error: ")
+    matrix = json.loads((tmp_path / "results" / "matrix.json").read_text())
+    assert [(row["scenario"], row["ok"], row["fidelity"]) for row in matrix["rows"]] == [
+        ("alpha", True, "proven"), ("omega", True, "proven"), ("broken", False, "BROKEN")]
