@@ -7,6 +7,7 @@
     lab run [NAME]             up, run a scenario end to end (default: frozen-process), print its
                                timeline and verdict, keep the evidence in results/<UTC time>-<name>/;
                                the lab is taken down again if this started it
+    lab run path/to/x.py       the same for a scenario file of your own (handed to the lab on stdin)
     lab run --all              every scenario; a scenario × implementation matrix
     lab run NAME --impl F.py   grade your own client code in that scenario (lab.grading.card)
     lab grade F.py             grade your own client code in every scenario (or --scenario ...)
@@ -421,12 +422,16 @@ def _results_dir(opts: Opts, results: Path | None, label: str) -> Path:
     return results if results is not None else default_dir(opts.repo, label)
 
 
-def _run_one(lab: Lab, name: str, impls: list[str] | None, folder: Path) -> dict[str, Any]:
-    """Run one scenario in the lab, keep its evidence in ``folder``; the report (pcaps left out)."""
+def _run_one(lab: Lab, name: str, impls: list[str] | None, folder: Path, *,
+             source: bytes | None = None) -> dict[str, Any]:
+    """Run one scenario in the lab, keep its evidence in ``folder``; the report (pcaps left out).
+
+    ``source``: the text of a scenario file given by path, which the image does not have.
+    """
     from lab.host import runner_handle
     from lab.reports import results
 
-    report = runner_handle.run_scenario(lab, name, impls=impls or None, pcaps=True)
+    report = runner_handle.run_scenario(lab, name, impls=impls or None, pcaps=True, source=source)
     results.save(report, folder)
     clean, _ = results.split_pcaps(report)
     clean["results"] = str(folder)
@@ -445,6 +450,23 @@ def _print_report(ui: Ui, report: RunReport, json_output: bool) -> None:
         ui.echo(runner.render(report) + (f"\nresults: {report['results']}" if report.get("results") else ""))
 
 
+def _choose_scenario(name: str) -> tuple[Any, bytes | None]:
+    """A scenario by name (from lab/scenarios/), or by path to its file; the file's bytes when by path.
+
+    A path is anything with a '/' or ending in .py, like ``--impl``'s. The file is checked here,
+    on the host, so a broken one is told before the lab starts; the runner gets its bytes.
+    """
+    from lab.inlab import scenario
+
+    if not _is_path(name):
+        return scenario.get(name), None
+    path = Path(name)
+    if not path.is_file():
+        raise UsageProblem(f"{name}: no such scenario file (a NAME with '/' or ending in .py is a path to a "
+                           "scenario file; without, it is one of `lab list`)")
+    return scenario.load(path), path.read_bytes()
+
+
 @cli.command("run")
 @click.argument("name", required=False)
 @click.option("--all", "run_all", is_flag=True, help="run every scenario and print a matrix")
@@ -459,7 +481,10 @@ def _print_report(ui: Ui, report: RunReport, json_output: bool) -> None:
 @_command
 def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...], json_output: bool, keep: bool,
             results: Path | None) -> int:
-    """Run a scenario end to end (default frozen-process): timeline, verdict and evidence."""
+    """Run a scenario end to end (default frozen-process): timeline, verdict and evidence.
+
+    NAME is a scenario of `lab list`, or the path to a scenario file (with a '/' or ending in .py).
+    """
     from lab.inlab import scenario
 
     if run_all and name:
@@ -474,16 +499,19 @@ def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...],
         if paths:
             return _grade_files(opts, ui, paths, None, json_output, results, keep)
         return _run_all(opts, ui, found, broken, names, json_output, results, keep)
-    chosen = scenario.get(name or DEFAULT_SCENARIO)
+    chosen, source = _choose_scenario(name or DEFAULT_SCENARIO)
     _check_impls(chosen, names)
     if paths:
+        if source is not None:
+            raise UsageProblem(f"{name}: grading your own code (--impl FILE) runs in the lab's own scenarios; "
+                               "give a scenario's name, or drop --impl FILE to run this scenario file")
         return _grade_files(opts, ui, paths, [chosen.name], json_output, results, keep)
     folder = _results_dir(opts, results, chosen.name)
-    ui.log(f"running {chosen.name}: {chosen.title}")
+    ui.log(f"running {chosen.name}: {chosen.title}" + (f" (from {name})" if source is not None else ""))
 
     def job(lab: Lab) -> dict[str, Any]:
         with ui.status(f"running {chosen.name} ({' and '.join(names or sorted(chosen.expect))} side by side)"):
-            return _run_one(lab, chosen.name, names, folder)
+            return _run_one(lab, chosen.name, names, folder, source=source)
 
     report = _with_lab(opts, ui, job, keep=keep)
     _print_report(ui, report, json_output)

@@ -39,8 +39,10 @@ def fake_lab(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     def with_lab(opts, ui, job, *, keep=False):  # type: ignore[no-untyped-def]
         return job(object())
 
-    def run_scenario(lab, name, *, impls=None, watchdog=None, timeout=None, pcaps=False):  # type: ignore[no-untyped-def]
+    def run_scenario(lab, name, *, impls=None, watchdog=None, timeout=None, pcaps=False,  # type: ignore[no-untyped-def]
+                     source=None):
         calls["runs"].append((name, impls, pcaps))
+        calls.setdefault("sources", []).append(source)
         report = copy.deepcopy(calls["report"])
         report["scenario"]["name"] = name
         return report
@@ -226,7 +228,8 @@ def test_run_all_prints_a_matrix_and_exits_1_when_a_cell_failed(fake_lab: dict[s
     failing["verdicts"]["naive"]["checks"][0]["ok"] = False   # the outcome: it completed instead
     failing["verdicts"]["naive"]["outcome"].update(status="completed", error=None)
 
-    def run_scenario(lab, name, *, impls=None, watchdog=None, timeout=None, pcaps=False):  # type: ignore[no-untyped-def]
+    def run_scenario(lab, name, *, impls=None, watchdog=None, timeout=None, pcaps=False,  # type: ignore[no-untyped-def]
+                     source=None):
         report = copy.deepcopy(failing if name == "reset" else passing)
         report["scenario"]["name"] = name
         return report
@@ -596,3 +599,61 @@ def test_run_all_runs_the_others_and_reports_the_broken_one(scenarios_with_a_bro
     matrix = json.loads((tmp_path / "results" / "matrix.json").read_text())
     assert [(row["scenario"], row["ok"], row["fidelity"]) for row in matrix["rows"]] == [
         ("alpha", True, "proven"), ("omega", True, "proven"), ("broken", False, "BROKEN")]
+
+
+# --------------------------------------------------------------------------- a scenario file given by path
+
+def test_run_of_a_scenario_file_by_path_hands_its_text_to_the_runner(fake_lab: dict[str, Any], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = tmp_path / "elsewhere" / "my_case.py"
+    mine.parent.mkdir()
+    mine.write_text(GOOD_SCENARIO.format(name="my-case"))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", "elsewhere/my_case.py", "--results", str(tmp_path / "results"))
+    assert result.exit_code == 0, result.output
+    assert fake_lab["runs"] == [("my-case", None, True)]
+    assert fake_lab["sources"] == [mine.read_bytes()]
+    assert "lab: running my-case: A title (from elsewhere/my_case.py)" in result.stderr
+
+
+def test_run_by_name_hands_no_text_over(fake_lab: dict[str, Any], tmp_path: Path) -> None:
+    assert invoke("run", "refused", "--results", str(tmp_path)).exit_code == 0
+    assert fake_lab["sources"] == [None]
+
+
+@pytest.mark.parametrize("given", ["nowhere/my_case.py", "my_case.py"])
+def test_a_scenario_path_that_does_not_exist_exits_2_naming_it(no_docker: list[str], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", given)
+    assert result.exit_code == 2 and no_docker == []
+    assert result.stderr == (f"lab: error: {given}: no such scenario file (a NAME with '/' or ending in .py is a "
+                             "path to a scenario file; without, it is one of `lab list`)\n")
+
+
+def test_a_broken_scenario_file_by_path_exits_2_before_any_lab(no_docker: list[str], tmp_path: Path) -> None:
+    mine = tmp_path / "my_case.py"
+    mine.write_text('NAME = "my-case"\n1 / 0\n')
+    result = invoke("run", str(mine))
+    assert result.exit_code == 2 and no_docker == []
+    assert result.stderr == f"lab: error: {mine}: importing it raised ZeroDivisionError: division by zero (line 2)\n"
+
+
+def test_the_host_sends_the_file_on_stdin_with_source_dash(tmp_path: Path) -> None:
+    from lab.host.engine import Result
+    from lab.host.topology import Lab
+    from tests.support.fakes import FakeRunner
+
+    class StdinRunner(FakeRunner):
+        def run(self, argv, *, timeout, env=None, stdin=None, cwd=None):  # type: ignore[no-untyped-def]
+            self.stdins.append(stdin)
+            return super().run(argv, timeout=timeout, env=env, stdin=stdin, cwd=cwd)
+
+    report = (DATA / "refused_report.json").read_text().replace("\n", " ")
+    runner = StdinRunner({("docker", "compose"): Result(0, report + "\n")})
+    runner.stdins = []
+    lab = Lab(tmp_path, project="p", runner=runner)
+    runner_handle.run_scenario(lab, "my-case", source=b"NAME = 'my-case'\n")
+    assert runner.calls[-1][len(lab.compose_argv()):] == (
+        "exec", "-T", "client", "python3", "-m", "lab.inlab.runner", "run", "my-case", "--json", "--source", "-")
+    assert runner.stdins == [b"NAME = 'my-case'\n"]
