@@ -52,3 +52,12 @@ def test_the_exit_codes_are_the_same_in_the_help_the_module_and_the_readme() -> 
              toolerrors.EXIT_INTERNAL, toolerrors.EXIT_INTERRUPTED}
     assert set(readme) == set(helptext) == set(module) == codes == {0, 1, 2, 3, 70, 130}
     assert readme[130] == helptext[130] == module[130] == "interrupted"
+
+
+def test_every_plain_compose_example_names_its_project() -> None:
+    import re
+
+    text = (docs.ROOT / "README.md").read_text()
+    examples = [line for line in text.splitlines() if re.match(r"^(\w+=\S+ )*docker compose ", line)]
+    assert len(examples) > 8   # the "Using the lab directly" block and one per scenario
+    assert [line for line in examples if " docker compose -p " not in f" {line}"] == []
