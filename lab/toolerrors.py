@@ -12,6 +12,7 @@ what the lab observes, never how the tool fails::
           ├── UsageError                       2  bad input: the request cannot be done as asked
           │    ├── UsageProblem                   lab.host.cli: a bad option value or combination, no such file
           │    ├── ScenarioInputError             lab.host.runner_handle: the in-lab runner refused the request
+     │    ├── ImageModeError                 lab.host.engine: LAB_IMAGES names no image mode
           │    ├── UnknownScenario                lab.inlab.scenario: no scenario has that name
           │    ├── ScenarioError                  lab.inlab.scenario: a malformed scenario file, an implementation
           │    │                                  the scenario does not judge
@@ -38,7 +39,7 @@ what the lab observes, never how the tool fails::
 The ``lab`` command turns a :class:`ToolError` into its message on stderr and its
 class's ``exit_code``, and nothing else: any other exception (a ``KeyError``, a
 ``ValueError`` from deep inside) is a bug of the tool, shown with its traceback
-and exit :data:`EXIT_INTERNAL`. Ctrl-C (or SIGTERM) exits :data:`EXIT_INTERRUPTED`.
+and exit :data:`EXIT_INTERNAL`. Ctrl-C (or SIGTERM, SIGHUP) exits :data:`EXIT_INTERRUPTED`.
 
 Standard library only: the in-container code (the runner, the agent) raises these too.
 """
@@ -58,7 +59,7 @@ EXIT_SETUP = 3
 EXIT_INTERNAL = 70
 """An unexpected exception: a bug in the tool (70 is EX_SOFTWARE in sysexits.h)."""
 EXIT_INTERRUPTED = 130
-"""Interrupted by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)."""
+"""Interrupted by Ctrl-C, SIGTERM or SIGHUP (128 + SIGINT, as shells report it), after the clean-up."""
 
 
 class ToolError(Exception):

@@ -1,7 +1,8 @@
 """Marks each test by the folder it lives in, so `-m "not lab"` runs everything that needs no Docker.
 
-Also makes SIGTERM (a CI job cancelled, a `kill`) end the session the way Ctrl-C
-does, so the lab fixtures' clean-up runs instead of leaving containers behind.
+Also makes SIGTERM (a CI job cancelled, a `kill`) and SIGHUP (the terminal closed, the SSH
+session dropped) end the session the way Ctrl-C does, so the lab fixtures' clean-up runs
+instead of leaving containers behind.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ def _terminate(signum: int, _frame: object) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _terminate)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):   # one set on purpose (nohup's SIG_IGN) stays
+            signal.signal(sig, _terminate)
 
 _HERE = Path(__file__).parent
 _FOLDER_MARKS = {"lab": pytest.mark.lab, "loopback": pytest.mark.loopback}

@@ -7,6 +7,7 @@
     lab run [NAME]             up, run a scenario end to end (default: frozen-process), print its
                                timeline and verdict, keep the evidence in results/<UTC time>-<name>/;
                                the lab is taken down again if this started it
+    lab run path/to/x.py       the same for a scenario file of your own (handed to the lab on stdin)
     lab run --all              every scenario; a scenario × implementation matrix
     lab run NAME --impl F.py   grade your own client code in that scenario (lab.grading.card)
     lab grade F.py             grade your own client code in every scenario (or --scenario ...)
@@ -106,6 +107,7 @@ def _isatty(stream: Any) -> bool:
 class Opts:
     project: str
     repo_override: Path | None
+    project_given: bool = False   # --project was on the command line (before the subcommand or after it)
 
     @functools.cached_property
     def repo(self) -> Path:
@@ -116,7 +118,7 @@ def _failed(exc: BaseException) -> int:
     """Say on stderr why a command ended; its exit code.
 
     A ToolError is expected (bad input, a set-up that failed): its message and its class's
-    exit code. Ctrl-C or SIGTERM: 130. Anything else is a bug of the lab's own, never bad
+    exit code. Ctrl-C, SIGTERM or SIGHUP: 130. Anything else is a bug of the lab's own, never bad
     input: its traceback, one line saying so, and EXIT_INTERNAL.
     """
     if isinstance(exc, ToolError):
@@ -147,25 +149,45 @@ def _command(fn: Callable[..., int]) -> Callable[..., None]:
     return wrapper
 
 
-def _project(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+def _project(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     try:
-        return check_project_name(value)
+        return None if value is None else check_project_name(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
 
+def _subcommand_project(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--project`` after the subcommand: the same option as before it, merged into the one Opts."""
+    value = _project(ctx, param, value)
+    if value is None:
+        return
+    opts = ctx.find_object(Opts)
+    assert opts is not None   # the group's callback made it
+    if opts.project_given and opts.project != value:
+        raise click.BadParameter(f"given twice with different values: {opts.project!r} before the command and "
+                                 f"{value!r} after it; give one project name", ctx=ctx, param=param)
+    opts.project, opts.project_given = value, True
+
+
+def project_option(*, subcommand: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--project NAME``: one definition, taken before the subcommand (``lab --project x down``) or after
+    it (``lab down --project x``), since people type both."""
+    return click.option("--project", default=None, metavar="NAME", callback=_subcommand_project if subcommand
+                        else _project, expose_value=not subcommand,
+                        help=f"compose project name (default {DEFAULT_PROJECT}); before or after the command")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--project", default=DEFAULT_PROJECT, show_default=True, callback=_project,
-              help="compose project name")
+@project_option(subcommand=False)
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), default=None, hidden=True)
 @click.pass_context
-def cli(ctx: click.Context, project: str, repo: Path | None) -> None:
+def cli(ctx: click.Context, project: str | None, repo: Path | None) -> None:
     """The socket failure lab: how TCP conversations die, and what socket code should do about it.
 
     Exit codes: 0 ok, 1 an oracle failed, 2 bad input, 3 the Docker set-up failed, 70 an internal
     error (a bug; its traceback is shown), 130 interrupted.
     """
-    ctx.obj = Opts(project, repo)
+    ctx.obj = Opts(project or DEFAULT_PROJECT, repo, project_given=project is not None)
 
 
 pass_opts = click.make_pass_decorator(Opts)
@@ -217,6 +239,7 @@ def cmd_engine(opts: Opts) -> int:
 
 
 @cli.command("up")
+@project_option()
 @pass_opts
 @_command
 def cmd_up(opts: Opts) -> int:
@@ -231,18 +254,27 @@ def cmd_up(opts: Opts) -> int:
 
 
 @cli.command("down")
+@project_option()
 @pass_opts
 @_command
 def cmd_down(opts: Opts) -> int:
     """Remove the lab's containers, networks and volumes."""
     ui = Ui()
+    lab = Lab(opts.repo, project=opts.project)
+    # Asked first, so a mistyped project name is told as such instead of "removed".
+    found = lab.resources()
+    if not any(found.values()):
+        lab.down()   # all the same: idempotent, and quick when there is nothing
+        ui.log(f"nothing to remove for project {opts.project} (it has no containers, networks or volumes)")
+        return EXIT_OK
     with ui.status("removing the lab"):
-        Lab(opts.repo, project=opts.project).down()
-    ui.log(f"lab {opts.project!r} removed")
+        lab.down()
+    ui.log(f"lab {opts.project!r} removed: " + ", ".join(f"{len(v)} {k}" for k, v in found.items()))
     return EXIT_OK
 
 
 @cli.command("status")
+@project_option()
 @pass_opts
 @_command
 def cmd_status(opts: Opts) -> int:
@@ -274,6 +306,7 @@ def cmd_sweep() -> int:
 @cli.command("smoke")
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--json", "json_output", is_flag=True, help="print the report as JSON")
+@project_option()
 @pass_opts
 @_command
 def cmd_smoke(opts: Opts, keep: bool, json_output: bool) -> int:
@@ -291,6 +324,7 @@ def cmd_smoke(opts: Opts, keep: bool, json_output: bool) -> int:
 @click.option("--scenario", "scenarios", multiple=True, help="only in this scenario (repeatable)")
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--json", "json_output", is_flag=True, help="print the rows as JSON")
+@project_option()
 @pass_opts
 @_command
 def cmd_selftest(opts: Opts, faults: tuple[str, ...], scenarios: tuple[str, ...], keep: bool,
@@ -333,11 +367,12 @@ def cmd_selftest(opts: Opts, faults: tuple[str, ...], scenarios: tuple[str, ...]
 @click.option("--json", "json_output", is_flag=True, help="print them as JSON")
 @_command
 def cmd_list(json_output: bool) -> int:
-    """The scenarios: name, HOWTO section, path and what happens."""
+    """The scenarios: name, HOWTO section, path and what happens (exit 2 if a scenario file is broken)."""
     from lab.inlab import scenario
     from lab.reports import views
 
-    rows = views.list_rows(scenario.discover())
+    found, broken = scenario.survey()
+    rows = views.list_rows(found, broken)
     ui = Ui(json_output=json_output)
     if json_output:
         ui.echo(json.dumps(rows, indent=2))
@@ -345,7 +380,14 @@ def cmd_list(json_output: bool) -> int:
         views.print_list(ui.out, rows)
     else:
         ui.echo(views.plain_list(rows))
-    return EXIT_OK
+    return _broken_exit(broken, EXIT_OK)
+
+
+def _broken_exit(broken: dict[str, Any], code: int) -> int:
+    """Each broken scenario file's error on stderr, one line each; exit 2 (bad input) if there is one."""
+    for error in broken.values():
+        click.echo(f"lab: error: {error}", err=True)
+    return max(code, EXIT_USAGE) if broken else code
 
 
 def _is_path(impl: str) -> bool:
@@ -380,12 +422,16 @@ def _results_dir(opts: Opts, results: Path | None, label: str) -> Path:
     return results if results is not None else default_dir(opts.repo, label)
 
 
-def _run_one(lab: Lab, name: str, impls: list[str] | None, folder: Path) -> dict[str, Any]:
-    """Run one scenario in the lab, keep its evidence in ``folder``; the report (pcaps left out)."""
+def _run_one(lab: Lab, name: str, impls: list[str] | None, folder: Path, *,
+             source: bytes | None = None) -> dict[str, Any]:
+    """Run one scenario in the lab, keep its evidence in ``folder``; the report (pcaps left out).
+
+    ``source``: the text of a scenario file given by path, which the image does not have.
+    """
     from lab.host import runner_handle
     from lab.reports import results
 
-    report = runner_handle.run_scenario(lab, name, impls=impls or None, pcaps=True)
+    report = runner_handle.run_scenario(lab, name, impls=impls or None, pcaps=True, source=source)
     results.save(report, folder)
     clean, _ = results.split_pcaps(report)
     clean["results"] = str(folder)
@@ -404,6 +450,23 @@ def _print_report(ui: Ui, report: RunReport, json_output: bool) -> None:
         ui.echo(runner.render(report) + (f"\nresults: {report['results']}" if report.get("results") else ""))
 
 
+def _choose_scenario(name: str) -> tuple[Any, bytes | None]:
+    """A scenario by name (from lab/scenarios/), or by path to its file; the file's bytes when by path.
+
+    A path is anything with a '/' or ending in .py, like ``--impl``'s. The file is checked here,
+    on the host, so a broken one is told before the lab starts; the runner gets its bytes.
+    """
+    from lab.inlab import scenario
+
+    if not _is_path(name):
+        return scenario.get(name), None
+    path = Path(name)
+    if not path.is_file():
+        raise UsageProblem(f"{name}: no such scenario file (a NAME with '/' or ending in .py is a path to a "
+                           "scenario file; without, it is one of `lab list`)")
+    return scenario.load(path), path.read_bytes()
+
+
 @cli.command("run")
 @click.argument("name", required=False)
 @click.option("--all", "run_all", is_flag=True, help="run every scenario and print a matrix")
@@ -413,11 +476,15 @@ def _print_report(ui: Ui, report: RunReport, json_output: bool) -> None:
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="where to keep the evidence (default results/<UTC time>-<scenario>/)")
+@project_option()
 @pass_opts
 @_command
 def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...], json_output: bool, keep: bool,
             results: Path | None) -> int:
-    """Run a scenario end to end (default frozen-process): timeline, verdict and evidence."""
+    """Run a scenario end to end (default frozen-process): timeline, verdict and evidence.
+
+    NAME is a scenario of `lab list`, or the path to a scenario file (with a '/' or ending in .py).
+    """
     from lab.inlab import scenario
 
     if run_all and name:
@@ -425,31 +492,34 @@ def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...],
     names, paths = _split_impls(impls)
     ui = Ui(json_output=json_output)
     if run_all:
-        found = scenario.discover()
+        found, broken = scenario.survey()
         for impl in names:
             if not any(impl in s.expect for s in found.values()):
                 raise UsageProblem(f"no scenario judges implementation {impl!r}")
         if paths:
             return _grade_files(opts, ui, paths, None, json_output, results, keep)
-        return _run_all(opts, ui, found, names, json_output, results, keep)
-    chosen = scenario.get(name or DEFAULT_SCENARIO)
+        return _run_all(opts, ui, found, broken, names, json_output, results, keep)
+    chosen, source = _choose_scenario(name or DEFAULT_SCENARIO)
     _check_impls(chosen, names)
     if paths:
+        if source is not None:
+            raise UsageProblem(f"{name}: grading your own code (--impl FILE) runs in the lab's own scenarios; "
+                               "give a scenario's name, or drop --impl FILE to run this scenario file")
         return _grade_files(opts, ui, paths, [chosen.name], json_output, results, keep)
     folder = _results_dir(opts, results, chosen.name)
-    ui.log(f"running {chosen.name}: {chosen.title}")
+    ui.log(f"running {chosen.name}: {chosen.title}" + (f" (from {name})" if source is not None else ""))
 
     def job(lab: Lab) -> dict[str, Any]:
         with ui.status(f"running {chosen.name} ({' and '.join(names or sorted(chosen.expect))} side by side)"):
-            return _run_one(lab, chosen.name, names, folder)
+            return _run_one(lab, chosen.name, names, folder, source=source)
 
     report = _with_lab(opts, ui, job, keep=keep)
     _print_report(ui, report, json_output)
     return EXIT_OK if report["ok"] else EXIT_ORACLE
 
 
-def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], names: list[str], json_output: bool,
-             results: Path | None, keep: bool) -> int:
+def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], broken: dict[str, Any], names: list[str],
+             json_output: bool, results: Path | None, keep: bool) -> int:
     from lab.host import runner_handle
     from lab.reports import views
 
@@ -470,7 +540,9 @@ def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], names: list[str], json_o
             ui.log(f"{scenario_name}: {'PASS' if rep.get('ok') else 'FAIL'}")
         return reports
 
-    reports = _with_lab(opts, ui, job, keep=keep)
+    reports = _with_lab(opts, ui, job, keep=keep) if found else {}   # no lab for nothing but broken files
+    # A file that would not load is a row of the matrix too, so the broken one is seen among the others.
+    reports.update({name: {"error": str(error), "ok": False, "broken": True} for name, error in broken.items()})
     impls, rows = views.matrix_rows(reports)
     ok = all(row["ok"] for row in rows)
     base.mkdir(parents=True, exist_ok=True)
@@ -483,7 +555,8 @@ def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], names: list[str], json_o
         ui.out.print(f"[dim]results:[/] {escape(str(base))}")
     else:
         ui.echo(views.plain_matrix(impls, rows) + f"\nresults: {base}")
-    return EXIT_OK if ok else EXIT_ORACLE
+    return _broken_exit(broken, EXIT_OK if all(row["ok"] for row in rows if row["scenario"] not in broken)
+                        else EXIT_ORACLE)
 
 
 # --------------------------------------------------------------------------- grading someone's code
@@ -532,6 +605,7 @@ def _grade_files(opts: Opts, ui: Ui, paths: list[Path], scenarios: list[str] | N
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="where to keep the report card (default results/<UTC time>-grade-<file>/)")
+@project_option()
 @pass_opts
 @_command
 def cmd_grade(opts: Opts, path: Path, scenarios: tuple[str, ...], json_output: bool, keep: bool,
@@ -567,6 +641,7 @@ def _grade_path(path: Path) -> Path:
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="where to keep the evidence (default results/<UTC time>-<scenario>/)")
+@project_option()
 @pass_opts
 @_command
 def cmd_demo(opts: Opts, name: str, no_pause: bool, keep: bool, results: Path | None) -> int:
@@ -626,15 +701,25 @@ def cmd_demo(opts: Opts, name: str, no_pause: bool, keep: bool, results: Path | 
 
 # --------------------------------------------------------------------------- entry point
 
+# SIGTERM: a cancelled job, a `kill`. SIGHUP: the terminal closed, the SSH session dropped.
+UNWINDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def _terminated(signum: int, _frame: object) -> None:
-    # A SIGTERM (a cancelled job, `kill`) unwinds like Ctrl-C, so a lab this command
-    # started is taken down again instead of being left running.
+    # These unwind like Ctrl-C, so a lab this command started is taken down again instead of
+    # being left running (Python's default for both is to die at once, skipping every `finally`).
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
+def install_signal_handlers() -> None:
+    """Make :data:`UNWINDING_SIGNALS` raise KeyboardInterrupt (exit 130 after the clean-up)."""
+    if threading.current_thread() is threading.main_thread():   # signal.signal works only there
+        for sig in UNWINDING_SIGNALS:
+            signal.signal(sig, _terminated)
+
+
 def main(argv: list[str] | None = None) -> int:
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
+    install_signal_handlers()
     try:
         result = cli.main(args=argv, prog_name="lab", standalone_mode=False)
     except click.exceptions.Exit as exc:

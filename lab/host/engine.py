@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from lab.toolerrors import SetupError
+from lab.toolerrors import SetupError, UsageError
 
 # Pinned versions. The local substitutes are built to match the official images.
 PYTHON_IMAGE = "python:3.11.14-slim-bookworm"
@@ -59,6 +59,18 @@ LABEL = "org.socket-lab.lab"
 
 class EngineError(SetupError):
     """The lab cannot get a working Docker set-up; the message says what to do."""
+
+
+class ImageModeError(UsageError):
+    """``LAB_IMAGES`` names no mode: bad input (exit 2), not a Docker set-up that failed."""
+
+
+def check_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`MODES`; else the error naming the accepted ones."""
+    if mode not in MODES:
+        raise ImageModeError(f"LAB_IMAGES={mode!r} is not a mode; accepted: {', '.join(MODES)} "
+                             "(or leave it unset for auto)")
+    return mode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,8 +241,7 @@ def choose_images(runner: Runner, log: Log, mode: str) -> ImagePlan:
     ``mode`` "official" and "local" force the choice; "auto" prefers what is
     already present, so a second bring-up never probes the registry again.
     """
-    if mode not in MODES:
-        raise EngineError(f"LAB_IMAGES={mode!r} is not a mode; accepted: {', '.join(MODES)}")
+    check_mode(mode)
     official = (OFFICIAL.base_image, OFFICIAL.toxiproxy_image)
     if mode == "local":
         return LOCAL
@@ -320,13 +331,15 @@ def prepare(runner: Runner, *, repo: Path, log: Log, env: Mapping[str, str] | No
             python: str = "python3") -> ImagePlan:
     """Engine, Compose and images, each only when missing; returns the image plan in force."""
     env = os.environ if env is None else env
+    # Checked before anything runs: a typo in LAB_IMAGES must not install or start Docker first.
+    mode = check_mode(env.get("LAB_IMAGES", "auto") or "auto")
     apt = _Apt(runner, log)
     state_dir = repo / ".build"
     ensure_engine(runner, log, apt, state_dir=state_dir)
     ensure_host_tools(runner, log, apt)
     ensure_compose(runner, log, python=python, plugin_dir=Path(env.get("HOME", "~")).expanduser() /
                    ".docker" / "cli-plugins")
-    plan = choose_images(runner, log, env.get("LAB_IMAGES", "auto") or "auto")
+    plan = choose_images(runner, log, mode)
     if plan.mode == "local":
         build_local_base(runner, log, apt)
         build_local_toxiproxy(runner, log, apt, repo=repo, build_dir=state_dir)

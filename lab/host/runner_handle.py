@@ -26,12 +26,17 @@ class ScenarioInputError(UsageError):
 
 
 def run_scenario(lab: Lab, name: str, *, impls: list[str] | None = None, watchdog: float | None = None,
-                 timeout: float | None = None, pcaps: bool = False, mutant: str | None = None) -> RunReport:
+                 timeout: float | None = None, pcaps: bool = False, mutant: str | None = None,
+                 source: bytes | None = None) -> RunReport:
     """Run one scenario in the lab and return its report.
 
     ``pcaps`` asks the runner to include its packet captures, base64, as ``report["pcaps"]``.
+    ``source`` is a scenario file's text for a scenario the image does not have (``lab run
+    path/to/x.py``): it goes to the runner on stdin (``--source -``).
     """
     argv = ["python3", "-m", "lab.inlab.runner", "run", name, "--json"]
+    if source is not None:
+        argv += ["--source", "-"]
     if pcaps:
         argv.append("--pcaps")
     for impl in impls or []:
@@ -40,7 +45,7 @@ def run_scenario(lab: Lab, name: str, *, impls: list[str] | None = None, watchdo
         argv += ["--watchdog", str(watchdog)]
     if mutant is not None:
         argv += ["--mutant", mutant]
-    res = lab.exec("client", argv, timeout=timeout or (watchdog or 30.0) + MARGIN_S)
+    res = lab.exec("client", argv, timeout=timeout or (watchdog or 30.0) + MARGIN_S, stdin=source)
     if res.returncode == UsageError.exit_code:
         raise ScenarioInputError(res.stderr.strip().removeprefix("lab.inlab.runner: "))
     lines = [line for line in res.stdout.splitlines() if line.startswith("{")]

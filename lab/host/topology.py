@@ -83,6 +83,10 @@ class Lab:
             self.runner.run(["docker", "rm", "-f", "-v", *one_offs.stdout.split()], timeout=120)
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120, check=False)
 
+    def resources(self) -> dict[str, list[str]]:
+        """The project's containers, networks and volumes (what :meth:`down` would remove)."""
+        return leftovers(self.runner, self.project, labelled=False)
+
     def __enter__(self) -> "Lab":
         try:
             self.up()
@@ -164,10 +168,13 @@ def _parse_json_lines(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def leftovers(runner: Runner, project: str | None = None) -> dict[str, list[str]]:
-    """Containers, networks and volumes carrying the lab's label (of one project, or all)."""
+def leftovers(runner: Runner, project: str | None = None, *, labelled: bool = True) -> dict[str, list[str]]:
+    """Containers, networks and volumes carrying the lab's label (of one project, or all).
+
+    ``labelled=False`` (with a project) finds everything of that compose project, labelled or not.
+    """
     found: dict[str, list[str]] = {}
-    filters = ["--filter", f"label={LABEL}"]
+    filters = ["--filter", f"label={LABEL}"] if labelled else []
     if project:
         filters += ["--filter", f"label=com.docker.compose.project={project}"]
     for kind, argv in (("containers", ["docker", "ps", "-a", "--format", "{{.Names}}"]),

@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lab.addresses import AGENT_PORT, CONTROL_PORTS, DEFAULT_PORT, LOOPBACK, ROUTER_AGENT_PORT, ROUTER_HOST, \
@@ -771,10 +774,18 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--host-fault", action="append", default=[], metavar="FAULT=ACTION",
                        help="let the host do FAULT at container level instead (freeze=pause, vanish=disconnect, "
                             "crash=kill); only under a harness that answers (tests/lab/host_faults.py)")
+    p_run.add_argument("--source", metavar="-", choices=["-"], default=None,
+                       help="read the scenario file from stdin instead of lab/scenarios/ (NAME is its NAME; "
+                            "`lab run path/to/x.py` hands a file that is not in the image over this way)")
     p_run.add_argument("--mutant", metavar="FAULT:NAME", default=None,
                        help="test only: run with a weakened fault from lab/inlab/mutants.py (lab selftest)")
     sub.add_parser("reset", help="undo every fault: toxics, iptables rules, stopped servers, behaviours")
     opts = parser.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        return _main(parser, opts, stack)
+
+
+def _main(parser: argparse.ArgumentParser, opts: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     try:
         if opts.command == "list":
             found = scn.discover()
@@ -788,7 +799,12 @@ def main(argv: list[str] | None = None) -> int:
             reset_lab()
             print("lab reset: no toxics, no rules, servers running with default behaviour")
             return 0
-        chosen = scn.get(opts.name)
+        if opts.source:
+            # Kept until the run is over: the module is imported from there (tracebacks read it).
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="lab-scenario-"))
+            chosen = scn.load_source(opts.name, sys.stdin.buffer.read(), Path(folder))
+        else:
+            chosen = scn.get(opts.name)
         if opts.watchdog is not None and opts.watchdog <= 0:
             parser.error(f"--watchdog must be a number of seconds > 0; got {opts.watchdog}")
         host_faults = {}

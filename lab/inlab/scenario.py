@@ -19,8 +19,10 @@ A scenario is one way a TCP conversation dies, told as a Python file under
 
 :func:`load` imports one file and checks every field, naming the field and
 the problem (``scenarios/x.py: EXPECT['robust'].within must be a number of
-seconds > 0; got -1``). :func:`discover` loads them all; an unknown name
-raises :class:`UnknownScenario` listing the known ones.
+seconds > 0; got -1``); a file whose import raises is a :class:`ScenarioError`
+too, in one line. :func:`discover` loads them all (the first broken file
+raises), :func:`survey` loads what it can and returns the broken ones beside
+them; an unknown name raises :class:`UnknownScenario` listing the known ones.
 
 The oracle for one implementation is an :class:`Expect`; the runner records an
 :class:`Outcome` per implementation and :func:`judge` compares the two into
@@ -214,6 +216,8 @@ def load(path: Path, *, impls: tuple[str, ...] | None = None) -> Scenario:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
         raise ScenarioError(f"{where}: syntax error at line {exc.lineno}: {exc.msg}") from exc
+    except Exception as exc:   # the file's own code raised: bad input, told in one line, not a traceback
+        raise ScenarioError(f"{where}: importing it raised {_one_line(exc)}{_line_in(exc, path)}") from exc
     missing = [f for f in REQUIRED if not hasattr(module, f)]
     if missing:
         raise ScenarioError(f"{where}: missing {', '.join(missing)}; a scenario defines {', '.join(REQUIRED)}")
@@ -262,20 +266,50 @@ def load(path: Path, *, impls: tuple[str, ...] | None = None) -> Scenario:
                     watchdog=watchdog, look_for=look_for, reach_bytes=reach, module=module)
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _line_in(exc: BaseException, path: Path) -> str:
+    """`` (line N)``: the deepest line of ``path`` in the exception's traceback, if it is there."""
+    import traceback
+
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
+    return f" (line {lines[-1]})" if lines else ""
+
+
 def scenarios_dir() -> Path:
     """``lab/scenarios/``: shipped inside the package, so an installed ``lab`` finds them too."""
     return Path(__file__).resolve().parent.parent / "scenarios"
 
 
 def discover(directory: Path | None = None) -> dict[str, Scenario]:
+    """Every scenario file, loaded; the first broken one raises its :class:`ScenarioError`."""
+    found, broken = survey(directory)
+    for error in broken.values():
+        raise error
+    return found
+
+
+def survey(directory: Path | None = None) -> tuple[dict[str, Scenario], dict[str, ScenarioError]]:
+    """Every scenario file: those that load, and those that do not (name from the file → its error).
+
+    For ``lab list`` and ``lab run --all``, where one broken file must not hide the others.
+    """
     directory = directory or scenarios_dir()
     found: dict[str, Scenario] = {}
+    broken: dict[str, ScenarioError] = {}
     for path in sorted(directory.glob("*.py")):
         if path.name.startswith("_"):
             continue
-        scenario = load(path)
+        try:
+            scenario = load(path)
+        except ScenarioError as exc:
+            broken[path.stem.replace("_", "-")] = exc
+            continue
         found[scenario.name] = scenario
-    return found
+    return found, broken
 
 
 def get(name: str, directory: Path | None = None) -> Scenario:
@@ -284,6 +318,19 @@ def get(name: str, directory: Path | None = None) -> Scenario:
     if not _NAME_RE.match(name) or not path.exists():
         known = sorted(p.stem.replace("_", "-") for p in directory.glob("*.py") if not p.name.startswith("_"))
         raise UnknownScenario(f"no scenario named {name!r}; known scenarios: {', '.join(known)}")
+    return load(path)
+
+
+def load_source(name: str, source: bytes, directory: Path) -> Scenario:
+    """A scenario file handed over as bytes, written to ``directory`` under its own name, then loaded.
+
+    How ``lab run path/to/x.py`` reaches the in-lab runner: a file outside the checkout is not in
+    the image, and the container's filesystem is read-only but for a tmpfs /tmp.
+    """
+    if not _NAME_RE.match(name):   # it becomes a file name: nothing like '../x'
+        raise ScenarioError(f"scenario name {name!r} is not accepted: lowercase words joined by '-'")
+    path = Path(directory) / f"{name.replace('-', '_')}.py"
+    path.write_bytes(source)
     return load(path)
 
 

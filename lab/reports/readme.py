@@ -17,6 +17,7 @@ import re
 import sys
 from pathlib import Path
 
+from lab.host.topology import DEFAULT_PROJECT
 from lab.inlab import scenario
 from lab.sockets.robust import RobustConfig
 
@@ -63,7 +64,8 @@ def scenarios_section() -> str:
             out += [f"**In the capture.** {s.look_for}", ""]
         out += [f"**Say.** {s.remember}", "",
                 "```sh", f"./labw run {s.name}                  # or: ./labw demo {s.name}",
-                f"SCENARIO={s.name} docker compose --profile scenario up --attach scenario --exit-code-from scenario",
+                f"SCENARIO={s.name} docker compose -p {DEFAULT_PROJECT} --profile scenario up --attach scenario "
+                "--exit-code-from scenario",
                 "```"]
     return "\n".join(out)
 

@@ -19,7 +19,7 @@ from lab.inlab import timeline as tl
 from lab.inlab.runreport import RunReport
 
 __all__ = ["explanation", "list_rows", "print_list", "plain_list", "print_report", "timeline_style",
-           "matrix_rows", "print_matrix", "plain_matrix", "print_status"]
+           "matrix_rows", "matrix_cell", "print_matrix", "plain_matrix", "print_status"]
 
 
 def explanation(scenario: Any) -> str:
@@ -28,9 +28,12 @@ def explanation(scenario: Any) -> str:
     return doc.splitlines()[0] if doc else scenario.title
 
 
-def list_rows(found: dict[str, Any]) -> list[dict[str, Any]]:
+def list_rows(found: dict[str, Any], broken: dict[str, Exception] | None = None) -> list[dict[str, Any]]:
+    """One row per scenario; a broken file (``broken``: name → its error) is a row with only ``broken``."""
     # "path" is the network path (direct or proxied); "file" is where the scenario file was found.
-    return [{**s.summary(), "explanation": explanation(s), "file": str(s.source)} for s in found.values()]
+    rows = [{**s.summary(), "explanation": explanation(s), "file": str(s.source)} for s in found.values()]
+    rows += [{"name": name, "broken": str(error)} for name, error in (broken or {}).items()]
+    return rows
 
 
 def print_list(console: Console, rows: list[dict[str, Any]]) -> None:
@@ -38,13 +41,18 @@ def print_list(console: Console, rows: list[dict[str, Any]]) -> None:
     for column in ("name", "HOWTO section", "path", "what happens"):
         table.add_column(column, overflow="fold")
     for row in rows:
+        if "broken" in row:
+            table.add_row(Text(row["name"], style="bold red"), Text("BROKEN", style="bold red"), Text(""),
+                          Text(row["broken"]))
+            continue
         table.add_row(Text(row["name"], style="bold cyan"), Text(row["howto"]), Text(row["path"]),
                       Text(row["explanation"]))
     console.print(table)
 
 
 def plain_list(rows: list[dict[str, Any]]) -> str:
-    return "\n".join(f"{r['name']:<24} {r['howto']:<20} {r['path']:<8} {r['explanation']}" for r in rows)
+    return "\n".join(f"{r['name']:<24} BROKEN: {r['broken']}" if "broken" in r else
+                     f"{r['name']:<24} {r['howto']:<20} {r['path']:<8} {r['explanation']}" for r in rows)
 
 
 def timeline_style(event: dict[str, Any]) -> str:
@@ -126,8 +134,11 @@ def matrix_rows(reports: dict[str, RunReport]) -> tuple[list[str], list[dict[str
                 impls.append(impl)
     rows = []
     for name, rep in reports.items():
-        cells = {impl: ("PASS" if v["ok"] else "FAIL") for impl, v in rep.get("verdicts", {}).items()}
-        if rep.get("error"):
+        expect = rep.get("scenario", {}).get("expect", {})
+        cells = {impl: matrix_cell(v, expect.get(impl)) for impl, v in rep.get("verdicts", {}).items()}
+        if rep.get("broken"):
+            fidelity = "BROKEN"   # the scenario file would not load: nothing ran
+        elif rep.get("error"):
             fidelity = "ERROR"
         elif rep.get("aborted"):
             fidelity = "ABORTED"
@@ -139,8 +150,41 @@ def matrix_rows(reports: dict[str, RunReport]) -> tuple[list[str], list[dict[str
     return impls, rows
 
 
+def _did(outcome: dict[str, Any]) -> str:
+    """What an implementation did, in a word: completed, blocked, or the error it raised."""
+    did = (outcome.get("error") or "error") if outcome.get("status") == "error" else str(outcome.get("status"))
+    return f"{did}, corrupt data" if outcome.get("corrupt") else did
+
+
+def _wanted(expect: dict[str, Any]) -> str:
+    if expect.get("status") == "error":
+        return " or ".join(expect.get("errors") or ()) or "an error"
+    return f"{expect.get('status')}{', corrupt data' if expect.get('corrupt') else ''}"
+
+
+def matrix_cell(verdict: dict[str, Any], expect: dict[str, Any] | None) -> str:
+    """One implementation's cell: what it did and whether that was expected.
+
+    ``PeerReset (as expected)``, ``blocked (as expected)``; a failed one says what differed:
+    ``FAIL: PeerReset, expected completed``, or ``FAIL: PeerUnresponsive, time bound failed``
+    when the outcome was right and another check was not.
+    """
+    outcome = verdict.get("outcome")
+    if not outcome:   # nothing recorded of what it did: the verdict alone
+        return "PASS" if verdict.get("ok") else "FAIL"
+    did = _did(outcome)
+    if verdict.get("ok"):
+        return f"{did} (as expected)"
+    failed = [c["name"] for c in verdict.get("checks", []) if not c.get("ok")]
+    if "outcome" in failed and expect:
+        return f"FAIL: {did}, expected {_wanted(expect)}"
+    return f"FAIL: {did}, {', '.join(failed) or 'a check'} failed"
+
+
 def _cell_style(value: str) -> str:
-    return {"PASS": "bold green", "proven": "green", "—": "dim"}.get(value, "bold red")
+    if value.endswith("(as expected)") or value in ("PASS", "proven"):
+        return "bold green" if value != "proven" else "green"
+    return "dim" if value == "—" else "bold red"
 
 
 def print_matrix(console: Console, impls: list[str], rows: list[dict[str, Any]]) -> None:
@@ -159,8 +203,8 @@ def print_matrix(console: Console, impls: list[str], rows: list[dict[str, Any]])
 
 
 def plain_matrix(impls: list[str], rows: list[dict[str, Any]]) -> str:
-    # Each implementation's column is as wide as its name (plus a gap), so long names stay apart.
-    widths = {impl: max(len(impl), 8) + 2 for impl in impls}
+    # Each implementation's column is as wide as its name or its widest cell (plus a gap), so cells stay apart.
+    widths = {impl: max([len(impl), 8, *(len(row["cells"].get(impl, "")) for row in rows)]) + 2 for impl in impls}
     lines = [f"{'scenario':<26}" + "".join(f"{impl:<{widths[impl]}}" for impl in impls) + "fault proven"]
     for row in rows:
         lines.append(f"{row['scenario']:<26}"

@@ -48,7 +48,7 @@ def test_failed_session_leaves_nothing() -> None:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "sigterm", "sighup"])
 def test_interrupted_session_leaves_nothing(sig: signal.Signals) -> None:
     project = unique_project("socket-lab-probe")
     child = _child(project, "test_waits_to_be_interrupted")
@@ -67,7 +67,7 @@ def test_interrupted_session_leaves_nothing(sig: signal.Signals) -> None:
     try:
         assert ready.wait(timeout=400), "".join(lines)[-3000:]
         assert leftovers(Runner(), project)["containers"], "the probe's lab should be running now"
-        child.send_signal(sig)  # SIGINT is what Ctrl-C sends; SIGTERM what a cancelled job gets
+        child.send_signal(sig)  # SIGINT is what Ctrl-C sends; SIGTERM what a cancelled job gets; SIGHUP a closed terminal
         child.wait(timeout=120)
     finally:
         child.kill()

@@ -39,8 +39,10 @@ def fake_lab(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     def with_lab(opts, ui, job, *, keep=False):  # type: ignore[no-untyped-def]
         return job(object())
 
-    def run_scenario(lab, name, *, impls=None, watchdog=None, timeout=None, pcaps=False):  # type: ignore[no-untyped-def]
+    def run_scenario(lab, name, *, impls=None, watchdog=None, timeout=None, pcaps=False,  # type: ignore[no-untyped-def]
+                     source=None):
         calls["runs"].append((name, impls, pcaps))
+        calls.setdefault("sources", []).append(source)
         report = copy.deepcopy(calls["report"])
         report["scenario"]["name"] = name
         return report
@@ -223,8 +225,11 @@ def test_run_all_prints_a_matrix_and_exits_1_when_a_cell_failed(fake_lab: dict[s
     passing, failing = sample("refused"), sample("refused")
     failing["ok"] = False
     failing["verdicts"]["naive"]["ok"] = False
+    failing["verdicts"]["naive"]["checks"][0]["ok"] = False   # the outcome: it completed instead
+    failing["verdicts"]["naive"]["outcome"].update(status="completed", error=None)
 
-    def run_scenario(lab, name, *, impls=None, watchdog=None, timeout=None, pcaps=False):  # type: ignore[no-untyped-def]
+    def run_scenario(lab, name, *, impls=None, watchdog=None, timeout=None, pcaps=False,  # type: ignore[no-untyped-def]
+                     source=None):
         report = copy.deepcopy(failing if name == "reset" else passing)
         report["scenario"]["name"] = name
         return report
@@ -234,9 +239,18 @@ def test_run_all_prints_a_matrix_and_exits_1_when_a_cell_failed(fake_lab: dict[s
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["scenario", "robust", "naive", "fault", "proven"]
-    assert next(line for line in lines if line.startswith("reset ")).split() == ["reset", "PASS", "FAIL", "proven"]
-    assert next(line for line in lines if line.startswith("refused ")).split() == ["refused", "PASS", "PASS", "proven"]
+    assert _columns(next(line for line in lines if line.startswith("reset "))) == [
+        "reset", "ConnectRefused (as expected)", "FAIL: completed, expected ConnectionRefusedError", "proven"]
+    assert _columns(next(line for line in lines if line.startswith("refused "))) == [
+        "refused", "ConnectRefused (as expected)", "ConnectionRefusedError (as expected)", "proven"]
     assert (tmp_path / "matrix.json").is_file() and (tmp_path / "reset" / "timeline.svg").is_file()
+
+
+def _columns(line: str) -> list[str]:
+    """A plain matrix line's columns: they are two or more spaces apart (a cell has single spaces)."""
+    import re
+
+    return re.split(r"\s{2,}", line.strip())
 
 
 @pytest.mark.parametrize(("verdict", "code"), [("passed", 0), ("failed", 1), ("invalid", 2)])
@@ -346,3 +360,300 @@ def test_grade_of_a_file_that_is_neither_python_nor_executable_gets_its_invalid_
     result = invoke("grade", str(path), "--results", str(tmp_path / "card"))
     assert no_docker == [] and result.exit_code == 2
     assert f"INVALID: {path}: not executable (chmod +x it), or pass a .py file with MySocket" in result.stdout
+
+
+def test_an_unknown_lab_images_value_is_bad_input_not_a_setup_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.host import engine
+    from tests.support.fakes import FakeRunner
+
+    runner = FakeRunner()
+    monkeypatch.setattr(engine, "Runner", lambda: runner)
+    monkeypatch.setenv("LAB_IMAGES", "bogus")
+    result = invoke("up")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == ("lab: error: LAB_IMAGES='bogus' is not a mode; accepted: "
+                                                      "auto, official, local (or leave it unset for auto)")
+    assert runner.calls == []
+
+
+# --------------------------------------------------------------------------- signals: unwind, clean up, exit 130
+
+@pytest.fixture
+def own_signal_handlers() -> Any:
+    """The handlers main() installs are put back afterwards (monkeypatch knows nothing of signal.signal)."""
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in cli.UNWINDING_SIGNALS}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_main_makes_the_signal_unwind_like_ctrl_c(own_signal_handlers: None, name: str) -> None:
+    import signal
+
+    sig = signal.Signals[name]
+    signal.signal(sig, signal.SIG_DFL)
+    cli.install_signal_handlers()
+    assert signal.getsignal(sig) is cli._terminated
+    with pytest.raises(KeyboardInterrupt, match=f"signal {name}"):
+        cli._terminated(sig, None)
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_a_signal_during_run_removes_the_lab_it_started_and_exits_130(
+        own_signal_handlers: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], name: str) -> None:
+    import os
+    import signal
+    import time
+
+    done: list[str] = []
+
+    class FakeLab:
+        def __init__(self, repo: Path, project: str) -> None:
+            done.append(f"lab {project}")
+
+        def status(self) -> list[dict[str, object]]:
+            return []   # not up: this command starts it, so it must remove it
+
+        def up(self) -> None:
+            done.append("up")
+
+        def down(self) -> None:
+            done.append("down")
+
+    def run_scenario(lab, name_, **_kwargs):  # type: ignore[no-untyped-def]
+        done.append(f"running {name_}")
+        os.kill(os.getpid(), signal.Signals[name])   # as from a closed terminal, a `kill`
+        time.sleep(3)   # the handler's KeyboardInterrupt ends this at once
+        raise AssertionError(f"{name} did not interrupt the run")
+
+    # Ignored until main() says otherwise, so only main's own handler can interrupt the run (the
+    # test session's, from tests/conftest.py, would too).
+    signal.signal(signal.Signals[name], signal.SIG_IGN)
+    monkeypatch.setattr(cli, "_engine", lambda opts, ui: None)
+    monkeypatch.setattr(cli, "Lab", FakeLab)
+    monkeypatch.setattr(runner_handle, "run_scenario", run_scenario)
+    code = cli.main(["--project", "sig-test", "run", "refused", "--results", str(tmp_path)])
+    assert code == 130
+    assert done == ["lab sig-test", "up", "running refused", "down"]
+    assert capsys.readouterr().err.splitlines()[-2:] == ["lab: lab removed (use --keep to leave it running)",
+                                                        "lab: interrupted"]
+
+
+# --------------------------------------------------------------------------- --project, before or after the command
+
+@pytest.fixture
+def down_lab(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """cli.Lab replaced: records the project each Lab is made for; ``found`` is what resources() answers."""
+    seen: dict[str, Any] = {"projects": [], "downs": 0,
+                            "found": {"containers": ["x-client-1"], "networks": ["x_lab"], "volumes": []}}
+
+    class FakeLab:
+        def __init__(self, repo: Path, project: str) -> None:
+            seen["projects"].append(project)
+
+        def resources(self) -> dict[str, list[str]]:
+            return seen["found"]
+
+        def down(self) -> None:
+            seen["downs"] += 1
+
+    monkeypatch.setattr(cli, "Lab", FakeLab)
+    return seen
+
+
+@pytest.mark.parametrize("argv", [["--project", "x", "down"], ["down", "--project", "x"],
+                                  ["--project", "x", "down", "--project", "x"]])
+def test_project_is_taken_before_or_after_the_command(down_lab: dict[str, Any], argv: list[str]) -> None:
+    result = invoke(*argv)
+    assert result.exit_code == 0, result.output
+    assert down_lab["projects"] == ["x"] and down_lab["downs"] == 1
+    assert result.stderr.splitlines() == ["lab: removing the lab", "lab: lab 'x' removed: 1 containers, 1 networks, "
+                                          "0 volumes"]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_run_takes_the_project_before_or_after_the_command(fake_lab: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path, where: str) -> None:
+    projects: list[str] = []
+    monkeypatch.setattr(cli, "_with_lab", lambda opts, ui, job, keep=False: projects.append(opts.project) or
+                        job(object()))
+    argv = ["run", "--project", "x", "frozen-process"] if where == "after" else ["--project", "x", "run",
+                                                                                  "frozen-process"]
+    assert invoke(*argv, "--results", str(tmp_path)).exit_code == 0
+    assert projects == ["x"]
+
+
+def test_without_project_the_default_is_used(down_lab: dict[str, Any]) -> None:
+    assert invoke("down").exit_code == 0
+    assert down_lab["projects"] == ["socket-lab"]
+
+
+def test_two_different_projects_exit_2_naming_both(down_lab: dict[str, Any]) -> None:
+    result = invoke("--project", "x", "down", "--project", "y")
+    assert result.exit_code == 2
+    assert ("Invalid value for '--project': given twice with different values: 'x' before the command and 'y' "
+            "after it; give one project name") in result.stderr
+    assert down_lab["projects"] == []
+
+
+def test_a_bad_project_name_after_the_command_exits_2(down_lab: dict[str, Any]) -> None:
+    assert cli.main(["down", "--project", "Bad!"]) == 2
+    assert down_lab["projects"] == []
+
+
+@pytest.mark.parametrize("command", ["up", "down", "status", "smoke", "selftest", "run", "grade", "demo"])
+def test_every_command_that_uses_the_project_takes_it_after_itself(command: str) -> None:
+    assert "--project" in [opt for p in cli.cli.commands[command].params for opt in p.opts]
+
+
+def test_down_of_a_project_with_nothing_says_so(down_lab: dict[str, Any]) -> None:
+    down_lab["found"] = {"containers": [], "networks": [], "volumes": []}
+    result = invoke("--project", "nosuch", "down")
+    assert result.exit_code == 0
+    assert result.stderr.strip() == ("lab: nothing to remove for project nosuch (it has no containers, networks or "
+                                     "volumes)")
+    assert "removed" not in result.stderr
+
+
+def test_lab_resources_are_everything_of_the_project_labelled_or_not(tmp_path: Path) -> None:
+    from lab.host.engine import Result
+    from lab.host.topology import Lab
+    from tests.support.fakes import FakeRunner
+
+    runner = FakeRunner({("docker", "ps"): Result(0, "p-client-1\n"), ("docker", "network"): Result(0, "p_lab\n"),
+                         ("docker", "volume"): Result(0, "")})
+    assert Lab(tmp_path, project="p", runner=runner).resources() == {
+        "containers": ["p-client-1"], "networks": ["p_lab"], "volumes": []}
+    assert [call[-2:] for call in runner.calls] == [("--filter", "label=com.docker.compose.project=p")] * 3
+
+
+# --------------------------------------------------------------------------- a broken scenario file
+
+GOOD_SCENARIO = '''
+from lab.inlab.scenario import Expect
+NAME = "{name}"
+TITLE = "A title"
+HOWTO = "When Sockets Die"
+WIRE = "What happens on the wire."
+INJECTION = "How the lab does it."
+PATH = "direct"
+EXPECT = {{"robust": Expect("error", ("ConnectRefused",)), "naive": Expect("error", ("ConnectionRefusedError",))}}
+REMEMBER = "One line."
+def run(ctx):
+    pass
+'''
+
+
+@pytest.fixture
+def scenarios_with_a_broken_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A scenarios folder with two good files and one whose import raises; the lab looks there."""
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    for name in ("alpha", "omega"):
+        (folder / f"{name}.py").write_text(GOOD_SCENARIO.format(name=name))
+    (folder / "broken.py").write_text('NAME = "broken"\nraise ValueError("half-written")\n')
+    monkeypatch.setattr(scenario, "scenarios_dir", lambda: folder)
+    return folder
+
+
+def test_list_shows_the_broken_file_among_the_others_and_exits_2(scenarios_with_a_broken_one: Path) -> None:
+    result = invoke("list")
+    assert result.exit_code == 2
+    assert [line.split()[:2] for line in result.stdout.splitlines()] == [
+        ["alpha", "When"], ["omega", "When"], ["broken", "BROKEN:"]]
+    broken = scenarios_with_a_broken_one / "broken.py"
+    assert result.stderr == f"lab: error: {broken}: importing it raised ValueError: half-written (line 2)\n"
+
+
+def test_list_json_has_a_row_for_the_broken_file(scenarios_with_a_broken_one: Path) -> None:
+    result = invoke("list", "--json")
+    assert result.exit_code == 2
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == ["alpha", "omega", "broken"]
+    assert rows[2] == {"name": "broken", "broken": f"{scenarios_with_a_broken_one / 'broken.py'}: importing it "
+                                                   "raised ValueError: half-written (line 2)"}
+
+
+def test_run_of_the_broken_scenario_exits_2_in_one_line(scenarios_with_a_broken_one: Path,
+                                                        no_docker: list[str]) -> None:
+    result = invoke("run", "broken")
+    assert result.exit_code == 2 and no_docker == []
+    assert result.stderr == (f"lab: error: {scenarios_with_a_broken_one / 'broken.py'}: importing it raised "
+                             "ValueError: half-written (line 2)\n")
+
+
+def test_run_all_runs_the_others_and_reports_the_broken_one(scenarios_with_a_broken_one: Path,
+                                                            fake_lab: dict[str, Any], tmp_path: Path) -> None:
+    result = invoke("run", "--all", "--results", str(tmp_path / "results"))
+    assert result.exit_code == 2, result.output
+    assert [run[0] for run in fake_lab["runs"]] == ["alpha", "omega"]
+    lines = result.stdout.splitlines()
+    assert _columns(next(line for line in lines if line.startswith("broken "))) == ["broken", "—", "—", "BROKEN"]
+    assert f"broken: {scenarios_with_a_broken_one / 'broken.py'}: importing it raised ValueError" in result.stdout
+    assert "2 of 3 scenarios passed" in result.stdout
+    assert result.stderr.splitlines()[-1].startswith("lab: error: ")
+    matrix = json.loads((tmp_path / "results" / "matrix.json").read_text())
+    assert [(row["scenario"], row["ok"], row["fidelity"]) for row in matrix["rows"]] == [
+        ("alpha", True, "proven"), ("omega", True, "proven"), ("broken", False, "BROKEN")]
+
+
+# --------------------------------------------------------------------------- a scenario file given by path
+
+def test_run_of_a_scenario_file_by_path_hands_its_text_to_the_runner(fake_lab: dict[str, Any], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = tmp_path / "elsewhere" / "my_case.py"
+    mine.parent.mkdir()
+    mine.write_text(GOOD_SCENARIO.format(name="my-case"))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", "elsewhere/my_case.py", "--results", str(tmp_path / "results"))
+    assert result.exit_code == 0, result.output
+    assert fake_lab["runs"] == [("my-case", None, True)]
+    assert fake_lab["sources"] == [mine.read_bytes()]
+    assert "lab: running my-case: A title (from elsewhere/my_case.py)" in result.stderr
+
+
+def test_run_by_name_hands_no_text_over(fake_lab: dict[str, Any], tmp_path: Path) -> None:
+    assert invoke("run", "refused", "--results", str(tmp_path)).exit_code == 0
+    assert fake_lab["sources"] == [None]
+
+
+@pytest.mark.parametrize("given", ["nowhere/my_case.py", "my_case.py"])
+def test_a_scenario_path_that_does_not_exist_exits_2_naming_it(no_docker: list[str], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", given)
+    assert result.exit_code == 2 and no_docker == []
+    assert result.stderr == (f"lab: error: {given}: no such scenario file (a NAME with '/' or ending in .py is a "
+                             "path to a scenario file; without, it is one of `lab list`)\n")
+
+
+def test_a_broken_scenario_file_by_path_exits_2_before_any_lab(no_docker: list[str], tmp_path: Path) -> None:
+    mine = tmp_path / "my_case.py"
+    mine.write_text('NAME = "my-case"\n1 / 0\n')
+    result = invoke("run", str(mine))
+    assert result.exit_code == 2 and no_docker == []
+    assert result.stderr == f"lab: error: {mine}: importing it raised ZeroDivisionError: division by zero (line 2)\n"
+
+
+def test_the_host_sends_the_file_on_stdin_with_source_dash(tmp_path: Path) -> None:
+    from lab.host.engine import Result
+    from lab.host.topology import Lab
+    from tests.support.fakes import FakeRunner
+
+    class StdinRunner(FakeRunner):
+        def run(self, argv, *, timeout, env=None, stdin=None, cwd=None):  # type: ignore[no-untyped-def]
+            self.stdins.append(stdin)
+            return super().run(argv, timeout=timeout, env=env, stdin=stdin, cwd=cwd)
+
+    report = (DATA / "refused_report.json").read_text().replace("\n", " ")
+    runner = StdinRunner({("docker", "compose"): Result(0, report + "\n")})
+    runner.stdins = []
+    lab = Lab(tmp_path, project="p", runner=runner)
+    runner_handle.run_scenario(lab, "my-case", source=b"NAME = 'my-case'\n")
+    assert runner.calls[-1][len(lab.compose_argv()):] == (
+        "exec", "-T", "client", "python3", "-m", "lab.inlab.runner", "run", "my-case", "--json", "--source", "-")
+    assert runner.stdins == [b"NAME = 'my-case'\n"]

@@ -1,4 +1,4 @@
-"""The README's scenario and fault sections are exactly what the scenario and fault files say."""
+"""The README's scenario and fault sections are exactly what the scenario and fault files say; its exit codes are the CLI's."""
 
 from __future__ import annotations
 
@@ -29,3 +29,35 @@ def test_every_fault_file_opens_with_its_wire_behaviour() -> None:
     for name in faults.names():
         path = Path(sys.modules[faults.get(name).__module__].__file__ or "")
         assert len(docs._opening_comment(path)) > 60, f"{path.name} needs an opening comment on its wire behaviour"
+
+
+def _exit_codes(text: str, start: str, end: str | None) -> dict[int, str]:
+    """``N word ...`` pairs of an exit-code list, from ``start`` up to ``end`` (None: the text's end): each
+    code and its first word."""
+    import re
+
+    part = text[text.index(start):]
+    part = " ".join(part[:part.index(end) if end else None].split())
+    return {int(code): word for code, word in re.findall(r"\b(\d+) (?:an? |the )?(\w+)", part)}
+
+
+def test_the_exit_codes_are_the_same_in_the_help_the_module_and_the_readme() -> None:
+    from lab import toolerrors
+    from lab.host import cli
+
+    readme = _exit_codes((docs.ROOT / "README.md").read_text(), "Exit codes:", "The codes come from")
+    helptext = _exit_codes(cli.cli.help or "", "Exit codes:", None)
+    module = _exit_codes(cli.__doc__ or "", "Exit codes:", "They come from")
+    codes = {toolerrors.EXIT_OK, toolerrors.EXIT_CHECK_FAILED, toolerrors.EXIT_USAGE, toolerrors.EXIT_SETUP,
+             toolerrors.EXIT_INTERNAL, toolerrors.EXIT_INTERRUPTED}
+    assert set(readme) == set(helptext) == set(module) == codes == {0, 1, 2, 3, 70, 130}
+    assert readme[130] == helptext[130] == module[130] == "interrupted"
+
+
+def test_every_plain_compose_example_names_its_project() -> None:
+    import re
+
+    text = (docs.ROOT / "README.md").read_text()
+    examples = [line for line in text.splitlines() if re.match(r"^(\w+=\S+ )*docker compose ", line)]
+    assert len(examples) > 8   # the "Using the lab directly" block and one per scenario
+    assert [line for line in examples if " docker compose -p " not in f" {line}"] == []

@@ -138,8 +138,18 @@ def test_forced_local_never_probes() -> None:
 
 
 def test_unknown_mode_lists_the_accepted_ones() -> None:
-    with pytest.raises(EngineError, match="accepted: auto, official, local"):
+    with pytest.raises(engine.ImageModeError, match="accepted: auto, official, local") as info:
         engine.choose_images(FakeRunner(), lambda _m: None, "offline")
+    assert info.value.exit_code == 2
+
+
+def test_prepare_refuses_an_unknown_mode_before_running_anything(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    with pytest.raises(engine.ImageModeError) as info:
+        engine.prepare(runner, repo=tmp_path, log=lambda _m: None, env={"HOME": str(tmp_path), "LAB_IMAGES": "bogus"})
+    assert str(info.value) == ("LAB_IMAGES='bogus' is not a mode; accepted: auto, official, local "
+                               "(or leave it unset for auto)")
+    assert runner.calls == [] and not (tmp_path / ".env").exists()
 
 
 def test_local_base_is_built_once(tmp_path: Path) -> None:

@@ -271,3 +271,45 @@ def test_a_real_reset_run_credits_every_rst_to_toxiproxy() -> None:
     labels = svg_texts(render_svg(report))
     assert "RST from toxiproxy to client[robust] (in client.pcap)  +0.119 s" in labels
     assert not any("from server" in label for label in labels)
+
+
+# --------------------------------------------------------------------------- the run --all matrix's cells
+
+def _verdict(status: str, error: str | None = None, *, failed: tuple[str, ...] = (), corrupt: int = 0
+             ) -> dict[str, Any]:
+    checks = [{"name": name, "ok": name not in failed, "detail": ""} for name in ("outcome", "time bound")]
+    return {"ok": not failed, "checks": checks,
+            "outcome": {"status": status, "error": error, "corrupt": corrupt}}
+
+
+@pytest.mark.parametrize(("verdict", "expect", "cell"), [
+    (_verdict("blocked"), {"status": "blocked"}, "blocked (as expected)"),
+    (_verdict("error", "PeerReset"), {"status": "error", "errors": ["PeerReset"]}, "PeerReset (as expected)"),
+    (_verdict("completed"), {"status": "completed"}, "completed (as expected)"),
+    (_verdict("completed", corrupt=2), {"status": "completed", "corrupt": True},
+     "completed, corrupt data (as expected)"),
+    (_verdict("error", "PeerReset", failed=("outcome",)), {"status": "completed"},
+     "FAIL: PeerReset, expected completed"),
+    (_verdict("blocked", failed=("outcome",)), {"status": "error", "errors": ["PeerUnresponsive", "PeerReset"]},
+     "FAIL: blocked, expected PeerUnresponsive or PeerReset"),
+    (_verdict("error", "PeerUnresponsive", failed=("time bound",)), {"status": "error", "errors": ["PeerUnresponsive"]},
+     "FAIL: PeerUnresponsive, time bound failed"),
+    ({"ok": True, "checks": []}, None, "PASS"),   # no outcome recorded: the verdict alone
+])
+def test_a_matrix_cell_says_what_happened_and_whether_it_was_expected(verdict: dict[str, Any],
+                                                                      expect: dict[str, Any] | None,
+                                                                      cell: str) -> None:
+    assert views.matrix_cell(verdict, expect) == cell
+
+
+def test_the_matrix_keeps_the_fault_proof_column_and_marks_a_broken_file() -> None:
+    report = json.loads((DATA / "reset_report.json").read_text())
+    impls, rows = views.matrix_rows({"reset": report, "mine": {"error": "mine.py: boom", "ok": False,
+                                                               "broken": True}})
+    assert impls == ["robust", "naive"]
+    assert rows[0]["cells"] == {"robust": "PeerReset (as expected)", "naive": "ConnectionResetError (as expected)"}
+    assert [row["fidelity"] for row in rows] == ["proven", "BROKEN"]
+    assert rows[1]["cells"] == {} and rows[1]["detail"] == "mine.py: boom" and rows[1]["ok"] is False
+    text = views.plain_matrix(impls, rows).splitlines()
+    assert text[0].split() == ["scenario", "robust", "naive", "fault", "proven"]
+    assert text[2].split() == ["mine", "—", "—", "BROKEN"]

@@ -86,6 +86,29 @@ def test_a_syntax_error_names_the_line(tmp_path: Path) -> None:
         scenario.load(path)
 
 
+def test_a_file_whose_import_raises_is_a_one_line_scenario_error(tmp_path: Path) -> None:
+    path = tmp_path / "raises.py"
+    path.write_text('NAME = "raises"\n\nraise RuntimeError("no config\\nhere")\n')
+    with pytest.raises(ScenarioError) as info:
+        scenario.load(path)
+    assert str(info.value) == f"{path}: importing it raised RuntimeError: no config here (line 3)"
+    assert info.value.exit_code == 2
+
+
+def test_survey_loads_the_good_files_and_returns_the_broken_ones(tmp_path: Path) -> None:
+    write(tmp_path, "alpha")
+    (tmp_path / "beta.py").write_text("import no_such_module_here\n")
+    (tmp_path / "gamma_ray.py").write_text("def run(ctx)\n")
+    found, broken = scenario.survey(tmp_path)
+    assert list(found) == ["alpha"]
+    assert {name: str(error) for name, error in broken.items()} == {
+        "beta": f"{tmp_path / 'beta.py'}: importing it raised ModuleNotFoundError: No module named "
+                "'no_such_module_here' (line 1)",
+        "gamma-ray": f"{tmp_path / 'gamma_ray.py'}: syntax error at line 1: expected ':'"}
+    with pytest.raises(ScenarioError, match="beta.py: importing it raised ModuleNotFoundError"):
+        scenario.discover(tmp_path)   # the strict form: the first broken file
+
+
 def test_an_unknown_name_lists_the_known_ones(tmp_path: Path) -> None:
     write(tmp_path, "alpha")
     write(tmp_path, "beta")

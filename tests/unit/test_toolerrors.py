@@ -53,7 +53,7 @@ def invoke(*args: str):  # type: ignore[no-untyped-def]
 
 def _raise_in_list(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
     """``lab list`` calls views.list_rows: make it raise ``exc``."""
-    def broken(found):  # type: ignore[no-untyped-def]
+    def broken(found, broken_files=None):  # type: ignore[no-untyped-def]
         raise exc
 
     monkeypatch.setattr(views, "list_rows", broken)
