@@ -26,7 +26,12 @@ from lab.inlab.runreport import RunReport
 from pathlib import Path
 from typing import Any
 
-__all__ = ["default_dir", "save", "capture_text", "split_pcaps", "summaries", "roles_for"]
+__all__ = ["default_dir", "save", "capture_text", "split_pcaps", "summaries", "roles_for", "matrix_summary",
+           "MATRIX_SCHEMA_VERSION"]
+
+# matrix.json's own format (``lab run --all``), versioned like report.json's (runreport.SCHEMA_VERSION):
+# it changes whenever a key is renamed, removed or changes its meaning.
+MATRIX_SCHEMA_VERSION = 1
 
 _PORT_RE = re.compile(r"port (\d+)")
 
@@ -34,6 +39,26 @@ _PORT_RE = re.compile(r"port (\d+)")
 def default_dir(repo: Path, label: str, *, now: dt.datetime | None = None) -> Path:
     stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     return Path(repo) / "results" / f"{stamp}-{label}"
+
+
+def matrix_summary(impls: list[str], rows: list[dict[str, Any]], base: Path) -> dict[str, Any]:
+    """matrix.json of a ``lab run --all`` folder ``base``: each row's ``results`` relative to it.
+
+    Relative, so the folder can be moved, copied or downloaded as a CI artefact and still say
+    where each scenario's evidence is (and so it names no one's home directory).
+    """
+    relative = [{**row, "results": _relative(row.get("results"), base)} for row in rows]
+    return {"schema_version": MATRIX_SCHEMA_VERSION, "ok": all(row["ok"] for row in rows),
+            "implementations": impls, "rows": relative}
+
+
+def _relative(folder: Any, base: Path) -> str | None:
+    if not folder:
+        return None
+    try:
+        return Path(folder).resolve().relative_to(Path(base).resolve()).as_posix()
+    except ValueError:
+        raise ValueError(f"{folder} is not inside the results folder {base}") from None
 
 
 def split_pcaps(report: RunReport) -> tuple[dict[str, Any], dict[str, bytes]]:
