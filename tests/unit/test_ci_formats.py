@@ -223,3 +223,35 @@ def test_junit_outside_run_all_of_the_labs_implementations_exits_2(args: list[st
     result = CliRunner().invoke(cli.cli, argv, catch_exceptions=False)
     assert result.exit_code == 2
     assert says in result.stderr and not junit_file.exists()
+
+
+# --------------------------------------------------------------------------- the GitHub workflow
+
+WORKFLOW = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "lab.yml"
+
+
+def _steps(text: str) -> dict[str, list[str]]:
+    """Each step of the workflow's job by name: its lines, stripped (PyYAML is not a dependency)."""
+    steps: dict[str, list[str]] = {}
+    name = None
+    for line in text.splitlines():
+        if line.startswith("      - "):
+            name = line.split("name:", 1)[1].strip() if "name:" in line else line.strip()
+            steps[name] = []
+        elif name is not None and line.startswith("        ") and line.strip():
+            steps[name].append(line.strip())
+    return steps
+
+
+def test_the_workflow_keeps_the_results_folder_whatever_happened() -> None:
+    steps = _steps(WORKFLOW.read_text(encoding="utf-8"))
+    assert steps["Keep the results folder"] == [
+        "if: always()", "uses: actions/upload-artifact@v4", "with:", "name: lab-results", "path: results/",
+        "if-no-files-found: warn"]
+    names = list(steps)
+    test_step = next(n for n in names if n.startswith("The README's test command"))
+    # The suite's own JUnit lands in the folder that is kept, and the upload comes after the suite.
+    assert steps[test_step] == ["run: ./labw test --junitxml=results/pytest-junit.xml"]
+    assert names.index("Keep the results folder") == names.index(test_step) + 1
+    # Tabs are not YAML indentation: a workflow with one would not load at all.
+    assert "\t" not in WORKFLOW.read_text(encoding="utf-8")
