@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from lab.evidence.pcap import Endpoint
 from lab.evidence.tcp import CaptureSummary, ConnectionSummary, DirectionSummary, Event
 
-__all__ = ["render", "Roles"]
+__all__ = ["render", "Roles", "named_outcome"]
 
 Roles = Mapping[Endpoint | int, str]
 
@@ -42,7 +42,7 @@ def render(summary: CaptureSummary, roles: Roles | None = None) -> str:
         arrows = {"c2s": f"{client} → {server}", "s2c": f"{server} → {client}"}
         lines.append("")
         lines.append(f"connection {conn.index}: {_ends(conn, roles, client, server)}: "
-                     f"{_outcome(conn.outcome, client, server)}{_ROLES_NOTE[conn.roles_from]}")
+                     f"{named_outcome(conn.outcome, client, server)}{_ROLES_NOTE[conn.roles_from]}")
         lines.append(f"  {arrows['c2s']}: {_direction_line(conn.client_to_server, 'SYN')}")
         lines.append(f"  {arrows['s2c']}: {_direction_line(conn.server_to_client, 'SYN-ACK')}")
         lines.append("  timeline:")
@@ -63,7 +63,8 @@ def _ends(conn: ConnectionSummary, roles: Roles | None, client: str, server: str
     return f"{client} :{conn.client.port} ⇄ {server}:{conn.server.port} ({plain})"
 
 
-def _outcome(outcome: str, client: str, server: str) -> str:
+def named_outcome(outcome: str, client: str, server: str) -> str:
+    """A connection's outcome with its ends named: "reset by server" → "reset by toxiproxy"."""
     # The summary says "reset by server", "half-closed by client": name who it really was.
     for side, name in (("client", client), ("server", server)):
         if outcome.endswith(f" by {side}"):

@@ -476,11 +476,13 @@ def _choose_scenario(name: str) -> tuple[Any, bytes | None]:
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="where to keep the evidence (default results/<UTC time>-<scenario>/)")
+@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
+              help="with --all: also write the matrix as JUnit XML to FILE (a case per scenario × implementation)")
 @project_option()
 @pass_opts
 @_command
 def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...], json_output: bool, keep: bool,
-            results: Path | None) -> int:
+            results: Path | None, junit: Path | None) -> int:
     """Run a scenario end to end (default frozen-process): timeline, verdict and evidence.
 
     NAME is a scenario of `lab list`, or the path to a scenario file (with a '/' or ending in .py).
@@ -489,6 +491,9 @@ def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...],
 
     if run_all and name:
         raise UsageProblem("give a scenario name or --all, not both")
+    if junit is not None and not run_all:
+        raise UsageProblem("--junit FILE goes with --all (one JUnit case per scenario × implementation); "
+                           "a single run's verdict is its exit code and report.json")
     names, paths = _split_impls(impls)
     ui = Ui(json_output=json_output)
     if run_all:
@@ -497,8 +502,11 @@ def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...],
             if not any(impl in s.expect for s in found.values()):
                 raise UsageProblem(f"no scenario judges implementation {impl!r}")
         if paths:
+            if junit is not None:
+                raise UsageProblem("--junit FILE is for the lab's own implementations; grading your own code "
+                                   "(--impl FILE) writes a report card (card.json) instead")
             return _grade_files(opts, ui, paths, None, json_output, results, keep)
-        return _run_all(opts, ui, found, broken, names, json_output, results, keep)
+        return _run_all(opts, ui, found, broken, names, json_output, results, keep, junit)
     chosen, source = _choose_scenario(name or DEFAULT_SCENARIO)
     _check_impls(chosen, names)
     if paths:
@@ -519,11 +527,13 @@ def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...],
 
 
 def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], broken: dict[str, Any], names: list[str],
-             json_output: bool, results: Path | None, keep: bool) -> int:
+             json_output: bool, results: Path | None, keep: bool, junit: Path | None = None) -> int:
     from lab.host import runner_handle
-    from lab.reports import views
+    from lab.reports import index, junit as junit_xml, views
+    from lab.reports.results import matrix_summary
 
     base = _results_dir(opts, results, "all")
+    seconds: dict[str, float] = {}   # each scenario's run, as the host saw it (the JUnit cases' time)
 
     def job(lab: Lab) -> dict[str, dict[str, Any]]:
         reports: dict[str, RunReport] = {}
@@ -532,10 +542,12 @@ def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], broken: dict[str, Any], 
             if names and not judged:
                 continue
             with ui.status(f"[{i}/{len(found)}] {scenario_name}"):
+                started = time.monotonic()
                 try:
                     reports[scenario_name] = _run_one(lab, scenario_name, judged, base / scenario_name)
                 except runner_handle.ScenarioInputError as exc:   # one broken scenario must not hide the others
                     reports[scenario_name] = {"error": str(exc), "ok": False}
+                seconds[scenario_name] = round(time.monotonic() - started, 3)
             rep = reports[scenario_name]
             ui.log(f"{scenario_name}: {'PASS' if rep.get('ok') else 'FAIL'}")
         return reports
@@ -544,12 +556,18 @@ def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], broken: dict[str, Any], 
     # A file that would not load is a row of the matrix too, so the broken one is seen among the others.
     reports.update({name: {"error": str(error), "ok": False, "broken": True} for name, error in broken.items()})
     impls, rows = views.matrix_rows(reports)
-    ok = all(row["ok"] for row in rows)
     base.mkdir(parents=True, exist_ok=True)
-    summary = {"ok": ok, "implementations": impls, "rows": rows, "results": str(base)}
+    summary = matrix_summary(impls, rows, base)
     (base / "matrix.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text(junit_xml.render(reports, seconds=seconds), encoding="utf-8")
+        ui.log(f"JUnit XML: {junit}")
+    (base / "index.html").write_text(index.render_index(impls, summary["rows"], files=_index_files(base, junit)),
+                                     encoding="utf-8")
     if json_output:
         ui.echo(json.dumps(summary, indent=2))
+        ui.log(f"results: {base}")   # the JSON holds only paths relative to this folder
     elif ui.out is not None:
         views.print_matrix(ui.out, impls, rows)
         ui.out.print(f"[dim]results:[/] {escape(str(base))}")
@@ -557,6 +575,15 @@ def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], broken: dict[str, Any], 
         ui.echo(views.plain_matrix(impls, rows) + f"\nresults: {base}")
     return _broken_exit(broken, EXIT_OK if all(row["ok"] for row in rows if row["scenario"] not in broken)
                         else EXIT_ORACLE)
+
+
+def _index_files(base: Path, junit: Path | None) -> tuple[str, ...]:
+    """The folder's own files index.html links: matrix.json, and the JUnit XML when it was written inside."""
+    files = ["matrix.json"]
+    if junit is not None:
+        with contextlib.suppress(ValueError):   # written elsewhere: a link would leave the folder
+            files.append(junit.resolve().relative_to(base.resolve()).as_posix())
+    return tuple(files)
 
 
 # --------------------------------------------------------------------------- grading someone's code

@@ -4,7 +4,8 @@ Both carry the same parts: the scenario's explanation (HOWTO section, what
 happens on the wire, how the lab makes it happen, what each implementation
 must do), the timeline as a table, the sequence diagram, the verdict checks
 per implementation, the fidelity checks (proof the fault happened) and the
-packet summary text. ::
+packets: in HTML, links to the run's pcaps beside the page and a table of every
+captured connection with who opened it; then the packet summary text. ::
 
     from lab.reports.document import render_html, render_markdown
     html = render_html(report, svg=render_svg(report), capture_text=text)
@@ -18,6 +19,7 @@ markup or break a table).
 from __future__ import annotations
 
 import html
+from urllib.parse import quote
 
 from lab.inlab import timeline as tl
 from lab.inlab.runreport import RunReport
@@ -86,7 +88,10 @@ def _fault_when(report: RunReport) -> str:
     return tl.fault_line(report) or "no fault was injected"
 
 
-def render_html(report: RunReport, *, svg: str | None = None, capture_text: str | None = None) -> str:
+def render_html(report: RunReport, *, svg: str | None = None, capture_text: str | None = None,
+                pcaps: list[str] | None = None, connections: list[dict[str, Any]] | None = None) -> str:
+    """The page. ``pcaps``: the capture files beside it (linked by name, relative); ``connections``:
+    :func:`lab.reports.results.connection_rows`, each connection with who opened it."""
     s = report.get("scenario", {})
     ok = report.get("ok")
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -123,6 +128,16 @@ def render_html(report: RunReport, *, svg: str | None = None, capture_text: str 
     if report.get("aborted"):
         out.append(f'<p class="fail">ABORTED: {_e(report["aborted"])}</p>')
     out.append("<h2>Packets</h2>")
+    if pcaps:
+        out.append("<p>Captures (open them in Wireshark): "
+                   + " · ".join(f'<a href="{_e(quote(name))}">{_e(name)}</a>' for name in pcaps) + "</p>")
+    if connections:
+        out.append("<table><tr><th>capture</th><th>#</th><th>opened by</th><th>from</th><th>to</th>"
+                   "<th>outcome</th></tr>")
+        for c in connections:
+            out.append("<tr>" + "".join(f"<td>{_e(c.get(key, ''))}</td>" for key in
+                                        ("capture", "index", "made_by", "from", "to", "outcome")) + "</tr>")
+        out.append("</table>")
     out.append(f"<pre>{_e(capture_text)}</pre>" if capture_text else "<p>This scenario took no capture.</p>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"

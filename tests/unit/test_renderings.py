@@ -26,7 +26,7 @@ from lab.inlab.timeline import NO_DETAIL, fault_in_place, fold
 from lab.reports import narrate, views
 from lab.reports.document import render_html, render_markdown
 from lab.reports.picture import AXIS_W, LANE_W, lanes_for, packet_events, render_svg
-from lab.reports.results import capture_text, roles_for, split_pcaps, summaries
+from lab.reports.results import capture_text, connection_rows, roles_for, save, split_pcaps, summaries
 from tests.support.pcap_builder import START_NS, Flow, write_pcap
 
 DATA = Path(__file__).parent / "data"
@@ -207,13 +207,47 @@ def test_roles_follow_the_capture_point_and_the_path() -> None:
     leg = summarize(write_pcap(_handshake(("127.0.0.3", 52000), ("127.0.0.2", 7000))), server_port=7000)
     assert roles_for(report, "server", leg) == {Endpoint("127.0.0.3", 52000): "toxiproxy",
                                                 Endpoint("127.0.0.2", 7000): "server"}
-    # ... and on the direct path it is the subject, by its port (any other client socket is "client").
+    # ... and on the direct path it is the subject, by its port. Any other port says who opened the
+    # connection by its range (lab/addresses.py): Toxiproxy's, the client container's (the lab's own
+    # sockets), or neither ("client").
     report["scenario"]["path"] = "direct"
     direct = summarize(write_pcap(_handshake((CLIENT, 41240), ("127.0.0.2", 7000))
-                                  + _handshake((CLIENT, 50000), ("127.0.0.2", 7000))), server_port=7000)
+                                  + _handshake((CLIENT, 50000), ("127.0.0.2", 7000))
+                                  + _handshake((CLIENT, 42062), ("127.0.0.2", 7000))
+                                  + _handshake((CLIENT, 61000), ("127.0.0.2", 7000))), server_port=7000)
     assert roles_for(report, "server", direct) == {
-        Endpoint(CLIENT, 41240): "client[naive]", Endpoint(CLIENT, 50000): "client",
-        Endpoint("127.0.0.2", 7000): "server"}
+        Endpoint(CLIENT, 41240): "client[naive]", Endpoint(CLIENT, 50000): "toxiproxy",
+        Endpoint(CLIENT, 42062): "lab", Endpoint(CLIENT, 61000): "client", Endpoint("127.0.0.2", 7000): "server"}
+    # In the client's namespace too: a port no subject recorded is the lab's, Toxiproxy's range is Toxiproxy's.
+    assert {end.port: name for end, name in roles_for(report, "client", direct).items()} == {
+        41240: "client[naive]", 50000: "toxiproxy", 42062: "lab", 61000: "client", 7000: "server"}
+
+
+def test_report_html_links_its_pcaps_and_names_who_opened_each_connection(tmp_path: Path) -> None:
+    folder = save(proxied_reset(), tmp_path / "reset")
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert (folder / "client.pcap").is_file()
+    assert '<p>Captures (open them in Wireshark): <a href="client.pcap">client.pcap</a></p>' in page
+    assert ("<tr><td>client.pcap</td><td>1</td><td>robust</td><td>client[robust] 127.0.0.4:41234</td>"
+            "<td>toxiproxy 127.0.0.3:7000</td><td>reset by toxiproxy</td></tr>") in page
+    assert "<td>client.pcap</td><td>2</td><td>naive</td>" in page
+
+
+def test_the_connections_behind_the_router_are_named_by_their_ports() -> None:
+    # tests/unit/data/pmtu_black_hole_report.json (its capture texts emptied): `lab run pmtu-black-hole`,
+    # captured on the router's lab side and at the server; the lab's two probes come from ports no
+    # subject recorded, in the client container's range.
+    rows = connection_rows(sample("pmtu_black_hole"))
+    assert [(r["capture"], r["index"], r["made_by"]) for r in rows] == [
+        ("router-lab", 1, "naive"), ("router-lab", 2, "robust"), ("router-lab", 3, "the lab"),
+        ("router-lab", 4, "the lab"), ("server", 1, "naive"), ("server", 2, "robust"), ("server", 3, "the lab"),
+        ("server", 4, "the lab")]
+    assert rows[6] == {"capture": "server", "index": 3, "made_by": "the lab", "from": "lab 172.30.0.3:42062",
+                       "to": "server 172.30.0.2:7000", "outcome": "reset by lab"}
+    page = render_html(sample("pmtu_black_hole"), connections=rows, pcaps=["router-lab.pcap", "server.pcap"])
+    assert '<a href="router-lab.pcap">router-lab.pcap</a> · <a href="server.pcap">server.pcap</a>' in page
+    # The lab's own probes are not drawn: they are not the story of the diagram.
+    assert packet_events(sample("pmtu_black_hole")) == []
 
 
 def _handshake(client: tuple[str, int], server: tuple[str, int]) -> list[Any]:
@@ -256,20 +290,21 @@ def test_a_direct_capture_names_the_clients_and_draws_their_fins() -> None:
 
 
 def test_a_real_reset_run_credits_every_rst_to_toxiproxy() -> None:
-    # tests/unit/data/reset_report.json: `lab run reset`, captured in both namespaces.
-    report = sample("reset")
+    # tests/unit/data/reset_nat_report.json: `lab run --all`'s reset, captured in both namespaces,
+    # behind the NAT router: at the server Toxiproxy has the router's address, and is known by its port.
+    report = sample("reset_nat")
     text = capture_text(report, {})
     assert text.count("reset by toxiproxy") == 4 and "reset by server" not in text
-    assert ("connection 1: client[robust] :40946 ⇄ toxiproxy:7000 (192.168.208.4:40946 → 192.168.208.3:7000): "
+    assert ("connection 1: client[robust] :38880 ⇄ toxiproxy:7000 (172.31.0.4:38880 → 172.31.0.3:7000): "
             "reset by toxiproxy") in text                                       # at the client
-    assert ("connection 1: toxiproxy :40618 ⇄ server:7000 (192.168.208.3:40618 → 192.168.208.2:7000): "
+    assert ("connection 1: toxiproxy :54380 ⇄ server:7000 (172.30.0.2:54380 → 172.30.0.3:7000): "
             "reset by toxiproxy") in text                                       # and at the server
-    assert "    +0.003753 s  toxiproxy → client[robust]  RST" in text
+    assert "    +0.004037 s  toxiproxy → client[robust]  RST" in text
     rows = [(e["actor"], e["what"], e["to"]) for e in packet_events(report)]
     assert rows == [("toxiproxy", "RST", "client[robust]"), ("toxiproxy", "RST", "server"),
                     ("toxiproxy", "RST", "client[naive]"), ("toxiproxy", "RST", "server")]
     labels = svg_texts(render_svg(report))
-    assert "RST from toxiproxy to client[robust] (in client.pcap)  +0.119 s" in labels
+    assert "RST from toxiproxy to client[robust] (in client.pcap)  +0.192 s" in labels
     assert not any("from server" in label for label in labels)
 
 
