@@ -21,6 +21,7 @@ from another thread once the watchdog has seen it blocked::
 from __future__ import annotations
 
 import socket
+import struct
 from typing import Any
 
 from lab.inlab import submission
@@ -61,11 +62,17 @@ class Subject:
         raise NotImplementedError
 
     def force_unblock(self) -> None:
-        """Shut the socket down from outside: a call blocked in it returns (b'' or an error)."""
+        """Shut the socket down from outside: a call blocked in it returns (b'' or an error).
+
+        Its close then aborts (RST, SO_LINGER 0): a FIN queued behind data the peer never
+        acknowledged would be retransmitted by the kernel for minutes after the scenario, and
+        reach the server, through a path healed by then, in the middle of a later scenario.
+        """
         sock = self._sock
         if sock is None:
             return
         try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass

@@ -165,6 +165,11 @@ def test_duplicate_every_data_segment_towards_the_server(path: Path3) -> None:
 
 
 def test_reorder_holds_a_segment_until_the_next_one_passes(path: Path3) -> None:
+    # What would make the count depend on the machine's load, off in the client's namespace: the
+    # tail loss probe (it resends a held segment after some 10 ms of a slow handler) and autocorking
+    # (it may merge the two sends into one segment).
+    path.sysctl("client", "net.ipv4.tcp_early_retrans", "0")
+    path.sysctl("client", "net.ipv4.tcp_autocorking", "0")
     handler = start(path, ReorderFault(SegmentMatch(PORT, "to"), every=1).policy())
     echo = Echo(path)
     before, client_before = counters(path, "server"), counters(path, "client")
@@ -179,11 +184,15 @@ def test_reorder_holds_a_segment_until_the_next_one_passes(path: Path3) -> None:
         echo.close()
         counts = handler.stop()
     after, client_after = counters(path, "server"), counters(path, "client")
-    # On a loaded machine the client's TCP may resend a held segment (a tail loss probe fires
-    # after 10 ms): the handler holds that copy too. Each pair is reordered once, plus one per resend.
+    ofo = after["TcpExt.TCPOFOQueue"] - before["TcpExt.TCPOFOQueue"]
     resent = client_after["Tcp.RetransSegs"] - client_before["Tcp.RetransSegs"]
-    assert counts["reordered"] == 5 + resent and counts["delayed"] == 0, (counts, resent)
-    assert after["TcpExt.TCPOFOQueue"] - before["TcpExt.TCPOFOQueue"] >= 5
+    assert counts["delayed"] == 0, counts            # every held segment was let go by the next one
+    if resent == 0:                                  # the usual case: exactly one overtaking per pair
+        assert (counts["reordered"], ofo) == (5, 5), (counts, ofo)
+    else:
+        # A handler starved of CPU for a retransmission timeout (200 ms) gets a resent copy too, which
+        # it holds like any other and which may fill the gap first: then bounds, not exact numbers.
+        assert 5 <= counts["reordered"] <= 5 + 2 * resent and 1 <= ofo <= 5 + resent, (counts, ofo, resent)
 
 
 def test_delay_with_jitter_lengthens_each_round_trip(path: Path3) -> None:

@@ -251,3 +251,16 @@ def test_the_client_method_sends_pairs_and_returns_the_reply(monkeypatch: pytest
     reply = AgentClient("127.0.0.1").sandbox_allow([("172.18.0.3", 7000)])
     assert sent == [("sandbox_allow", {"targets": [["172.18.0.3", 7000]]})]
     assert reply == {"uid": UID, "targets": [["172.18.0.3", 7000]], "rules": [], "rules6": [], "ipv6": "dropped"}
+
+
+def test_the_client_agents_reset_aborts_connections_left_closing_towards_the_servers(tmp_path: Path) -> None:
+    runner = standard_runner()
+    runner.answers[("ss", "-K")] = Completed(0, "FIN-WAIT-1 0 113 172.30.0.5:40968 172.30.0.3:7000\n", "")
+    agent = make_agent(tmp_path, runner)
+    assert agent.op_reset()["orphans_aborted"] == 1
+    assert ["ss", "-K", "-t", "-n", "-H", "state", "fin-wait-1", "state", "closing", "state", "last-ack",
+            "( dport = :7000 or dport = :7100 or dport = :7200 )"] in runner.calls
+    # The server-agent has no such job: its side of a connection is the server's.
+    other = standard_runner()
+    assert "orphans_aborted" not in make_agent(tmp_path, other, sandbox_uid=None).op_reset()
+    assert not any(call[0] == "ss" for call in other.calls)

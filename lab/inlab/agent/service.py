@@ -610,6 +610,24 @@ class Agent(RouterOps):
         with self._ports_lock:
             return {"released": self.exhaustion.release()}
 
+    def abort_orphans(self) -> int:
+        """Abort this namespace's closing connections to the servers' ports (``ss -K``, SOCK_DESTROY).
+
+        A connection closed while its peer was cut off keeps its FIN (and any data before it) in
+        the kernel, retransmitted with a doubling gap for minutes. Once the path heals, one of
+        those retransmissions reaches the server in the middle of a later scenario, a segment no
+        subject of that scenario sent. Between scenarios they go: an RST where the kernel can
+        send one, and the socket is gone. Returns how many there were.
+        """
+        ports = " or ".join(f"dport = :{p}" for p in sorted(SERVER_PORTS.values()))
+        argv = ["ss", "-K", "-t", "-n", "-H", "state", "fin-wait-1", "state", "closing", "state", "last-ack",
+                f"( {ports} )"]
+        res = self.runner.run(argv, timeout=COMMAND_TIMEOUT)
+        if res.returncode != 0:
+            emit("orphans-not-aborted", error=(res.stderr or res.stdout).strip()[:300])
+            return 0
+        return len([line for line in res.stdout.splitlines() if line.strip()])
+
     def op_reset(self, _args: Args | None = None) -> dict[str, Any]:
         """Undo every fault; each step runs even if an earlier one failed, and failures are reported."""
         errors: list[str] = []
@@ -639,7 +657,8 @@ class Agent(RouterOps):
             result["ports_released"] = self.op_release_ports()["released"]
         except OSError as exc:
             errors.append(f"reset: release_ports: {exc}")
-        if self.sandbox_uid is not None:
+        if self.sandbox_uid is not None:   # the client-agent
+            result["orphans_aborted"] = self.abort_orphans()
             try:
                 result["sandbox_targets"] = self.install_sandbox([])["targets"]
             except OpFailed as exc:
