@@ -51,7 +51,7 @@ from lab.sockets.errors import LabError
 from lab.sockets.robust import RobustConfig
 from lab.toolerrors import SetupError, UsageError
 from lab.inlab.scenario import Check, Outcome, Scenario
-from lab.inlab.subjects import Subject, expected_echo, make_subject
+from lab.inlab.subjects import RobustSubject, Subject, expected_echo, make_subject
 from lab.inlab.toxics import ToxiproxyError
 
 DEFAULT_WATCHDOG = 10.0
@@ -181,7 +181,11 @@ class Context:
         if submission.is_submission(impl):
             # No reply from a sandboxed program may be awaited for ever, even one the watchdog missed.
             return make_subject(impl, host, port, hard_timeout=self.watchdog + REMOTE_MARGIN_S)
-        return make_subject(impl, host, port, config=config or self.config)
+        subject = make_subject(impl, host, port, config=config or self.config)
+        if isinstance(subject, RobustSubject):
+            # Every heartbeat on the timeline, with its nonce as seq: the picture folds them ("PING ×5").
+            subject.on_heartbeat = lambda what, nonce: self.mark(f"client[{impl}]", what, seq=nonce)
+        return subject
 
     # The server's own controls ----------------------------------------------------------------
     def server_control(self, server: str = "threaded", **request: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from another thread once the watchdog has seen it blocked::
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from lab.inlab import submission
@@ -81,9 +82,11 @@ class RobustSubject(Subject):
         super().__init__(host, port)
         self.config = config or RobustConfig()
         self.conn: RobustConnection | None = None
+        self.on_heartbeat: Callable[[str, int], None] | None = None   # the runner's: marks each PING and PONG
 
     def connect(self) -> None:
         self.conn = RobustConnection.connect(self.host, self.port, self.config)
+        self.conn.heartbeat_observer = self.on_heartbeat
         self._sock = self.conn.socket
 
     def send(self, body: bytes) -> int:
