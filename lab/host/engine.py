@@ -107,31 +107,36 @@ class Runner:
                                     env=None if env is None else {**os.environ, **env}, cwd=cwd)
         except FileNotFoundError:
             return Result(127, "", f"{argv[0]}: command not found")
-        err: list[bytes] = []
-        # stderr on its own thread: a command that fills the stderr pipe must not stall its stdout.
-        reader = threading.Thread(target=lambda: err.append(proc.stderr.read() if proc.stderr else b""), daemon=True)
-        reader.start()
-        killer = threading.Timer(timeout, proc.kill)
-        killer.start()
         out: list[str] = []
-        try:
-            assert proc.stdin is not None and proc.stdout is not None
-            if stdin:
-                proc.stdin.write(stdin)
-            proc.stdin.close()
-            for raw in proc.stdout:
-                line = raw.decode(errors="replace")
-                out.append(line)
-                on_line(line.rstrip("\n"))
-            proc.wait()
-        finally:
-            timed_out = not killer.is_alive() and proc.returncode is not None and proc.returncode < 0
-            killer.cancel()
-            if proc.poll() is None:
-                proc.kill()
+        err: list[bytes] = []
+        fired = threading.Event()
+
+        def kill() -> None:
+            fired.set()
+            proc.kill()
+
+        with proc:   # closes every pipe and waits, however this ends
+            assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+            # stderr on its own thread: a command that fills the stderr pipe must not stall its stdout.
+            reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+            reader.start()
+            killer = threading.Timer(timeout, kill)
+            killer.start()
+            try:
+                if stdin:
+                    proc.stdin.write(stdin)
+                proc.stdin.close()
+                for raw in proc.stdout:
+                    line = raw.decode(errors="replace")
+                    out.append(line)
+                    on_line(line.rstrip("\n"))
+            finally:
+                killer.cancel()
+                if proc.poll() is None:
+                    proc.kill()
                 proc.wait()
-            reader.join(timeout=5)
-        if timed_out:
+                reader.join(timeout=5)
+        if fired.is_set():
             return Result(124, "".join(out), f"{' '.join(argv)}: no answer within {timeout:.0f} s")
         return Result(proc.returncode, "".join(out), b"".join(err).decode(errors="replace"))
 

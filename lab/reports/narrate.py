@@ -151,7 +151,7 @@ class LiveEvents:
 
     def _close(self, actor: str) -> list[str]:
         what, more, last = self._open.pop(actor, ("", 0, 0.0))
-        return [f"  {'':>9}  {actor:<16} … and {more} more {what}, the last at +{last:.3f} s"] if more else []
+        return [f"  {'':>10}  {actor:<16} … and {more} more {what}, the last at +{last:.3f} s"] if more else []
 
     def feed(self, event: dict[str, Any]) -> list[str]:
         actor, what, t = str(event.get("actor", "?")), str(event.get("what", "")), float(event.get("t", 0.0))
