@@ -73,8 +73,13 @@ class Ui:
         self.fancy = not json_output and _isatty(out) and _isatty(err)
         self.out = Console(file=out, highlight=False) if self.fancy else None
         self.err = Console(file=err, highlight=False, stderr=True) if self.fancy else None
+        self.quiet_log: Path | None = None   # set: log lines go to this file, not the terminal (lab demo)
 
     def log(self, message: str) -> None:
+        if self.quiet_log is not None:
+            with self.quiet_log.open("a", encoding="utf-8") as log:
+                log.write(f"lab: {message}\n")
+            return
         if self.err is not None:
             self.err.print(f"[dim]lab:[/] {escape(message)}", highlight=False)
         else:
@@ -83,7 +88,7 @@ class Ui:
     @contextlib.contextmanager
     def status(self, message: str) -> Iterator[None]:
         """A spinner while something slow runs (image builds, waiting for health, a scenario)."""
-        if self.err is None:
+        if self.err is None or self.quiet_log is not None:
             self.log(message)
             yield
             return
@@ -423,15 +428,22 @@ def _results_dir(opts: Opts, results: Path | None, label: str) -> Path:
 
 
 def _run_one(lab: Lab, name: str, impls: list[str] | None, folder: Path, *,
-             source: bytes | None = None) -> dict[str, Any]:
+             source: bytes | None = None, watchdog: float | None = None,
+             on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run one scenario in the lab, keep its evidence in ``folder``; the report (pcaps left out).
 
     ``source``: the text of a scenario file given by path, which the image does not have.
+    ``on_event``: told each timeline event while the run goes on.
     """
     from lab.host import runner_handle
     from lab.reports import results
 
-    report = runner_handle.run_scenario(lab, name, impls=impls or None, pcaps=True, source=source)
+    extra: dict[str, Any] = {}
+    if watchdog is not None:
+        extra["watchdog"] = watchdog
+    if on_event is not None:
+        extra["on_event"] = on_event
+    report = runner_handle.run_scenario(lab, name, impls=impls or None, pcaps=True, source=source, **extra)
     results.save(report, folder)
     clean, _ = results.split_pcaps(report)
     clean["results"] = str(folder)
@@ -665,13 +677,17 @@ def _grade_path(path: Path) -> Path:
 @cli.command("demo")
 @click.argument("name", default=DEFAULT_SCENARIO)
 @click.option("--no-pause", is_flag=True, help="do not wait for Enter between steps")
+@click.option("--watchdog", type=float, default=None, metavar="S",
+              help="seconds before a stuck call counts as blocked (default: the scenario's); shortens the demo, "
+                   "but not below the robust client's time bound")
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="where to keep the evidence (default results/<UTC time>-<scenario>/)")
 @project_option()
 @pass_opts
 @_command
-def cmd_demo(opts: Opts, name: str, no_pause: bool, keep: bool, results: Path | None) -> int:
+def cmd_demo(opts: Opts, name: str, no_pause: bool, watchdog: float | None, keep: bool,
+             results: Path | None) -> int:
     """Classroom mode: a scenario told step by step, run side by side, and explained."""
     from lab.reports import narrate
     from lab.inlab import runner
@@ -679,10 +695,11 @@ def cmd_demo(opts: Opts, name: str, no_pause: bool, keep: bool, results: Path | 
     from lab.reports import views
 
     chosen = scenario.get(name)
+    override = _demo_watchdog(chosen, watchdog)
     ui = Ui()
     # Without a terminal on stdin nobody can press Enter: never wait then (CI, pipes, tests).
     pause = not no_pause and _isatty(sys.stdin)
-    watchdog = chosen.watchdog or runner.DEFAULT_WATCHDOG
+    watchdog = override or chosen.watchdog or runner.DEFAULT_WATCHDOG
 
     def say(title: str, text: str) -> None:
         if ui.out is not None:
@@ -705,10 +722,23 @@ def cmd_demo(opts: Opts, name: str, no_pause: bool, keep: bool, results: Path | 
     say("5. Running it", "Both implementations run at the same time, one thread each, against the same "
         "server; the lab injects the fault once both are ready for it.")
     folder = _results_dir(opts, results, chosen.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    # The engine's and the bring-up's progress lines are not part of the lesson: they go to a
+    # file in the evidence folder, and the class sees only the scenario's own events.
+    ui.quiet_log = folder / "lab.log"
+    live = narrate.LiveEvents()
+
+    def tell(event: dict[str, Any]) -> None:
+        for line in live.feed(event):
+            ui.echo(line)
 
     def job(lab: Lab) -> dict[str, Any]:
-        with ui.status(f"running {chosen.name}"):
-            return _run_one(lab, chosen.name, None, folder)
+        ui.echo("  (the events as they happen; the lab's own log is in lab.log)")
+        try:
+            return _run_one(lab, chosen.name, None, folder, watchdog=override, on_event=tell)
+        finally:
+            for line in live.finish():
+                ui.echo(line)
 
     report = _with_lab(opts, ui, job, keep=keep)
     wait()
@@ -724,6 +754,25 @@ def cmd_demo(opts: Opts, name: str, no_pause: bool, keep: bool, results: Path | 
     say("What to remember", "\n".join(narrate.remember(report)))
     ui.echo(f"\nevidence (sequence diagram, packets, report): {folder}")
     return EXIT_OK if report["ok"] else EXIT_ORACLE
+
+
+def _demo_watchdog(chosen: Any, watchdog: float | None) -> float | None:
+    """``lab demo --watchdog S``, checked: not below the robust client's time bound (exit 2).
+
+    A watchdog shorter than robust's bound would call robust "blocked" before it could
+    detect the fault, and the lesson (robust finds out, naive stays stuck) would not be seen.
+    """
+    if watchdog is None:
+        return None
+    if not watchdog > 0:
+        raise UsageProblem(f"--watchdog must be a number of seconds > 0; got {watchdog:g}")
+    expect = chosen.expect.get("robust")
+    bound = getattr(expect, "within", None)
+    if bound is not None and getattr(expect, "status", None) != "blocked" and watchdog < bound:
+        raise UsageProblem(f"--watchdog {watchdog:g} is shorter than the robust client's time bound in "
+                           f"{chosen.name} ({bound:g} s): robust would be called blocked before it could notice "
+                           f"the fault, and the lesson breaks; give --watchdog {bound:g} or more")
+    return watchdog
 
 
 # --------------------------------------------------------------------------- entry point

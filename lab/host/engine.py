@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -97,6 +98,47 @@ class Runner:
         except subprocess.TimeoutExpired as exc:
             return Result(124, "", f"{' '.join(argv)}: no answer within {timeout:.0f} s ({exc})")
         return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+
+    def stream(self, argv: Sequence[str], *, timeout: float, on_line: Callable[[str], None],
+               env: Mapping[str, str] | None = None, stdin: bytes | None = None, cwd: Path | None = None) -> Result:
+        """Like :meth:`run`, but each line of stdout goes to ``on_line`` as soon as it is printed."""
+        try:
+            proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=None if env is None else {**os.environ, **env}, cwd=cwd)
+        except FileNotFoundError:
+            return Result(127, "", f"{argv[0]}: command not found")
+        out: list[str] = []
+        err: list[bytes] = []
+        fired = threading.Event()
+
+        def kill() -> None:
+            fired.set()
+            proc.kill()
+
+        with proc:   # closes every pipe and waits, however this ends
+            assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+            # stderr on its own thread: a command that fills the stderr pipe must not stall its stdout.
+            reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)  # type: ignore[union-attr]
+            reader.start()
+            killer = threading.Timer(timeout, kill)
+            killer.start()
+            try:
+                if stdin:
+                    proc.stdin.write(stdin)
+                proc.stdin.close()
+                for raw in proc.stdout:
+                    line = raw.decode(errors="replace")
+                    out.append(line)
+                    on_line(line.rstrip("\n"))
+            finally:
+                killer.cancel()
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+                reader.join(timeout=5)
+        if fired.is_set():
+            return Result(124, "".join(out), f"{' '.join(argv)}: no answer within {timeout:.0f} s")
+        return Result(proc.returncode, "".join(out), b"".join(err).decode(errors="replace"))
 
     def which(self, name: str) -> str | None:
         return shutil.which(name)

@@ -23,7 +23,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from lab.addresses import LOOPBACK, TOXIPROXY_API_PORT, TOXIPROXY_HOST
@@ -100,16 +100,22 @@ class Lab:
 
     # Inside the lab ----------------------------------------------------------
     def exec(self, service: str, argv: Sequence[str], *, timeout: float = 60.0, user: str | None = None,
-             env: Mapping[str, str] | None = None, stdin: bytes | None = None) -> Result:
+             env: Mapping[str, str] | None = None, stdin: bytes | None = None,
+             on_line: Callable[[str], None] | None = None) -> Result:
         """Run a command in a running service container; its exit code is returned, not raised.
 
         ``stdin`` is fed to the command (how files reach a container without a bind mount).
+        ``on_line`` is given each line of its stdout as soon as it is printed (the whole of
+        it is in the result too).
         """
         args = ["exec", "-T"]
         if user:
             args += ["--user", user]
         for key, value in (env or {}).items():
             args += ["-e", f"{key}={value}"]
+        if on_line is not None:
+            return self.runner.stream(self.compose_argv(*args, service, *argv), timeout=timeout, on_line=on_line,
+                                      env=self.env or None, stdin=stdin, cwd=self.repo)
         return self.compose(*args, service, *argv, timeout=timeout, check=False, stdin=stdin)
 
     def port(self, service: str, container_port: int) -> int:

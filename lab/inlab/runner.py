@@ -51,7 +51,7 @@ from lab.sockets.errors import LabError
 from lab.sockets.robust import RobustConfig
 from lab.toolerrors import SetupError, UsageError
 from lab.inlab.scenario import Check, Outcome, Scenario
-from lab.inlab.subjects import Subject, expected_echo, make_subject
+from lab.inlab.subjects import RobustSubject, Subject, expected_echo, make_subject
 from lab.inlab.toxics import ToxiproxyError
 
 DEFAULT_WATCHDOG = 10.0
@@ -102,6 +102,7 @@ class Context:
 
         self.wall_clock = WallClock()     # the offset file libfaketime'd children read (clock-jump)
         self.facts: dict[str, Any] = {}
+        self.on_event: Callable[[dict[str, Any]], None] | None = None   # run(events=...): each mark as it happens
         self.pcaps: dict[str, bytes] = {}
         self.host_faults: dict[str, str] = {}
         self._cleanups: list[Callable[[], None]] = []
@@ -116,9 +117,16 @@ class Context:
 
     def mark(self, actor: str, what: str, **facts: Any) -> float:
         t = self.now()
+        event = {"t": t, "actor": actor, "what": what, **facts}
         with self._lock:
-            self.timeline.append({"t": t, "actor": actor, "what": what, **facts})
+            self.timeline.append(event)
+        self._tell(event)
         return t
+
+    def _tell(self, event: dict[str, Any]) -> None:
+        # Outside the timeline's lock: a slow reader of the stream must not hold the clients up.
+        if self.on_event is not None:
+            self.on_event(event)
 
     def mark_at(self, wall: float, actor: str, what: str, **facts: Any) -> float:
         """Record an event that happened at wall-clock time ``wall`` (time.time()), learnt of later.
@@ -132,6 +140,7 @@ class Context:
             while at > 0 and self.timeline[at - 1]["t"] > t:
                 at -= 1
             self.timeline.insert(at, {"t": t, "actor": actor, "what": what, **facts})
+        self._tell(self.timeline[at])
         return t
 
     def check(self, impl: str, name: str, ok: bool, detail: str = "") -> None:
@@ -181,7 +190,11 @@ class Context:
         if submission.is_submission(impl):
             # No reply from a sandboxed program may be awaited for ever, even one the watchdog missed.
             return make_subject(impl, host, port, hard_timeout=self.watchdog + REMOTE_MARGIN_S)
-        return make_subject(impl, host, port, config=config or self.config)
+        subject = make_subject(impl, host, port, config=config or self.config)
+        if isinstance(subject, RobustSubject):
+            # Every heartbeat on the timeline, with its nonce as seq: the picture folds them ("PING ×5").
+            subject.on_heartbeat = lambda what, nonce: self.mark(f"client[{impl}]", what, seq=nonce)
+        return subject
 
     # The server's own controls ----------------------------------------------------------------
     def server_control(self, server: str = "threaded", **request: Any) -> dict[str, Any]:
@@ -556,8 +569,12 @@ def wait_listening(host: str, port: int, *, timeout: float) -> None:
 
 def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float | None = None,
         pcaps: bool = False, host_faults: dict[str, str] | None = None,
-        mutant: mutants.Mutant | None = None) -> RunReport:
+        mutant: mutants.Mutant | None = None,
+        events: Callable[[dict[str, Any]], None] | None = None) -> RunReport:
     """Run one scenario; returns the report (JSON-able).
+
+    ``events`` is called with each timeline event as it is marked (``run --events`` prints
+    them, one ``EVENT {json}`` line each, for ``lab demo`` to show while the run goes on).
 
     ``pcaps`` adds the raw captures as ``{"pcaps": {where: base64}}``, so the host can
     save them: the container's file system is read-only and nothing is mounted.
@@ -569,6 +586,7 @@ def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float |
         raise scn.ScenarioError(f"scenario {scenario.name} has no oracle for {', '.join(unknown)}; it judges: "
                                 f"{', '.join(scenario.expect)}")
     ctx = Context(scenario, impls, watchdog=watchdog)
+    ctx.on_event = events
     ctx.unjudged = unjudged
     ctx.host_faults = dict(host_faults or {})
     if mutant is not None:
@@ -770,6 +788,8 @@ def main(argv: list[str] | None = None) -> int:
                             "started in the sandbox (lab.host.sandbox)")
     p_run.add_argument("--watchdog", type=float, default=None, help="seconds before a call counts as blocked")
     p_run.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p_run.add_argument("--events", action="store_true",
+                       help=f"print each timeline event as it happens, as a line {EVENT_PREFIX}{{json}}")
     p_run.add_argument("--pcaps", action="store_true", help="add the captures to the report, base64 (with --json)")
     p_run.add_argument("--host-fault", action="append", default=[], metavar="FAULT=ACTION",
                        help="let the host do FAULT at container level instead (freeze=pause, vanish=disconnect, "
@@ -783,6 +803,17 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
         return _main(parser, opts, stack)
+
+
+EVENT_PREFIX = "EVENT "   # never "{": the host takes the last line that starts with "{" for the report
+_PRINTING = threading.Lock()
+
+
+def print_event(event: dict[str, Any]) -> None:
+    """One timeline event on stdout, at once (the clients' threads mark events side by side)."""
+    line = EVENT_PREFIX + json.dumps(event, default=str)
+    with _PRINTING:
+        print(line, flush=True)
 
 
 def _main(parser: argparse.ArgumentParser, opts: argparse.Namespace, stack: contextlib.ExitStack) -> int:
@@ -815,7 +846,7 @@ def _main(parser: argparse.ArgumentParser, opts: argparse.Namespace, stack: cont
             host_faults[fault] = action
         mutant = mutants.get(opts.mutant) if opts.mutant else None
         rep = run(chosen, opts.impl, watchdog=opts.watchdog, pcaps=opts.pcaps, host_faults=host_faults,
-                  mutant=mutant)
+                  mutant=mutant, events=print_event if opts.events else None)
     except UsageError as exc:   # an unknown scenario, a malformed scenario file, an impl it cannot run
         print(f"lab.inlab.runner: {exc}", file=sys.stderr)
         return exc.exit_code

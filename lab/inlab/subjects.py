@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from lab.inlab import submission
@@ -88,9 +89,11 @@ class RobustSubject(Subject):
         super().__init__(host, port)
         self.config = config or RobustConfig()
         self.conn: RobustConnection | None = None
+        self.on_heartbeat: Callable[[str, int], None] | None = None   # the runner's: marks each PING and PONG
 
     def connect(self) -> None:
         self.conn = RobustConnection.connect(self.host, self.port, self.config)
+        self.conn.heartbeat_observer = self.on_heartbeat
         self._sock = self.conn.socket
 
     def send(self, body: bytes) -> int:

@@ -314,6 +314,8 @@ class RobustConnection:
         self._closed = False
         self._awaiting_ack = False  # sent bytes since the peer last said anything: decides ETIMEDOUT's detector
         self.stats = ConnectionStats()
+        # Told of each heartbeat as it happens ("PING"/"PONG", nonce): the lab's timeline shows them.
+        self.heartbeat_observer: Callable[[str, int], None] | None = None
         self._poller = select.poll()
         self._poller.register(self._fd, select.POLLIN)
         with translating("connect", peer=self.peer):
@@ -449,6 +451,7 @@ class RobustConnection:
         started = self._clock()
         self._send_all(framing.encode_ping(nonce))
         self.stats.pings_sent += 1
+        self._observe("PING", nonce)
         self._await(lambda f: f.type is FrameType.PONG and f.seq == nonce, timeout, want_pongs=True)
         return self._clock() - started
 
@@ -711,6 +714,10 @@ class RobustConnection:
                 return frame
         return None
 
+    def _observe(self, what: str, nonce: int) -> None:
+        if self.heartbeat_observer is not None:
+            self.heartbeat_observer(what, nonce)
+
     def _take(self, match: Callable[[Frame], bool], want_pongs: bool) -> Frame | None:
         """A matching frame from the queue or the decoder; answers PINGs; queues the rest."""
         frame = self._take_queued(match)
@@ -731,6 +738,7 @@ class RobustConnection:
                     continue
                 if event.type is FrameType.PONG:
                     self.stats.pongs_received += 1
+                    self._observe("PONG", event.seq)
                     if not (want_pongs and match(event)):
                         continue  # a heartbeat's answer: its arrival was all that mattered
                 if match(event):
@@ -770,8 +778,10 @@ class RobustConnection:
                             f"{heartbeat:g}s (dead_after={cfg.dead_after:g}s)", detected_by="heartbeat",
                             after=now - start, phase="read", peer=self.peer)
                     if now >= next_ping:
-                        self._ctl_out += framing.encode_ping(next(self._nonce))
+                        nonce = next(self._nonce)
+                        self._ctl_out += framing.encode_ping(nonce)
                         self.stats.pings_sent += 1
+                        self._observe("PING", nonce)
                         next_ping = now + heartbeat
                 if deadline is not None and now >= deadline:
                     what = "the read deadline" if detector == "read-deadline" else "the idle deadline"

@@ -40,10 +40,14 @@ def fake_lab(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return job(object())
 
     def run_scenario(lab, name, *, impls=None, watchdog=None, timeout=None, pcaps=False,  # type: ignore[no-untyped-def]
-                     source=None):
+                     source=None, on_event=None):
         calls["runs"].append((name, impls, pcaps))
         calls.setdefault("sources", []).append(source)
+        calls.setdefault("watchdogs", []).append(watchdog)
         report = copy.deepcopy(calls["report"])
+        if on_event is not None:   # a fake stream: the saved run's events, one by one, as the runner tells them
+            for event in report["timeline"]:
+                on_event(event)
         report["scenario"]["name"] = name
         return report
 
@@ -126,8 +130,8 @@ def test_narration_tells_the_scenario_from_its_own_fields() -> None:
     steps = narrate.narrate(chosen.summary(), watchdog=12.0)
     text = "\n".join(f"{s.title}\n{s.text}" for s in steps)
     assert "When Sockets Die" in text
-    assert " ".join(chosen.injection.split()) in text
-    assert " ".join(chosen.wire.split()) in text
+    assert narrate.plain_words(chosen.injection) in text   # the scenario's words, its jargon said plainly
+    assert narrate.plain_words(chosen.wire) in text
     assert "robust raises PeerUnresponsive within 4 s of the fault" in text
     assert "detected_by = heartbeat" in text
     assert "naive stays blocked inside a call until the watchdog (12 s)" in text

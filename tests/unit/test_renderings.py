@@ -38,7 +38,8 @@ def sample(name: str) -> dict[str, Any]:
 
 
 def svg_texts(svg: str) -> list[str]:
-    return ["".join(t.itertext()) for t in ET.fromstring(svg.encode()).iter(f"{SVG}text")]
+    """Each label's words, whatever lines the layout wrapped it onto."""
+    return [" ".join("".join(t.itertext()).split()) for t in ET.fromstring(svg.encode()).iter(f"{SVG}text")]
 
 
 def terminal(report: dict[str, Any]) -> str:
@@ -109,8 +110,8 @@ def test_every_table_shows_the_folded_row_once(name: str) -> None:
 
 def test_the_svg_draws_the_folded_run_as_one_labelled_row() -> None:
     labels = svg_texts(render_svg(streamed(sample("frozen_process"))))
-    assert sum(label.startswith("echo #1–#300 (×300) intact, 100 B each, until +3.205 s") for label in labels) == 1
-    assert sum(label.startswith("echo #1–#300 (×300) intact, 100 B each, until +3.200 s") for label in labels) == 1
+    assert sum(label.startswith("echo #1–#300 (×300) intact, 100 B each, +0.215 s → +3.205 s") for label in labels) == 1
+    assert sum(label.startswith("echo #1–#300 (×300) intact, 100 B each, +0.210 s → +3.200 s") for label in labels) == 1
     assert not any(label.startswith("echo #17") for label in labels)
 
 
@@ -138,7 +139,7 @@ def test_the_time_bound_says_how_much_of_the_time_was_the_labs(name: str) -> Non
 def test_the_svg_and_the_classroom_count_from_the_fault_in_place() -> None:
     labels = svg_texts(render_svg(sample("refused")))
     # The ERROR row's own time (+0.2368 s) is 3.5 ms after "fault in place" (+0.2333 s).
-    assert "ERROR ConnectRefused [ECONNREFUSED]  +0.237 s, detected 0.004 s after the fault was in place" in labels
+    assert "ERROR ConnectRefused [ECONNREFUSED] +0.237 s, detected 0.004 s after the fault was in place" in labels
     assert any(label.startswith("fault in place: refuse (0.169 s after it was asked for") for label in labels)
     assert narrate.remember(sample("refused"))[1].startswith(
         "robust raised ConnectRefused 0.00 s after the fault was in place, as expected")
@@ -267,7 +268,7 @@ def test_the_svg_draws_toxiproxys_rst_from_the_toxiproxy_lane() -> None:
     lane_x = AXIS_W + LANE_W * (lanes_for(clean).index("toxiproxy") + 0.5)
     robust_x = AXIS_W + LANE_W * (lanes_for(clean).index("client[robust]") + 0.5)
     labels = ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
-    assert "RST from toxiproxy to client[robust] (in client.pcap)  +0.241 s" in labels
+    assert "RST from toxiproxy to client[robust] (in client.pcap) +0.241 s" in labels
     arrows = [(float(line.get("x1", 0)), float(line.get("x2", 0))) for line in root.iter(f"{SVG}line")
               if line.get("marker-end") == "url(#head-fault)"]
     assert (lane_x - 6, robust_x + 6) in arrows          # from the Toxiproxy lane to the robust client's
@@ -286,7 +287,7 @@ def test_a_direct_capture_names_the_clients_and_draws_their_fins() -> None:
     report["facts"]["fault_wall"] = start + 0.0225
     fins = [(e["actor"], e["to"], e["t"]) for e in packet_events(report)]
     assert fins == [("client[naive]", "server", 12.1432), ("client[robust]", "server", 12.1435)]
-    assert "FIN from client[robust] to server (in server.pcap)  +12.143 s" in svg_texts(render_svg(report))
+    assert "FIN from client[robust] to server (in server.pcap) +12.143 s" in svg_texts(render_svg(report))
 
 
 def test_a_real_reset_run_credits_every_rst_to_toxiproxy() -> None:
@@ -304,7 +305,7 @@ def test_a_real_reset_run_credits_every_rst_to_toxiproxy() -> None:
     assert rows == [("toxiproxy", "RST", "client[robust]"), ("toxiproxy", "RST", "server"),
                     ("toxiproxy", "RST", "client[naive]"), ("toxiproxy", "RST", "server")]
     labels = svg_texts(render_svg(report))
-    assert "RST from toxiproxy to client[robust] (in client.pcap)  +0.192 s" in labels
+    assert "RST from toxiproxy to client[robust] (in client.pcap) +0.192 s" in labels
     assert not any("from server" in label for label in labels)
 
 
