@@ -488,13 +488,15 @@ def _choose_scenario(name: str) -> tuple[Any, bytes | None]:
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="where to keep the evidence (default results/<UTC time>-<scenario>/)")
+@click.option("--web", is_flag=True, help="also show the run live in a browser: a page on 127.0.0.1 (the address "
+              "is printed first)")
 @click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
               help="with --all: also write the matrix as JUnit XML to FILE (a case per scenario × implementation)")
 @project_option()
 @pass_opts
 @_command
 def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...], json_output: bool, keep: bool,
-            results: Path | None, junit: Path | None) -> int:
+            results: Path | None, junit: Path | None, web: bool) -> int:
     """Run a scenario end to end (default frozen-process): timeline, verdict and evidence.
 
     NAME is a scenario of `lab list`, or the path to a scenario file (with a '/' or ending in .py).
@@ -503,6 +505,9 @@ def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...],
 
     if run_all and name:
         raise UsageProblem("give a scenario name or --all, not both")
+    if web and (run_all or impls):
+        raise UsageProblem("--web shows one scenario of the lab's own implementations as it runs; "
+                           "give a scenario name without --all or --impl")
     if junit is not None and not run_all:
         raise UsageProblem("--junit FILE goes with --all (one JUnit case per scenario × implementation); "
                            "a single run's verdict is its exit code and report.json")
@@ -529,13 +534,42 @@ def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...],
     folder = _results_dir(opts, results, chosen.name)
     ui.log(f"running {chosen.name}: {chosen.title}" + (f" (from {name})" if source is not None else ""))
 
-    def job(lab: Lab) -> dict[str, Any]:
-        with ui.status(f"running {chosen.name} ({' and '.join(names or sorted(chosen.expect))} side by side)"):
-            return _run_one(lab, chosen.name, names, folder, source=source)
+    with _live(ui, web, folder, chosen) as live:
+        def job(lab: Lab) -> dict[str, Any]:
+            with ui.status(f"running {chosen.name} ({' and '.join(names or sorted(chosen.expect))} side by side)"):
+                return _run_one(lab, chosen.name, names, folder, source=source,
+                                on_event=live.event if live is not None else None)
 
-    report = _with_lab(opts, ui, job, keep=keep)
-    _print_report(ui, report, json_output)
+        report = _with_lab(opts, ui, job, keep=keep)
+        if live is not None:
+            live.end(report)
+        _print_report(ui, report, json_output)
+        _linger(ui, live)
     return EXIT_OK if report["ok"] else EXIT_ORACLE
+
+
+@contextlib.contextmanager
+def _live(ui: Ui, web: bool, folder: Path, chosen: Any) -> Iterator[Any]:
+    """``--web``: the live view for this run, its address said first; None without --web."""
+    if not web:
+        yield None
+        return
+    from lab.host.web.session import LiveSession
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with LiveSession(folder) as live:
+        live.start(chosen)
+        ui.echo(f"live view: {live.url}  (open it in a browser on this machine)")
+        yield live
+
+
+def _linger(ui: Ui, live: Any) -> None:
+    """At a terminal the page stays up (its links to the evidence work) until Enter."""
+    if live is not None and _isatty(sys.stdin):
+        try:
+            input(f"  the live view stays at {live.url} until you press Enter ")
+        except EOFError:
+            pass
 
 
 def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], broken: dict[str, Any], names: list[str],
@@ -680,6 +714,8 @@ def _grade_path(path: Path) -> Path:
 @click.option("--watchdog", type=float, default=None, metavar="S",
               help="seconds before a stuck call counts as blocked (default: the scenario's); shortens the demo, "
                    "but not below the robust client's time bound")
+@click.option("--web", is_flag=True, help="also tell it in a browser, live: a page on 127.0.0.1 with a 'next' "
+              "button (the address is printed first)")
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="where to keep the evidence (default results/<UTC time>-<scenario>/)")
@@ -687,7 +723,7 @@ def _grade_path(path: Path) -> Path:
 @pass_opts
 @_command
 def cmd_demo(opts: Opts, name: str, no_pause: bool, watchdog: float | None, keep: bool,
-             results: Path | None) -> int:
+             results: Path | None, web: bool) -> int:
     """Classroom mode: a scenario told step by step, run side by side, and explained."""
     from lab.reports import narrate
     from lab.inlab import runner
@@ -701,7 +737,16 @@ def cmd_demo(opts: Opts, name: str, no_pause: bool, watchdog: float | None, keep
     pause = not no_pause and _isatty(sys.stdin)
     watchdog = override or chosen.watchdog or runner.DEFAULT_WATCHDOG
 
+    folder = _results_dir(opts, results, chosen.name)
+    with _live(ui, web, folder, chosen) as live:
+        return _demo(opts, ui, chosen, narrate, views, folder, live, pause, watchdog, override, keep)
+
+
+def _demo(opts: Opts, ui: Ui, chosen: Any, narrate: Any, views: Any, folder: Path, live: Any, pause: bool,
+          watchdog: float, override: float | None, keep: bool) -> int:
     def say(title: str, text: str) -> None:
+        if live is not None:
+            live.step(title, text, pause=pause)
         if ui.out is not None:
             ui.out.print(f"\n[bold cyan]{escape(title)}[/]")
             ui.out.print(text, markup=False)
@@ -710,26 +755,33 @@ def cmd_demo(opts: Opts, name: str, no_pause: bool, watchdog: float | None, keep
 
     def wait() -> None:
         nonlocal pause
-        if pause:
-            try:
-                input("  [Enter] next step ")
-            except EOFError:
-                pause = False
+        if not pause:
+            return
+        if live is not None:
+            # Either the page's "next" button or Enter at the terminal moves the class on.
+            ui.echo("  [Enter] or the page's 'next' button: next step")
+            _wait_either(live)
+            return
+        try:
+            input("  [Enter] next step ")
+        except EOFError:
+            pause = False
 
     for step in narrate.narrate(chosen.summary(), watchdog=watchdog):
         say(step.title, step.text)
         wait()
     say("5. Running it", "Both implementations run at the same time, one thread each, against the same "
         "server; the lab injects the fault once both are ready for it.")
-    folder = _results_dir(opts, results, chosen.name)
     folder.mkdir(parents=True, exist_ok=True)
     # The engine's and the bring-up's progress lines are not part of the lesson: they go to a
     # file in the evidence folder, and the class sees only the scenario's own events.
     ui.quiet_log = folder / "lab.log"
-    live = narrate.LiveEvents()
+    events = narrate.LiveEvents()
 
     def tell(event: dict[str, Any]) -> None:
-        for line in live.feed(event):
+        if live is not None:
+            live.event(event)
+        for line in events.feed(event):
             ui.echo(line)
 
     def job(lab: Lab) -> dict[str, Any]:
@@ -737,7 +789,7 @@ def cmd_demo(opts: Opts, name: str, no_pause: bool, watchdog: float | None, keep
         try:
             return _run_one(lab, chosen.name, None, folder, watchdog=override, on_event=tell)
         finally:
-            for line in live.finish():
+            for line in events.finish():
                 ui.echo(line)
 
     report = _with_lab(opts, ui, job, keep=keep)
@@ -753,7 +805,24 @@ def cmd_demo(opts: Opts, name: str, no_pause: bool, watchdog: float | None, keep
     wait()
     say("What to remember", "\n".join(narrate.remember(report)))
     ui.echo(f"\nevidence (sequence diagram, packets, report): {folder}")
+    if live is not None:
+        live.end(report)     # the verdicts, proofs and evidence links, last on the page
+    _linger(ui, live)
     return EXIT_OK if report["ok"] else EXIT_ORACLE
+
+
+def _wait_either(live: Any) -> None:
+    """Until Enter at the terminal or the page's "next" button, whichever comes first."""
+    import select
+
+    while True:
+        if live.hub.wait_next(0.2):
+            return
+        if _isatty(sys.stdin):
+            ready, _, _ = select.select([sys.stdin], [], [], 0)
+            if ready:
+                sys.stdin.readline()
+                return
 
 
 def _demo_watchdog(chosen: Any, watchdog: float | None) -> float | None:

@@ -810,8 +810,11 @@ _PRINTING = threading.Lock()
 
 
 def print_event(event: dict[str, Any]) -> None:
-    """One timeline event on stdout, at once (the clients' threads mark events side by side)."""
-    line = EVENT_PREFIX + json.dumps(event, default=str)
+    """One timeline event on stdout, at once (the clients' threads mark events side by side).
+
+    ``wall`` (this clock's seconds since the epoch, when it is printed) lets a live view measure
+    how long the event took to reach it: the containers and the host share the kernel's clock."""
+    line = EVENT_PREFIX + json.dumps({**event, "wall": round(time.time(), 6)}, default=str)
     with _PRINTING:
         print(line, flush=True)
 
