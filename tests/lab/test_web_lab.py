@@ -60,6 +60,9 @@ def test_the_live_view_draws_a_real_run_as_it_happens(lab: Lab, tmp_path: Path) 
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        reader.join(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
     order = [s["kind"] for s in seen if s["kind"] in ("faultmark", "error", "blocked", "end")]
     assert order[:3] == ["faultmark", "error", "blocked"] and order[-1] == "end", order
     error = next(s for s in seen if s["kind"] == "error")
