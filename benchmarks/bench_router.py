@@ -12,7 +12,7 @@ to the server, which is the lab's path before the router existed. Three paths, o
   pays on top of its own effect.
 
 Each run measures the median RTT of ``--rtt-count`` 64-byte round trips (TCP_NODELAY) and the
-throughput of ``--bulk-mb`` MB to a sink. Runs of the three paths alternate so machine noise lands
+throughput of ``--bulk-mb`` MB to a sink. Runs of the three paths alternate, each run starting with another path, so machine noise lands
 on all; the table shows medians of ``--runs`` runs and ratios to the direct path.
 
     sudo .venv/bin/python benchmarks/bench_router.py [--runs 5] [--rtt-count 200] [--bulk-mb 50]
@@ -70,6 +70,18 @@ def one_run(path: Path3, host: str, count: int, mb: int) -> dict[str, float]:
     return json.loads(proc.stdout)
 
 
+def measure(path: Path3, mode: str, count: int, mb: int) -> dict[str, float]:
+    if mode == "direct":
+        return one_run(path, DIRECT_SERVER, count, mb)
+    if mode == "nat hop":
+        return one_run(path, ROUTER_CLIENT_SIDE, count, mb)
+    queue_rules(path, "-A")
+    try:
+        return one_run(path, ROUTER_CLIENT_SIDE, count, mb)
+    finally:
+        queue_rules(path, "-D")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -92,15 +104,10 @@ def main() -> int:
                 queue = NfQueue(QUEUE)
             handler = Handler(queue, accept_all, owns=True).start()
             try:
-                for _ in range(opts.runs):
-                    results["direct"].append(one_run(path, DIRECT_SERVER, opts.rtt_count, opts.bulk_mb))
-                    results["nat hop"].append(one_run(path, ROUTER_CLIENT_SIDE, opts.rtt_count, opts.bulk_mb))
-                    queue_rules(path, "-A")
-                    try:
-                        results["nat hop + nfqueue"].append(one_run(path, ROUTER_CLIENT_SIDE, opts.rtt_count,
-                                                                    opts.bulk_mb))
-                    finally:
-                        queue_rules(path, "-D")
+                for i in range(opts.runs):
+                    # Each run starts with another path, so none is always the first (the coldest).
+                    for mode in modes[i % 3:] + modes[:i % 3]:
+                        results[mode].append(measure(path, mode, opts.rtt_count, opts.bulk_mb))
             finally:
                 counts = handler.stop()
         finally:
