@@ -123,16 +123,22 @@ def forward_part(ctx, host, port):
 
 
 def skew_jump(events, at):
-    """(skew before, skew after, monotonic step across the jump, when after ``at`` the new skew was first seen)."""
-    # The last reading is the freshest: code whose wall-clock deadline the jump fires at once ends
-    # (its "done" carries a reading) before its next 0.1 s tick.
+    """(skew before, skew after, monotonic step across the jump, when after ``at`` the new skew was first seen).
+
+    "After" is any reading taken once the offset was written (``at``); the last one is the
+    freshest. Code whose wall-clock deadline the jump fires ends at once, its "done" carrying a
+    reading, perhaps a few ms after the write and before its next 0.1 s tick: that reading counts.
+    A reading after the write that still shows the old skew (libfaketime had not re-read the file
+    yet) is not the moment the jump was seen: that is the first one whose skew moved.
+    """
     ticks = [e for e in events if e.get("event") in ("waiting", "clock", "done") and "m" in e and "skew" in e]
     before = [e for e in ticks if e["m"] < at]
-    after = [e for e in ticks if e["m"] >= at + 0.05]
+    after = [e for e in ticks if e["m"] >= at]
     if not before or not after:
         return None
     step = max((b["m"] - a["m"] for a, b in zip(ticks, ticks[1:])), default=0.0)
-    return before[-1]["skew"], after[-1]["skew"], step, after[0]["m"] - at
+    moved = [e for e in after if abs(e["skew"] - before[-1]["skew"]) > 1.0]
+    return before[-1]["skew"], after[-1]["skew"], step, (moved[0] if moved else after[-1])["m"] - at
 
 
 def prove_jump(ctx, label, events_by_impl, at, offset):

@@ -173,6 +173,16 @@ def test_skew_jump_reads_the_skew_on_each_side_of_the_jump() -> None:
     assert step == pytest.approx(0.1) and when == pytest.approx(0.05)
 
 
+def test_a_reading_just_after_the_write_counts_and_the_moment_is_the_first_moved_skew() -> None:
+    # A deadline the jump fires at once: "done" comes 10 ms after the write, before any tick.
+    events = _ticks([5.0, 5.0, 5.0]) + [{"event": "done", "status": "error", "skew": 3605.0, "m": 100.31}]
+    before, after, step, when = scenario.skew_jump(events, at=100.3)
+    assert (before, after) == (5.0, 3605.0) and when == pytest.approx(0.01)
+    # Readings after the write that still show the old skew are not when it was seen.
+    late = _ticks([5.0, 5.0, 5.0, 5.0, 3605.0])
+    assert scenario.skew_jump(late, at=100.25)[3] == pytest.approx(0.15)
+
+
 def test_skew_jump_needs_readings_on_both_sides() -> None:
     assert scenario.skew_jump(_ticks([5.0, 5.0]), at=200.0) is None
     assert scenario.skew_jump(_ticks([5.0, 5.0]), at=0.0) is None
