@@ -13,6 +13,9 @@ for byte and a truncated or shifted one is recognised as corrupt.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
+
 from lab.inlab.context import ScenarioContext, Worker
 from lab.inlab.scenario import Outcome
 from lab.inlab.subjects import Subject
@@ -61,3 +64,17 @@ def connect_then_exchange(*, size: int = 100) -> Worker:
         ctx.exchange(subject, outcome, body(1, size))
 
     return worker
+
+
+def port_recording_connect(ports: list[int]) -> Callable[[str, int, Any], Any]:
+    """A ``connect`` for :class:`~lab.sockets.reliable.ReliableSender` that notes each new
+    connection's local port in ``ports``, in order: the sender makes its own connections (one
+    more at each reconnect), and their ports are how the proofs find them in the captures."""
+    from lab.sockets.robust import RobustConnection
+
+    def connect(host: str, port: int, config: Any) -> Any:
+        conn = RobustConnection.connect(host, port, config)
+        ports.append(conn.socket.getsockname()[1])
+        return conn
+
+    return connect

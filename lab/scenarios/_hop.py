@@ -16,6 +16,7 @@ from collections import Counter
 from lab.addresses import DEFAULT_PORT
 from lab.evidence.anchor import Window, segments
 from lab.evidence.streams import resent
+from lab.inlab.workloads import converse
 
 
 def data_segments(pcap, window, *, towards_server, ports):
@@ -85,3 +86,22 @@ def stream_end(found, port, towards_server):
         end = (s.seq - first) % 2**32 + s.payload_len
         top = end if top is None else max(top, end)
     return top
+
+
+def run_mangled(ctx, apply, prove, *, after, size):
+    """Capture on both sides of the router, run ``converse(before=1, after=after, size=size)`` with
+    ``apply()`` (the scenario's own ``ctx.apply(...)`` of the router's packet fault) after the first
+    exchange, then ``prove`` each subject's connections: ``prove(ctx, router_pcap, server_pcap,
+    counters)``, with the router handler's counters."""
+    router_side = ctx.capture("router-lab")
+    server_side = ctx.capture("server")
+    handle = {}
+
+    def fault():
+        handle["f"] = apply()
+
+    ctx.side_by_side(converse(before=1, after=after, size=size), fault=fault)
+    counters = handle["f"].counters()
+    router_side.stop()
+    server_side.stop()
+    ctx.prove_each(prove, router_side.pcap, server_side.pcap, counters)

@@ -4,7 +4,6 @@ from statistics import median
 
 from lab.inlab.proofs import judged
 from lab.inlab.scenario import Expect, fixed
-from lab.inlab.workloads import converse
 from lab.scenarios import _hop
 
 NAME = "hop-jitter"
@@ -33,18 +32,8 @@ LOOK_FOR = ("Each request leaves the router's lab side and reaches the server's 
 
 
 def run(ctx):
-    router_side = ctx.capture("router-lab")
-    server_side = ctx.capture("server")
-    handle = {}
-
-    def fault():
-        handle["f"] = ctx.apply("hop-delay", way="to-server", delay_ms=DELAY_MS, jitter_ms=JITTER_MS)
-
-    ctx.side_by_side(converse(before=1, after=MESSAGES, size=100), fault=fault)
-    counters = handle["f"].counters()
-    router_side.stop()
-    server_side.stop()
-    ctx.prove_each(prove_delayed, router_side.pcap, server_side.pcap, counters)
+    _hop.run_mangled(ctx, lambda: ctx.apply("hop-delay", way="to-server", delay_ms=DELAY_MS, jitter_ms=JITTER_MS),
+                     prove_delayed, after=MESSAGES, size=100)
 
 
 def crossing_ms(first, second, towards_server):

@@ -2,7 +2,6 @@
 
 from lab.inlab.proofs import judged
 from lab.inlab.scenario import Expect, fixed
-from lab.inlab.workloads import converse
 from lab.scenarios import _hop
 
 NAME = "packet-duplication"
@@ -30,18 +29,8 @@ LOOK_FOR = ("On the server's interface some segments appear twice with the same 
 
 
 def run(ctx):
-    router_side = ctx.capture("router-lab")
-    server_side = ctx.capture("server")
-    handle = {}
-
-    def fault():
-        handle["f"] = ctx.apply("duplicate", way="to-server", every=2)
-
-    ctx.side_by_side(converse(before=1, after=MESSAGES, size=SIZE), fault=fault)
-    counters = handle["f"].counters()
-    router_side.stop()
-    server_side.stop()
-    ctx.prove_each(prove_duplicated, router_side.pcap, server_side.pcap, counters)
+    _hop.run_mangled(ctx, lambda: ctx.apply("duplicate", way="to-server", every=2), prove_duplicated,
+                     after=MESSAGES, size=SIZE)
 
 
 def prove_duplicated(ctx, router_pcap, server_pcap, counters):

@@ -2,7 +2,6 @@
 
 from lab.inlab.proofs import judged
 from lab.inlab.scenario import Expect, fixed
-from lab.inlab.workloads import converse
 from lab.scenarios import _hop
 
 NAME = "packet-reordering"
@@ -30,18 +29,8 @@ LOOK_FOR = ("On the server's interface a segment with a higher sequence number a
 
 
 def run(ctx):
-    router_side = ctx.capture("router-lab")
-    server_side = ctx.capture("server")
-    handle = {}
-
-    def fault():
-        handle["f"] = ctx.apply("reorder", way="to-server", every=2)
-
-    ctx.side_by_side(converse(before=1, after=MESSAGES, size=SIZE), fault=fault)
-    counters = handle["f"].counters()
-    router_side.stop()
-    server_side.stop()
-    ctx.prove_each(prove_reordered, router_side.pcap, server_side.pcap, counters)
+    _hop.run_mangled(ctx, lambda: ctx.apply("reorder", way="to-server", every=2), prove_reordered,
+                     after=MESSAGES, size=SIZE)
 
 
 def prove_reordered(ctx, router_pcap, server_pcap, counters):

@@ -10,10 +10,9 @@ from lab.inlab import tcptable
 from lab.inlab.processes import describe
 from lab.inlab.proofs import per_connection
 from lab.inlab.scenario import Expect, fixed
-from lab.inlab.workloads import body
+from lab.inlab.workloads import body, port_recording_connect
 from lab.sockets import framing
 from lab.sockets.reliable import ReliableSender
-from lab.sockets.robust import RobustConnection
 
 NAME = "peer-reboot"
 TITLE = "Peer reboot (half-open connection)"
@@ -57,10 +56,7 @@ def reliable(ctx, subject, outcome):
     events = outcome.measurements.setdefault("events", [])
     ports = outcome.measurements.setdefault("local_ports", [])   # one per connection, in order
 
-    def connect(host, port, config):
-        conn = RobustConnection.connect(host, port, config)
-        ports.append(conn.socket.getsockname()[1])
-        return conn
+    connect = port_recording_connect(ports)
 
     def on_event(name, facts):
         if name in ("connected", "reconnecting", "resent"):

@@ -5,11 +5,10 @@ import zlib
 
 from lab.evidence.legs import connections
 from lab.sockets.reliable import ReliableSender
-from lab.sockets.robust import RobustConnection
 from lab.inlab.processes import serving
 from lab.inlab.proofs import per_connection, prove_restarted, server_closed_first, subjects
 from lab.inlab.scenario import Expect, fixed
-from lab.inlab.workloads import body
+from lab.inlab.workloads import body, port_recording_connect
 
 NAME = "server-restart"
 TITLE = "Server restart mid-stream"
@@ -40,11 +39,7 @@ def reliable(ctx, subject, outcome):
     events = outcome.measurements.setdefault("events", [])
     ports = outcome.measurements.setdefault("local_ports", [])   # one per connection, in order
 
-    def connect(host, port, config):
-        # The sender makes its own connections; their local ports find them in the capture.
-        conn = RobustConnection.connect(host, port, config)
-        ports.append(conn.socket.getsockname()[1])
-        return conn
+    connect = port_recording_connect(ports)
 
     def on_event(name, facts):
         if name == "acked":   # robust's traffic in the timeline too (renderings fold the long runs)
