@@ -84,3 +84,22 @@ def test_resolve_retries_until_the_name_appears_then_gives_up_with_the_cause() -
     with pytest.raises(OSError, match="did not resolve within 2 s") as info:
         router.resolve("backend-server", wait=2, clock=lambda: now[0], sleep=sleep, lookup=never)
     assert isinstance(info.value.__cause__, OSError)
+
+
+def test_the_path_counters_sum_the_tagged_rules_of_their_chain(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from lab.inlab.agent.commands import Completed
+    from lab.inlab.agent.service import Agent
+
+    listing = {
+        "LAB-PATH-STATE": "       6      312 DROP  tcp  --  *  *  0.0.0.0/0  0.0.0.0/0  /* socket-lab:idle */\n"
+                          "       2       80 DROP  tcp  --  *  *  0.0.0.0/0  0.0.0.0/0  /* socket-lab:idle */\n",
+        "LAB-PATH-ICMP": "      12      900 DROP  icmp --  *  *  0.0.0.0/0  0.0.0.0/0  /* socket-lab:frag-needed */\n"
+                         "       5      200 DROP  icmp --  *  *  0.0.0.0/0  0.0.0.0/0  /* socket-lab:other */\n",
+    }
+
+    class Runner:
+        def run(self, argv, timeout=10.0):  # type: ignore[no-untyped-def]
+            return Completed(0, listing.get(argv[argv.index("-L") + 1], ""), "")
+
+    agent = Agent(Runner(), proc_root=tmp_path, capture_dir=tmp_path)  # type: ignore[arg-type]
+    assert (agent.idle_drops(), agent.frag_needed_dropped()) == (8, 12)

@@ -16,7 +16,6 @@ from typing import Any
 from lab.inlab.agent.requests import BadRequest
 
 CHAIN = "LAB-FAULTS"
-HOOKS = ("INPUT", "OUTPUT")
 COMMENT_PREFIX = "socket-lab:"
 LOOPBACK = "127.0.0.0/8"
 DIRECTIONS = ("in", "out", "both")

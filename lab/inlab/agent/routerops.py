@@ -24,7 +24,7 @@ import threading
 from typing import Any, Callable
 
 from lab.inlab.agent import conntrack, nfqueue, packets, pathfaults
-from lab.inlab.agent.iptables import CHAIN, COMMENT_PREFIX
+from lab.inlab.agent.iptables import CHAIN, COMMENT_PREFIX, parse_counters
 from lab.inlab.agent.requests import Args, BadRequest, OpFailed
 
 QUEUE = 7                         # the NFQUEUE number the router's handler binds
@@ -151,10 +151,13 @@ class RouterOps:
                                "-j", "DROP")
         return {"policy": IDLE_POLICY, "established": established, "port": port}
 
+    def _matched(self, chain: str, tag: str) -> int:
+        """Packets the rules of ``chain`` commented ``socket-lab:<tag>`` matched (0 if the chain is absent)."""
+        listing = self._iptables("-L", chain, "-v", "-x", "-n", check=False)
+        return sum(r["packets"] for r in parse_counters(listing.stdout) if r["id"] == tag)
+
     def idle_drops(self) -> int:
-        listing = self._iptables("-L", STATE_CHAIN, "-v", "-x", "-n", check=False)
-        return sum(int(line.split()[0]) for line in listing.stdout.splitlines()
-                   if f"{COMMENT_PREFIX}idle" in line and line.split()[0].isdigit())
+        return self._matched(STATE_CHAIN, "idle")
 
     def op_conntrack(self, args: Args) -> dict[str, Any]:
         self._router_only("conntrack")
@@ -185,9 +188,7 @@ class RouterOps:
         return {"interface": route.backend.name, "mtu": mtu, "black_hole": black_hole, "clamp_mss": clamp}
 
     def frag_needed_dropped(self) -> int:
-        listing = self._iptables("-L", ICMP_CHAIN, "-v", "-x", "-n", check=False)
-        return sum(int(line.split()[0]) for line in listing.stdout.splitlines()
-                   if f"{COMMENT_PREFIX}frag-needed" in line and line.split()[0].isdigit())
+        return self._matched(ICMP_CHAIN, "frag-needed")
 
     def op_path_counters(self, _args: Args) -> dict[str, Any]:
         """Packets the path's own rules dropped: a forgotten connection's, the router's frag-needed ICMP."""
