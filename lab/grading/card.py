@@ -225,47 +225,73 @@ SandboxFactory = Callable[[Lab, ProgramInfo], ContextManager[Any]]
 """Makes the sandbox one scenario's run of a program happens in: lab.host.sandbox.Sandbox, or a fake in tests."""
 
 
+def prepare(path: str | Path, *, started: float | None = None) -> tuple[ReportCard, ProgramInfo | None]:
+    """A submission's empty card and what the static check learnt of it (None for a built-in).
+
+    A file the static check refuses gets its whole "invalid" card here, and no program info.
+    """
+    started = time.monotonic() if started is None else started
+    name = str(path)
+    if is_builtin(name):
+        return ReportCard(submission=name, impl=name), None
+    checked = _static(path, started)
+    if isinstance(checked, ReportCard):
+        return checked, None
+    module = checked.python
+    return ReportCard(submission=name, impl=f"sandbox ({checked.kind}, {checked.format})",
+                      framing=module.framing if module else None, msglen=module.msglen if module else None,
+                      notes=list(checked.notes)), checked
+
+
+def grade_in(lab: Lab, card: ReportCard, info: ProgramInfo | None, s: scn.Scenario, *,
+             watchdog: float | None = None, sandbox: SandboxFactory | None = None) -> ScenarioResult:
+    """One scenario of one submission, in ``lab``: the result (the card learns an executable's framing)."""
+    if info is None:
+        result, _ = _run_one(lab, s, card.impl, watchdog)
+        return result
+    # One sandbox per scenario: whatever the code started dies with it, before the next.
+    with (sandbox or _sandboxed)(lab, info) as box:
+        result, report = _run_one(lab, s, box.impl, watchdog)
+    if card.framing is None and report is not None:
+        # An executable states its framing in its hello; the first run that got one tells the card.
+        said = ((report.get("facts") or {}).get("sandboxed") or {}).get(box.impl) or {}
+        card.framing, card.msglen = said.get("framing"), said.get("msglen")
+    return result
+
+
+def cannot_load(result: ScenarioResult) -> bool:
+    """The file could not even be loaded: every other scenario would say the same."""
+    return result.fault_proven is None and result.verdict in (gv.HUNG, gv.CRASHED)
+
+
+def not_run(because: ScenarioResult, s: scn.Scenario) -> ScenarioResult:
+    """The result for a scenario skipped because the file could not be loaded in ``because``'s."""
+    return dataclasses.replace(because, scenario=s.name, title=s.title, careful=gv.careful(s.expect[REFERENCE]),
+                               reason=f"not run: {because.reason}")
+
+
+def check_watchdog(watchdog: float | None) -> None:
+    if watchdog is not None and watchdog <= 0:
+        raise GradeError(f"watchdog must be a number of seconds > 0; got {watchdog}")
+
+
 def grade(lab: Lab, path: str | Path, *, scenarios: Sequence[str] | None = None, watchdog: float | None = None,
           progress: Callable[[ScenarioResult], None] | None = None,
           sandbox: SandboxFactory | None = None) -> ReportCard:
     """Grade a submission file (or a built-in by name) on the gradable scenarios; see the module docstring."""
     started = time.monotonic()
     chosen = choose(scenarios)
-    if watchdog is not None and watchdog <= 0:
-        raise GradeError(f"watchdog must be a number of seconds > 0; got {watchdog}")
-    name = str(path)
-    info: ProgramInfo | None = None
-    if is_builtin(name):
-        card = ReportCard(submission=name, impl=name)
-    else:
-        checked = _static(path, started)
-        if isinstance(checked, ReportCard):
-            return checked
-        info = checked
-        module = info.python
-        card = ReportCard(submission=name, impl=f"sandbox ({info.kind}, {info.format})",
-                          framing=module.framing if module else None, msglen=module.msglen if module else None,
-                          notes=list(info.notes))
+    check_watchdog(watchdog)
+    card, info = prepare(path, started=started)
+    if not card.valid:
+        return card
     for s in chosen:
-        if info is None:
-            result, _ = _run_one(lab, s, card.impl, watchdog)
-        else:
-            # One sandbox per scenario: whatever the code started dies with it, before the next.
-            with (sandbox or _sandboxed)(lab, info) as box:
-                result, report = _run_one(lab, s, box.impl, watchdog)
-            if card.framing is None and report is not None:
-                # An executable states its framing in its hello; the first run that got one tells the card.
-                said = ((report.get("facts") or {}).get("sandboxed") or {}).get(box.impl) or {}
-                card.framing, card.msglen = said.get("framing"), said.get("msglen")
+        result = grade_in(lab, card, info, s, watchdog=watchdog, sandbox=sandbox)
         card.results.append(result)
         if progress:
             progress(result)
-        if result.fault_proven is None and result.verdict in (gv.HUNG, gv.CRASHED):
-            # The file cannot even be loaded: every other scenario would say the same.
-            for rest in chosen[len(card.results):]:
-                card.results.append(dataclasses.replace(
-                    result, scenario=rest.name, title=rest.title, careful=gv.careful(rest.expect[REFERENCE]),
-                    reason=f"not run: {result.reason}"))
+        if cannot_load(result):
+            card.results += [not_run(result, rest) for rest in chosen[len(card.results):]]
             break
     card.elapsed_s = time.monotonic() - started
     return card
@@ -335,5 +361,5 @@ def render_markdown(card: ReportCard) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["grade", "invalid_card", "is_builtin", "ReportCard", "ScenarioResult", "GradeError", "render_text",
+__all__ = ["grade", "prepare", "grade_in", "cannot_load", "not_run", "invalid_card", "is_builtin", "ReportCard", "ScenarioResult", "GradeError", "render_text",
            "render_markdown", "gradable", "choose", "result_from_report", "BUILTINS"]

@@ -234,6 +234,31 @@ def _with_lab(opts: Opts, ui: Ui, job: Callable[[Lab], T], *, keep: bool = False
             ui.log("lab removed (use --keep to leave it running)")
 
 
+def _with_pool(opts: Opts, ui: Ui, jobs: int, job: Callable[[Any], T], *, keep: bool = False) -> T:
+    """Like :func:`_with_lab`, for ``jobs`` labs side by side (lab.host.pool); ``job(pool)``.
+
+    With one job the pool is the project's own lab, exactly as before. The labs this command
+    started are taken down again however it ends (an error, Ctrl-C, SIGTERM or SIGHUP).
+    """
+    from lab.host.pool import LabPool
+
+    _engine(opts, ui)
+    pool = LabPool(opts.repo, opts.project, jobs, keep=keep)
+    what = f"{jobs} labs ({', '.join(pool.projects)})" if jobs > 1 else f"the lab as project {opts.project!r}"
+    try:
+        with ui.status(f"bringing up {what} (the first time builds the images)"):
+            pool.up()
+        ui.log(f"{what} up and healthy in {pool.up_seconds:.1f} s")
+        return job(pool)
+    finally:
+        if pool.started and not keep:
+            with ui.status("removing the labs" if jobs > 1 else "removing the lab"):
+                pool.down()
+            ui.log(("labs" if jobs > 1 else "lab") + " removed (use --keep to leave them running)")
+        elif keep and jobs > 1:
+            ui.log(f"left running: {', '.join(pool.projects)} (`lab down --project NAME` removes each)")
+
+
 @cli.command("engine")
 @pass_opts
 @_command
@@ -479,6 +504,38 @@ def _choose_scenario(name: str) -> tuple[Any, bytes | None]:
     return scenario.load(path), path.read_bytes()
 
 
+def _jobs_default() -> int:
+    from lab.host.pool import default_jobs
+
+    return default_jobs()
+
+
+jobs_option = click.option(
+    "--jobs", "-j", type=int, default=None, metavar="N",
+    help="labs side by side, each running one scenario at a time (default: 2 per CPU, at most 4; 1 runs "
+         "them one after another)")
+
+
+def _jobs(jobs: int | None) -> int:
+    from lab.host.pool import check_jobs
+
+    try:
+        return check_jobs(jobs if jobs is not None else _jobs_default())
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from exc
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    from lab.host.shards import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from exc
+
+
 @cli.command("run")
 @click.argument("name", required=False)
 @click.option("--all", "run_all", is_flag=True, help="run every scenario and print a matrix")
@@ -492,11 +549,14 @@ def _choose_scenario(name: str) -> tuple[Any, bytes | None]:
               "is printed first)")
 @click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
               help="with --all: also write the matrix as JUnit XML to FILE (a case per scenario × implementation)")
+@jobs_option
+@click.option("--shard", "shard_text", default=None, metavar="K/N",
+              help="with --all: run only shard K of N (a stable split; the N shards together run every scenario once)")
 @project_option()
 @pass_opts
 @_command
 def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...], json_output: bool, keep: bool,
-            results: Path | None, junit: Path | None, web: bool) -> int:
+            results: Path | None, junit: Path | None, web: bool, jobs: int | None, shard_text: str | None) -> int:
     """Run a scenario end to end (default frozen-process): timeline, verdict and evidence.
 
     NAME is a scenario of `lab list`, or the path to a scenario file (with a '/' or ending in .py).
@@ -511,6 +571,11 @@ def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...],
     if junit is not None and not run_all:
         raise UsageProblem("--junit FILE goes with --all (one JUnit case per scenario × implementation); "
                            "a single run's verdict is its exit code and report.json")
+    if not run_all and (shard_text is not None or (jobs or 1) > 1):
+        raise UsageProblem("--jobs and --shard go with --all (or with `lab grade` for several files); "
+                           "one scenario runs in one lab")
+    shard = _shard(shard_text)
+    jobs = _jobs(jobs)
     names, paths = _split_impls(impls)
     ui = Ui(json_output=json_output)
     if run_all:
@@ -522,8 +587,11 @@ def cmd_run(opts: Opts, name: str | None, run_all: bool, impls: tuple[str, ...],
             if junit is not None:
                 raise UsageProblem("--junit FILE is for the lab's own implementations; grading your own code "
                                    "(--impl FILE) writes a report card (card.json) instead")
-            return _grade_files(opts, ui, paths, None, json_output, results, keep)
-        return _run_all(opts, ui, found, broken, names, json_output, results, keep, junit)
+            if shard is not None:
+                raise UsageProblem("--shard K/N splits the lab's own scenarios across machines; grading your "
+                                   "own code (--impl FILE) grades it in every scenario")
+            return _grade_files(opts, ui, paths, None, json_output, results, keep, jobs=jobs)
+        return _run_all(opts, ui, found, broken, names, json_output, results, keep, junit, jobs=jobs, shard=shard)
     chosen, source = _choose_scenario(name or DEFAULT_SCENARIO)
     _check_impls(chosen, names)
     if paths:
@@ -573,32 +641,47 @@ def _linger(ui: Ui, live: Any) -> None:
 
 
 def _run_all(opts: Opts, ui: Ui, found: dict[str, Any], broken: dict[str, Any], names: list[str],
-             json_output: bool, results: Path | None, keep: bool, junit: Path | None = None) -> int:
-    from lab.host import runner_handle
+             json_output: bool, results: Path | None, keep: bool, junit: Path | None = None,
+             jobs: int = 1, shard: tuple[int, int] | None = None) -> int:
+    from lab.host import costs, runner_handle
     from lab.reports import index, junit as junit_xml, views
     from lab.reports.results import matrix_summary
 
     base = _results_dir(opts, results, "all")
     seconds: dict[str, float] = {}   # each scenario's run, as the host saw it (the JUnit cases' time)
+    if shard is not None:
+        from lab.host import shards
 
-    def job(lab: Lab) -> dict[str, dict[str, Any]]:
-        reports: dict[str, RunReport] = {}
-        for i, (scenario_name, chosen) in enumerate(found.items(), start=1):
-            judged = [impl for impl in names if impl in chosen.expect]
-            if names and not judged:
-                continue
-            with ui.status(f"[{i}/{len(found)}] {scenario_name}"):
-                started = time.monotonic()
-                try:
-                    reports[scenario_name] = _run_one(lab, scenario_name, judged, base / scenario_name)
-                except runner_handle.ScenarioInputError as exc:   # one broken scenario must not hide the others
-                    reports[scenario_name] = {"error": str(exc), "ok": False}
-                seconds[scenario_name] = round(time.monotonic() - started, 3)
-            rep = reports[scenario_name]
-            ui.log(f"{scenario_name}: {'PASS' if rep.get('ok') else 'FAIL'}")
-        return reports
+        # The same stable assignment on every machine: the shards together run each scenario once.
+        mine = set(shards.pick(sorted([*found, *broken]), *shard, weights=costs.SECONDS))
+        found = {name: s for name, s in found.items() if name in mine}
+        broken = {name: e for name, e in broken.items() if name in mine}
+        ui.log(f"shard {shard[0]}/{shard[1]}: {len(found) + len(broken)} scenarios")
+    judged = {name: [impl for impl in names if impl in chosen.expect] for name, chosen in found.items()}
+    todo = [name for name in found if not names or judged[name]]
+    finished = 0
+    count_lock = threading.Lock()
 
-    reports = _with_lab(opts, ui, job, keep=keep) if found else {}   # no lab for nothing but broken files
+    def work(lab: Lab, scenario_name: str) -> RunReport:
+        nonlocal finished
+        started = time.monotonic()
+        try:
+            report = _run_one(lab, scenario_name, judged[scenario_name], base / scenario_name)
+        except runner_handle.ScenarioInputError as exc:   # one broken scenario must not hide the others
+            report = {"error": str(exc), "ok": False}
+        seconds[scenario_name] = round(time.monotonic() - started, 3)
+        with count_lock:
+            finished += 1
+            where = f", lab {lab.project}" if jobs > 1 else ""
+            ui.log(f"[{finished}/{len(todo)}] {scenario_name}: {'PASS' if report.get('ok') else 'FAIL'} "
+                   f"({seconds[scenario_name]:.1f} s{where})")
+        return report
+
+    def job(pool: Any) -> dict[str, RunReport]:
+        with ui.status(f"running {len(todo)} scenarios" + (f" on {jobs} labs at once" if jobs > 1 else "")):
+            return pool.map(todo, work, cost=costs.SECONDS.get)
+
+    reports = _with_pool(opts, ui, jobs, job, keep=keep) if todo else {}   # no lab for nothing but broken files
     # A file that would not load is a row of the matrix too, so the broken one is seen among the others.
     reports.update({name: {"error": str(error), "ok": False, "broken": True} for name, error in broken.items()})
     impls, rows = views.matrix_rows(reports)
@@ -640,34 +723,86 @@ def _card_exit(card: Any) -> int:
 
 
 def _grade_files(opts: Opts, ui: Ui, paths: list[Path], scenarios: list[str] | None, json_output: bool,
-                 results: Path | None, keep: bool) -> int:
-    from lab.grading import card as grading   # imported only when grading is asked for
+                 results: Path | None, keep: bool, *, jobs: int = 1) -> int:
+    from lab.grading import batch, card as grading   # imported only when grading is asked for
+    from lab.host import costs
 
     # Everything that needs no lab comes first: the scenarios asked for, then the static check of
     # each file. A file it refuses gets its "invalid" card here; the lab (and Docker) is started
     # only for files that can be graded, and not at all when there are none.
-    grading.choose(scenarios)
+    chosen = grading.choose(scenarios)
     cards: list[Any] = [grading.invalid_card(path) for path in paths]
     todo = [i for i, card in enumerate(cards) if card is None]
+    units = len(todo) * len(chosen)
+    finished = 0
+    lock = threading.Lock()
 
-    def job(lab: Lab) -> None:
-        for i in todo:
-            with ui.status(f"grading {paths[i].name}"):
-                cards[i] = grading.grade(lab, paths[i], scenarios=scenarios)
+    def progress(index: int, result: Any) -> None:
+        nonlocal finished
+        with lock:
+            finished += 1
+            ui.log(f"[{finished}/{units}] {paths[todo[index]].name} in {result.scenario}: {result.verdict}")
+
+    def job(pool: Any) -> list[Any]:
+        with ui.status(f"grading {len(todo)} file{'s' if len(todo) > 1 else ''} in {len(chosen)} scenarios"):
+            return batch.grade_all(pool, [paths[i] for i in todo], scenarios=scenarios, cost=costs.SECONDS.get,
+                                   progress=progress)
 
     if todo:
-        _with_lab(opts, ui, job, keep=keep)
-    code = EXIT_OK
-    for path, card in zip(paths, cards):
-        label = f"grade-{path.stem}"
-        folder = (results / path.stem if len(paths) > 1 else results) if results else _results_dir(opts, None, label)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "card.json").write_text(json.dumps(card.as_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-        (folder / "report.md").write_text(grading.render_markdown(card), encoding="utf-8")
-        ui.echo(json.dumps(card.as_dict(), indent=2, default=str) if json_output else grading.render_text(card))
+        # No more labs than there are runs to make: one file in one scenario needs one lab.
+        for i, card in zip(todo, _with_pool(opts, ui, max(1, min(jobs, units)), job, keep=keep)):
+            cards[i] = card
+    if len(paths) == 1:
+        folder = results or _results_dir(opts, None, f"grade-{paths[0].stem}")
+        _write_card(folder, cards[0])
+        ui.echo(json.dumps(cards[0].as_dict(), indent=2, default=str) if json_output else grading.render_text(cards[0]))
         ui.log(f"report card kept in {folder}")
-        code = max(code, _card_exit(card))
-    return code
+        return _card_exit(cards[0])
+    return _class_summary(ui, paths, cards, results or _results_dir(opts, None, "grade-class"), json_output)
+
+
+def _write_card(folder: Path, card: Any) -> None:
+    from lab.grading import card as grading
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "card.json").write_text(json.dumps(card.as_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    (folder / "report.md").write_text(grading.render_markdown(card), encoding="utf-8")
+
+
+def card_folders(paths: list[Path]) -> list[str]:
+    """Each submission's folder name in a class's results: its file's stem, made unique (``a``, ``a-2``)."""
+    from lab.host.sandbox import safe_stem
+
+    seen: dict[str, int] = {}
+    names = []
+    for path in paths:
+        stem = safe_stem(path.stem)
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return names
+
+
+def _class_summary(ui: Ui, paths: list[Path], cards: list[Any], base: Path, json_output: bool) -> int:
+    """Several files: a card each in its own folder, and the class summary as Markdown, CSV and HTML."""
+    from lab.grading import summary
+
+    folders = card_folders(paths)
+    for folder, card in zip(folders, cards):
+        _write_card(base / folder, card)
+    rows, columns = summary.rows(cards, folders), summary.scenarios(cards)
+    (base / "summary.md").write_text(summary.render_markdown(rows, columns), encoding="utf-8")
+    (base / "summary.csv").write_text(summary.render_csv(rows, columns), encoding="utf-8")
+    (base / "summary.html").write_text(summary.render_html(rows, columns), encoding="utf-8")
+    if json_output:
+        ui.echo(json.dumps([card.as_dict() for card in cards], indent=2, default=str))
+    else:
+        for card in cards:
+            ui.echo(f"{card.submission}: {card.verdict.upper()}"
+                    + (f": {card.reason}" if not card.valid else
+                       f", {sum(1 for r in card.results if r.verdict in ('survived', 'reported correctly'))} of "
+                       f"{len(card.results)} scenarios handled correctly"))
+    ui.log(f"class summary: {base / 'summary.html'} (also summary.md, summary.csv); a card per file in {base}/NAME/")
+    return max(_card_exit(card) for card in cards)
 
 
 @cli.command("grade")

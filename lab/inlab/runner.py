@@ -517,16 +517,23 @@ class CaptureHandle:
 
     def stop(self) -> Any:
         """Stop the capture and summarise it (a lab.evidence.CaptureSummary); kept in the report's facts."""
-        from lab.evidence import read_capture, render, summarize
+        from lab.evidence import read_capture, render, summarize, tcpdump_stats
 
         if self.stopped:
             return self.summary
         self.stopped = True
-        data = self.agent.capture_stop(self.name)
+        data, counts = self.agent.capture_stop_counted(self.name)
         self.pcap = read_capture(data)      # the raw segments, for proofs anchored in time (lab.evidence.anchor)
         self.summary = summarize(data, server_port=self.port)
+        stats = tcpdump_stats("\n".join(counts))
         self.ctx.facts.setdefault("captures", {})[self.where] = {
-            "bytes": len(data), "summary": self.summary.as_dict(), "text": render(self.summary)}
+            "bytes": len(data), "summary": self.summary.as_dict(), "text": render(self.summary),
+            "tcpdump": {"captured": stats.captured, "received": stats.received, "dropped": stats.dropped}}
+        if stats.dropped:
+            # A proof that counts segments (or finds none) reads a capture with holes: say so, and fail.
+            self.ctx.prove(f"the {self.where} capture is complete", False,
+                           f"tcpdump's ring overflowed: {stats.dropped} packets dropped by the kernel, "
+                           f"{stats.captured} captured; a count read from this capture would be short")
         self.ctx.pcaps[self.where] = data
         return self.summary
 

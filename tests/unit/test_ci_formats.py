@@ -230,28 +230,69 @@ def test_junit_outside_run_all_of_the_labs_implementations_exits_2(args: list[st
 WORKFLOW = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "lab.yml"
 
 
-def _steps(text: str) -> dict[str, list[str]]:
-    """Each step of the workflow's job by name: its lines, stripped (PyYAML is not a dependency)."""
-    steps: dict[str, list[str]] = {}
+def _jobs(text: str) -> dict[str, dict[str, list[str]]]:
+    """Each job's settings (key "") and steps by name: their lines, stripped (PyYAML is not a dependency).
+
+    A step without a name is keyed by its first line; within a job that is unique here.
+    """
+    jobs: dict[str, dict[str, list[str]]] = {}
+    job: dict[str, list[str]] | None = None
     name = None
-    for line in text.splitlines():
-        if line.startswith("      - "):
-            name = line.split("name:", 1)[1].strip() if "name:" in line else line.strip()
-            steps[name] = []
-        elif name is not None and line.startswith("        ") and line.strip():
-            steps[name].append(line.strip())
-    return steps
+    lines = text.splitlines()
+    for line in lines[lines.index("jobs:") + 1:]:
+        if line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":") \
+                and "#" not in line:
+            job = jobs.setdefault(line.strip().rstrip(":"), {"": []})
+            name = ""
+        elif job is None or not line.strip() or line.lstrip().startswith("#"):
+            continue
+        elif line.startswith("      - "):
+            name = line.split("name:", 1)[1].strip() if "name:" in line else line.strip().removeprefix("- ")
+            job[name] = []
+        elif name == "" and line.startswith("    ") and not line.strip().startswith("steps:"):
+            job[""].append(line.strip())
+        elif name and line.startswith("        "):
+            job[name].append(line.strip())
+    return jobs
 
 
-def test_the_workflow_keeps_the_results_folder_whatever_happened() -> None:
-    steps = _steps(WORKFLOW.read_text(encoding="utf-8"))
-    assert steps["Keep the results folder"] == [
-        "if: always()", "uses: actions/upload-artifact@v4", "with:", "name: lab-results", "path: results/",
-        "if-no-files-found: warn"]
-    names = list(steps)
+def test_the_workflow_runs_the_suite_in_three_shards_and_keeps_each_results_folder_whatever_happened() -> None:
+    text = WORKFLOW.read_text(encoding="utf-8")
+    jobs = _jobs(text)
+    assert list(jobs) == ["test", "merge"]
+    test = jobs["test"]
+    assert test[""] == ["runs-on: ubuntu-24.04", "timeout-minutes: 45", "strategy:", "fail-fast: false", "matrix:",
+                        "shard: [1, 2, 3]"]
+    assert test["Keep the results folder"] == [
+        "if: always()", "uses: actions/upload-artifact@v4", "with:", "name: lab-results-${{ matrix.shard }}",
+        "path: results/", "if-no-files-found: warn"]
+    names = list(test)
     test_step = next(n for n in names if n.startswith("The README's test command"))
-    # The suite's own JUnit lands in the folder that is kept, and the upload comes after the suite.
-    assert steps[test_step] == ["run: ./labw test --junitxml=results/pytest-junit.xml"]
+    # Each shard's JUnit lands in the folder that is kept, named by its shard, and the upload comes after the suite.
+    assert test[test_step] == [
+        "run: ./labw test --shard ${{ matrix.shard }}/3 --junitxml=results/pytest-junit-${{ matrix.shard }}.xml"]
     assert names.index("Keep the results folder") == names.index(test_step) + 1
+    assert test["Nothing of the lab is left behind"][0] == "if: always()"
+    tcpdump = next(n for n in names if n.startswith("tcpdump"))
+    assert names.index(tcpdump) < names.index(test_step)
+    assert any("setcap cap_net_raw,cap_net_admin=eip" in line for line in test[tcpdump])
     # Tabs are not YAML indentation: a workflow with one would not load at all.
-    assert "\t" not in WORKFLOW.read_text(encoding="utf-8")
+    assert "\t" not in text
+
+
+def test_the_workflows_merge_job_joins_the_three_shards_junit_files_with_nothing_installed() -> None:
+    merge = _jobs(WORKFLOW.read_text(encoding="utf-8"))["merge"]
+    assert merge[""] == ["needs: test", "if: always()", "runs-on: ubuntu-24.04", "timeout-minutes: 10"]
+    assert list(merge)[1:] == ["uses: actions/checkout@v4", "uses: actions/setup-python@v5", "The shards' results",
+                               "One JUnit file for the whole suite", "Keep the merged JUnit file"]
+    assert merge["uses: actions/setup-python@v5"] == ["with:", 'python-version: "3.11"']   # and no pip install
+    assert merge["The shards' results"] == ["uses: actions/download-artifact@v4", "with:",
+                                            "pattern: lab-results-*", "path: shards/"]
+    # Without merge-multiple, each artefact is in shards/<its name>/: the file each shard's test step wrote.
+    assert merge["One JUnit file for the whole suite"] == [
+        "run: >-", "python -m lab.reports.junit_merge results/pytest-junit.xml",
+        "shards/lab-results-1/pytest-junit-1.xml", "shards/lab-results-2/pytest-junit-2.xml",
+        "shards/lab-results-3/pytest-junit-3.xml"]
+    assert merge["Keep the merged JUnit file"] == [
+        "uses: actions/upload-artifact@v4", "with:", "name: pytest-junit", "path: results/pytest-junit.xml",
+        "if-no-files-found: error"]

@@ -285,7 +285,9 @@ def no_docker(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             raise AssertionError(f"{what} was called")
         return call
 
-    for owner, name in [(cli, "_engine"), (cli, "_with_lab"), (cli, "Lab"), (engine, "prepare"), (engine, "Runner"),
+    from lab.grading import batch
+
+    for owner, name in [(cli, "_engine"), (cli, "_with_lab"), (cli, "_with_pool"), (batch, "grade_all"), (cli, "Lab"), (engine, "prepare"), (engine, "Runner"),
                         (topology, "Lab"), (runner_handle, "run_scenario"), (grading, "run_scenario"),
                         (grading, "grade")]:
         monkeypatch.setattr(owner, name, forbidden(f"{getattr(owner, '__name__', owner)}.{name}"))
@@ -322,25 +324,31 @@ def test_only_the_files_that_pass_the_static_check_start_the_lab(monkeypatch: py
                                                                  tmp_path: Path) -> None:
     from lab.grading import card as grading
 
+    from lab.grading import batch
+
     graded: list[str] = []
 
-    def with_lab(opts, ui, job, *, keep=False):  # type: ignore[no-untyped-def]
-        graded.append("lab up")
+    def with_pool(opts, ui, jobs, job, *, keep=False):  # type: ignore[no-untyped-def]
+        graded.append(f"{jobs} lab up")
         return job(object())
 
-    def grade(lab, path, *, scenarios=None):  # type: ignore[no-untyped-def]
-        graded.append(Path(path).name)
-        return grading.ReportCard(submission=str(path), impl="sandbox:x",
-                                  results=[grading.ScenarioResult("clean-close", "t", "survived", "ok", "careful")])
+    def grade_all(pool, paths, *, scenarios=None, **_kw):  # type: ignore[no-untyped-def]
+        graded.extend(Path(path).name for path in paths)
+        return [grading.ReportCard(submission=str(path), impl="sandbox:x",
+                                   results=[grading.ScenarioResult("clean-close", "t", "survived", "ok", "careful")])
+                for path in paths]
 
-    monkeypatch.setattr(cli, "_with_lab", with_lab)
-    monkeypatch.setattr(grading, "grade", grade)
+    monkeypatch.setattr(cli, "_with_pool", with_pool)
+    monkeypatch.setattr(batch, "grade_all", grade_all)
     result = invoke("run", "clean-close", "--impl", str(EXAMPLES / "syntax_error.py"), "--impl",
                     str(EXAMPLES / "careful.py"), "--results", str(tmp_path))
-    assert graded == ["lab up", "careful.py"]
+    assert graded == ["1 lab up", "careful.py"]   # one file in one scenario: one lab is enough
     assert result.exit_code == 2   # the worst card decides: one invalid file
-    assert "INVALID: syntax_error.py" in result.stdout and "PASSED" in result.stdout
+    assert f"{EXAMPLES / 'syntax_error.py'}: INVALID: syntax_error.py: syntax error at line 16" in result.stdout
+    assert f"{EXAMPLES / 'careful.py'}: PASSED, 1 of 1 scenarios handled correctly" in result.stdout
     assert json.loads((tmp_path / "syntax_error" / "card.json").read_text())["verdict"] == "invalid"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["careful", "summary.csv", "summary.html", "summary.md",
+                                                          "syntax_error"]
     assert json.loads((tmp_path / "careful" / "card.json").read_text())["verdict"] == "passed"
 
 

@@ -158,8 +158,12 @@ class AgentClient:
 
     def capture_stop(self, name: str) -> bytes:
         """Stop a capture and return the pcap file's bytes."""
+        return self.capture_stop_counted(name)[0]
+
+    def capture_stop_counted(self, name: str) -> tuple[bytes, list[str]]:
+        """Stop a capture: the pcap file's bytes, and tcpdump's closing count lines ("N packets dropped by kernel")."""
         reply = self.request("capture_stop", extra_time=15.0, name=name)
-        return base64.b64decode(reply["pcap"])
+        return base64.b64decode(reply["pcap"]), [str(line) for line in reply.get("tcpdump") or []]
 
     def tcp_stats(self) -> dict[str, dict[str, int]]:
         """``{"tcp": {...}, "tcp_ext": {...}}``: the namespace's /proc/net/snmp and /proc/net/netstat counters."""

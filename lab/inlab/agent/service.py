@@ -106,6 +106,8 @@ from lab.inlab import tcptable
 INTERFACE = "eth0"
 MAX_CAPTURES = 4
 CAPTURE_LIMIT = 120.0            # a forgotten capture stops itself after this long
+SNAPLEN = 65600                  # bytes of each packet kept: all of the largest a veth carries
+BUFFER_KIB = 32768               # tcpdump's -B: the kernel ring, in KiB
 CAPTURE_READY_TIMEOUT = 5.0      # tcpdump prints "listening on" well within this
 CAPTURE_QUIET = 0.15             # capture_stop waits for the file to stop growing this long
 MAX_PCAP_BYTES = 32 * 1024 * 1024
@@ -499,7 +501,13 @@ class Agent(RouterOps):
         # -U writes each packet as it comes and --immediate-mode hands it over at once: without it
         # libpcap's TPACKET_V3 ring holds packets up to a second and SIGINT discards them.
         # -Z root keeps root (no SETUID needed), but tcpdump still calls initgroups(): CAP_SETGID.
-        return ["tcpdump", "-U", "--immediate-mode", "-i", capture.interface or self.interface, "-w", str(capture.path),
+        # In immediate mode libpcap's ring has one frame per packet, each as big as the snapshot
+        # length: with tcpdump's default 256 KiB of snapshot and 2 MiB of buffer, 8 packets. A
+        # burst of small segments while tcpdump waits for a CPU (several labs at once) then
+        # overflows it. 65600 bytes hold the largest frame a veth hands over (a 64 KiB GSO packet
+        # and its headers), and 32 MiB hold about 500 of them.
+        return ["tcpdump", "-U", "--immediate-mode", "-s", str(SNAPLEN), "-B", str(BUFFER_KIB),
+                "-i", capture.interface or self.interface, "-w", str(capture.path),
                 "-Z", "root",
                 *capture.tokens]
 
