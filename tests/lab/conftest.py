@@ -35,8 +35,13 @@ def docker_compose_file() -> str:
 
 @pytest.fixture(scope="session")
 def docker_compose_project_name() -> str:
-    # A parent test session (the leak test) hands its child a name to look for.
-    return os.environ.get("LAB_TEST_PROJECT") or unique_project()
+    # A parent test session (the leak test) hands its child a name to look for. Under pytest-xdist
+    # each worker is a session of its own, with a lab of its own: the worker's id keeps them apart.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    given = os.environ.get("LAB_TEST_PROJECT")
+    if given:
+        return f"{given}-{worker}" if worker else given
+    return unique_project(f"socket-lab-test-{worker}" if worker else "socket-lab-test")
 
 
 @pytest.fixture(scope="session")

@@ -50,14 +50,32 @@ def test_compose_starts_each_server_on_its_data_and_control_port() -> None:
         f"{addresses.SERVER_PORTS}, control ports {addresses.CONTROL_PORTS}")
 
 
-def test_compose_server_healthcheck_reads_every_port_from_the_kernel_table() -> None:
-    # A probe connection would be one no scenario made: counted, accepted, a descriptor spent.
-    server = _services(COMPOSE.read_text())[addresses.SERVER_HOST]
-    health = re.search(r"healthcheck:\s*\n\s*(?:#.*\n\s*)*test: (\[.*\])", server)
-    assert health, "the server service has no healthcheck test"
-    assert "127.0.0.1:" not in health.group(1), "the server's healthcheck must not connect"
+def test_the_server_namespaces_healthcheck_reads_every_port_from_the_kernel_table() -> None:
+    # A probe connection to a server would be one no scenario made: counted, accepted, a descriptor
+    # spent. The server-agent shares the server's namespace and checks its ports from the table.
+    agent = _services(COMPOSE.read_text())["server-agent"]
+    health = re.search(r"healthcheck:\s*\n\s*(?:#.*\n\s*)*test: (\[[^\]]*\])", agent)
+    assert health, "the server-agent has no healthcheck test"
     checked = {int(p) for p in re.findall(r'":(\d+)"', health.group(1))}
     assert checked == {*addresses.SERVER_PORTS.values(), *addresses.CONTROL_PORTS.values()}
+    connects = set(re.findall(r'"([0-9a-z.-]+):(\d+)"', health.group(1)))
+    assert connects == {("127.0.0.1", str(addresses.AGENT_PORT))}, "only the agent's own API may be dialled"
+    assert "--isolated" in health.group(1)
+
+
+def test_one_healthcheck_per_namespace_and_toxiproxy() -> None:
+    from lab.host.topology import HEALTHCHECKED
+
+    services = _services(COMPOSE.read_text())
+    checked = {name for name, block in services.items() if "    healthcheck:" in block}
+    assert checked == set(HEALTHCHECKED)
+    # Each checked agent shares its host's namespace, so that host's isolation is still checked.
+    for host, agent in (("server", "server-agent"), ("client", "client-agent"), ("router", "router-agent")):
+        assert f'network_mode: "service:{host}"' in services[agent]
+        assert "--isolated" in services[agent]
+    # Nothing waits on another's health at start (the one-off scenario aside): all start at once.
+    started = {name: block for name, block in services.items() if "profiles:" not in block}
+    assert not any("service_healthy" in block for block in started.values())
 
 
 def test_compose_agent_healthchecks_use_the_agent_port() -> None:

@@ -73,13 +73,14 @@ def _ps(*states: tuple[str, str, str]) -> Result:
     return Result(0, "\n".join(json.dumps({"Service": s, "State": st, "Health": h}) for s, st, h in states))
 
 
-HEALTHY = [("toxiproxy", "running", "healthy"), ("server", "running", "healthy"), ("client", "running", "healthy"),
-           ("server-agent", "running", "healthy"), ("client-agent", "running", "healthy"),
-           ("router", "running", "healthy"), ("router-agent", "running", "healthy")]
+# The hosts themselves have no healthcheck (their agents check each namespace): Docker says "".
+HEALTHY = [("toxiproxy", "running", "healthy"), ("server-agent", "running", "healthy"), ("client", "running", ""),
+           ("server", "running", ""), ("client-agent", "running", "healthy"),
+           ("router", "running", ""), ("router-agent", "running", "healthy")]
 
 
 def test_wait_healthy_waits_out_a_briefly_unhealthy_service(tmp_path: Path) -> None:
-    sick = [("server", "running", "unhealthy"), *HEALTHY[:1], *HEALTHY[2:]]
+    sick = [("server-agent", "running", "unhealthy"), *HEALTHY[:1], *HEALTHY[2:]]
     runner = FakeRunner({("docker", "compose"): [_ps(*sick), _ps(*sick), _ps(*HEALTHY)]})
     clock = [0.0]
     Lab(tmp_path, project="p5", runner=runner).wait_healthy(10, clock=lambda: clock[0],
@@ -89,16 +90,16 @@ def test_wait_healthy_waits_out_a_briefly_unhealthy_service(tmp_path: Path) -> N
 
 
 def test_wait_healthy_names_the_sick_service_when_time_runs_out(tmp_path: Path) -> None:
-    sick = [("server", "running", "unhealthy"), *HEALTHY[:1], *HEALTHY[2:]]
+    sick = [("server-agent", "running", "unhealthy"), *HEALTHY[:1], *HEALTHY[2:]]
     runner = FakeRunner({("docker", "compose"): _ps(*sick)})
     clock = [0.0]
-    with pytest.raises(EngineError, match="not healthy after 3 s: server: running/unhealthy"):
+    with pytest.raises(EngineError, match="not healthy after 3 s: server-agent: running/unhealthy"):
         Lab(tmp_path, project="p6", runner=runner).wait_healthy(3, clock=lambda: clock[0],
                                                                 sleep=lambda s: clock.__setitem__(0, clock[0] + s))
 
 
 def test_wait_healthy_brings_back_a_stopped_service(tmp_path: Path) -> None:
-    stopped = [("server", "exited", ""), *HEALTHY[:1], *HEALTHY[2:]]
+    stopped = [("server", "exited", ""), *HEALTHY[:1], *HEALTHY[1:3], *HEALTHY[4:]]
     runner = FakeRunner({("docker", "compose"): [_ps(*stopped), Result(0), _ps(*HEALTHY)]})
     Lab(tmp_path, project="p7", runner=runner).wait_healthy(10, clock=lambda: 0.0, sleep=lambda s: None)
     assert any(call[-3:] == ("up", "--detach", "--no-recreate") for call in runner.calls)

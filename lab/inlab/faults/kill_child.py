@@ -17,6 +17,7 @@ from lab.inlab.faults import Fault, Server, param, register
 from lab.inlab.processes import describe, serving
 
 POLL = 0.02
+STOP_WAIT = 2.0          # seconds for a SIGSTOP to take effect (state T) before the proof reads it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +73,15 @@ class KillChild(Fault):
         pids = agent.signal(server, "STOP", peer_port=port)
         self.stopped = True
         # Read back, not assumed: the process that holds the connection is stopped, its listener is not.
-        now = agent.processes(sockets=True)
-        held, listener = holder(now, server, port), serving(now, SERVER_PORTS[server])
+        # A signal is delivered when its target next runs: on a busy machine (several labs at once)
+        # that can be after this read, so wait for state T, a moment at most.
+        deadline = time.monotonic() + STOP_WAIT
+        while True:
+            now = agent.processes(sockets=True)
+            held, listener = holder(now, server, port), serving(now, SERVER_PORTS[server])
+            if (held is not None and held["state"] == "T") or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL)
         ok = (self.child is not None and held is not None and held["pid"] == self.child["pid"]
               and held["state"] == "T" and listener is not None and listener.get("state") != "T")
         self.ctx.prove(f"the {server} child holding the connection from :{port} is stopped, its listener is not", ok,
