@@ -806,36 +806,59 @@ def _class_summary(ui: Ui, paths: list[Path], cards: list[Any], base: Path, json
 
 
 @cli.command("grade")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("given", nargs=-1, required=True, metavar="FILE_OR_DIR...", type=click.Path(path_type=Path))
 @click.option("--scenario", "scenarios", multiple=True, metavar="NAME", help="grade in this scenario (repeatable; "
               "default: every scenario)")
-@click.option("--json", "json_output", is_flag=True, help="print the report card as JSON")
+@jobs_option
+@click.option("--json", "json_output", is_flag=True, help="print the report card as JSON (several files: a list)")
 @click.option("--keep", is_flag=True, help="leave the lab running afterwards")
 @click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="where to keep the report card (default results/<UTC time>-grade-<file>/)")
+              help="where to keep the report card (default results/<UTC time>-grade-<file>/; several files: "
+                   "results/<UTC time>-grade-class/, a folder per file and the class summary)")
 @project_option()
 @pass_opts
 @_command
-def cmd_grade(opts: Opts, path: Path, scenarios: tuple[str, ...], json_output: bool, keep: bool,
-              results: Path | None) -> int:
-    """Grade your own client code (a .py file with MySocket, or an executable) in the lab's scenarios."""
+def cmd_grade(opts: Opts, given: tuple[Path, ...], scenarios: tuple[str, ...], jobs: int | None, json_output: bool,
+              keep: bool, results: Path | None) -> int:
+    """Grade client code (a .py file with MySocket, or an executable) in the lab's scenarios.
+
+    Give one file, several, or a folder (a class: each file in it is a submission). Several get
+    a report card each and a class summary (summary.md, summary.csv, summary.html).
+    """
     from lab.inlab import scenario
 
-    paths = [_grade_path(path)]
+    paths = _grade_paths(given)
     for name in scenarios:
         scenario.get(name)   # an unknown name is bad input, listed before the lab starts
     return _grade_files(opts, Ui(json_output=json_output), paths, list(scenarios) or None, json_output, results,
-                        keep)
+                        keep, jobs=_jobs(jobs))
+
+
+def _grade_paths(given: tuple[Path, ...]) -> list[Path]:
+    """The files to grade: each file given, and each folder's files (sorted; not its hidden ones or subfolders)."""
+    paths: list[Path] = []
+    for path in given:
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not inside:
+                raise UsageProblem(f"{path}: a folder with no files to grade; put each submission in it as a .py "
+                                   "file with MySocket or an executable")
+            paths += [p.resolve() for p in inside]
+        else:
+            paths.append(_grade_path(path))
+    twice = sorted({str(p) for p in paths if paths.count(p) > 1})
+    if twice:
+        raise UsageProblem(f"given twice: {', '.join(twice)}; give each submission once")
+    return paths
 
 
 def _grade_path(path: Path) -> Path:
-    """The file ``lab grade`` was given, resolved; or what is wrong with the path (exit 2)."""
+    """A file ``lab grade`` was given, resolved; or what is wrong with the path (exit 2)."""
     if not path.exists():
-        raise UsageProblem(f"{path}: no such file")
-    if path.is_dir():
-        raise UsageProblem(f"{path}: is a directory; give one .py file with MySocket, or one executable")
+        raise UsageProblem(f"{path}: no such file or folder")
     if not path.is_file():
-        raise UsageProblem(f"{path}: not a regular file; give one .py file with MySocket, or one executable")
+        raise UsageProblem(f"{path}: not a regular file; give .py files with MySocket, executables, or a folder of "
+                           "them")
     # What else may be wrong with it (not executable, not a Linux program, a broken .py) is the
     # static check's to say, on the card, before anything starts.
     return path.resolve()

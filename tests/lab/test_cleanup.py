@@ -23,7 +23,8 @@ _CHILD = ("import signal, sys, pytest; signal.signal(signal.SIGINT, signal.defau
 
 
 def _child(project: str, test: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "LAB_TEST_PROJECT": project}
+    # Not an xdist worker, even when this test runs in one: the child's lab must be named `project`.
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}, "LAB_TEST_PROJECT": project}
     # The child installs Python's Ctrl-C handler itself: a session started in the background by a
     # non-interactive shell inherits SIGINT as *ignored*, and Python then leaves it ignored.
     return subprocess.Popen([sys.executable, "-c", _CHILD, f"{PROBES}::{test}", "-s", "-q"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import copy
 import json
+import types
 from pathlib import Path
 from typing import Any
 
@@ -353,8 +354,9 @@ def test_only_the_files_that_pass_the_static_check_start_the_lab(monkeypatch: py
 
 
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda tmp: tmp, "is a directory; give one .py file with MySocket, or one executable"),
-    (lambda tmp: tmp / "missing.py", "no such file"),
+    (lambda tmp: tmp, "a folder with no files to grade; put each submission in it as a .py file with MySocket or "
+                      "an executable"),
+    (lambda tmp: tmp / "missing.py", "no such file or folder"),
 ])
 def test_grade_says_what_is_wrong_with_the_path(no_docker: list[str], tmp_path: Path, make: Any,
                                                 message: str) -> None:
@@ -669,3 +671,80 @@ def test_the_host_sends_the_file_on_stdin_with_source_dash(tmp_path: Path) -> No
     assert runner.calls[-1][len(lab.compose_argv()):] == (
         "exec", "-T", "client", "python3", "-m", "lab.inlab.runner", "run", "my-case", "--json", "--source", "-")
     assert runner.stdins == [b"NAME = 'my-case'\n"]
+
+
+def test_grade_takes_a_folder_as_a_class_and_grades_it_on_the_labs_asked_for(monkeypatch: pytest.MonkeyPatch,
+                                                                           tmp_path: Path) -> None:
+    from lab.grading import batch
+    from lab.grading import card as grading
+
+    folder = tmp_path / "class"
+    folder.mkdir()
+    for name in ("b.py", "a.py", ".hidden.py"):
+        (folder / name).write_text((EXAMPLES / "careful.py").read_text())
+    (folder / "sub").mkdir()
+    asked: dict[str, Any] = {}
+
+    def with_pool(opts, ui, jobs, job, *, keep=False):  # type: ignore[no-untyped-def]
+        asked["jobs"] = jobs
+        return job(object())
+
+    def grade_all(pool, paths, *, scenarios=None, **_kw):  # type: ignore[no-untyped-def]
+        asked["paths"] = [Path(p).name for p in paths]
+        return [grading.ReportCard(submission=str(p), impl="sandbox:x", results=[
+            grading.ScenarioResult("clean-close", "t", "survived", "ok", "careful"),
+            grading.ScenarioResult("refused", "t", "hung", "no", "careful")]) for p in paths]
+
+    monkeypatch.setattr(cli, "_with_pool", with_pool)
+    monkeypatch.setattr(batch, "grade_all", grade_all)
+    out = tmp_path / "out"
+    result = invoke("grade", str(folder), "--jobs", "3", "--scenario", "clean-close", "--scenario", "refused",
+                    "--results", str(out))
+    assert result.exit_code == 1, result.output          # every card failed one scenario
+    assert asked == {"jobs": 3, "paths": ["a.py", "b.py"]}
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "summary.csv", "summary.html", "summary.md"]
+    assert (out / "summary.csv").read_text().splitlines()[0] == \
+        "submission,verdict,good,graded,clean-close,refused,reason"
+    assert f"{folder / 'a.py'}: FAILED, 1 of 2 scenarios handled correctly" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("grade", "EX", "--jobs", "0"), "--jobs 0: give a number of labs from 1 to 16 (each lab is 8 containers)"),
+    (("run", "--all", "--shard", "3/2"), "--shard 3/2"),
+    (("run", "clean-close", "--shard", "1/2"), "--jobs and --shard go with --all"),
+    (("run", "clean-close", "--jobs", "2"), "--jobs and --shard go with --all"),
+    (("grade", "EX", "EX"), "given twice: "),
+])
+def test_bad_jobs_and_shards_are_refused_before_anything_starts(no_docker: list[str], args: tuple[str, ...],
+                                                                message: str) -> None:
+    argv = [str(EXAMPLES / "careful.py") if a == "EX" else a for a in args]
+    result = invoke(*argv)
+    assert no_docker == [] and result.exit_code == 2, result.output
+    assert message in result.stderr
+
+
+def test_run_all_with_a_shard_runs_only_that_shards_scenarios(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    from lab.host import costs, runner_handle, shards
+    from lab.inlab import scenario
+
+    ran: list[str] = []
+
+    class Pool:
+        def map(self, items, work, *, cost=None, done=None):  # type: ignore[no-untyped-def]
+            lab = types.SimpleNamespace(project="p")
+            return {item: work(lab, item) for item in items}
+
+    def run_one(lab, name, impls, folder, **_kw):  # type: ignore[no-untyped-def]
+        ran.append(name)
+        return {"ok": True, "scenario": {"name": name}, "verdicts": {}, "fidelity": [], "fidelity_ok": True}
+
+    monkeypatch.setattr(cli, "_with_pool", lambda opts, ui, jobs, job, keep=False: job(Pool()))
+    monkeypatch.setattr(cli, "_run_one", run_one)
+    monkeypatch.setattr(runner_handle, "run_scenario", lambda *a, **k: None)
+    names = sorted(scenario.discover())
+    for k in (1, 2, 3):
+        ran.clear()
+        result = invoke("run", "--all", "--shard", f"{k}/3", "--results", str(tmp_path / str(k)))
+        assert f"shard {k}/3: {len(ran)} scenarios" in result.stderr, result.output
+        assert sorted(ran) == sorted(shards.pick(names, k, 3, weights=costs.SECONDS))
