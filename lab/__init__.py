@@ -21,12 +21,25 @@ list drifts from this split, or on any import of click, rich, docker, toxiproxy,
 third-party module or a host-only module among them.
 """
 
-from lab.sockets.errors import (
-    AddressUnavailable, BadFrame, BrokenPipe, ConnectError, ConnectionLost, ConnectRefused, ConnectTimeout, FrameTooLarge,
-    IncompleteMessage, LabError, NoRoute, PeerClosed, PeerReset, PeerUnresponsive, ProtocolError,
-    SendStalled,
-)
-from lab.sockets.timeouts import Timeouts
+# The socket errors and the timeouts object, as ``lab.PeerReset`` and ``lab.Timeouts``: imported
+# on first use (PEP 562), so the many short processes of the lab (a healthcheck every second, each
+# ``python3 -m lab....`` the runner starts) do not pay for dataclasses and inspect up front.
+_ERRORS = ("AddressUnavailable", "BadFrame", "BrokenPipe", "ConnectError", "ConnectionLost", "ConnectRefused",
+           "ConnectTimeout", "FrameTooLarge", "IncompleteMessage", "LabError", "NoRoute", "PeerClosed", "PeerReset",
+           "PeerUnresponsive", "ProtocolError", "SendStalled")
+
+
+def __getattr__(name: str) -> object:
+    if name in _ERRORS:
+        from lab.sockets import errors
+
+        return getattr(errors, name)
+    if name == "Timeouts":
+        from lab.sockets.timeouts import Timeouts
+
+        return Timeouts
+    raise AttributeError(f"module 'lab' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

@@ -50,44 +50,52 @@ def test_compose_starts_each_server_on_its_data_and_control_port() -> None:
         f"{addresses.SERVER_PORTS}, control ports {addresses.CONTROL_PORTS}")
 
 
-def test_the_server_namespaces_healthcheck_reads_every_port_from_the_kernel_table() -> None:
+def _healthcheck_test(block: str) -> str:
+    health = re.search(r"healthcheck:\s*\n(?:\s*#.*\n)*\s*test: (\[[^\]]*\])", block)
+    assert health, "no healthcheck test"
+    return health.group(1)
+
+
+def test_the_labs_one_healthcheck_reads_the_servers_ports_from_the_kernel_table() -> None:
     # A probe connection to a server would be one no scenario made: counted, accepted, a descriptor
-    # spent. The server-agent shares the server's namespace and checks its ports from the table.
-    agent = _services(COMPOSE.read_text())["server-agent"]
-    health = re.search(r"healthcheck:\s*\n\s*(?:#.*\n\s*)*test: (\[[^\]]*\])", agent)
-    assert health, "the server-agent has no healthcheck test"
-    checked = {int(p) for p in re.findall(r'":(\d+)"', health.group(1))}
+    # spent. The server-agent, in the server's namespace, reads the ports from its kernel table.
+    test = _healthcheck_test(_services(COMPOSE.read_text())["client-agent"])
+    asked = re.search(rf'"--agent", "{addresses.SERVER_HOST}:{addresses.AGENT_PORT}=([\d,]+)"', test)
+    assert asked, test
+    checked = {int(p) for p in asked.group(1).split(",")}
     assert checked == {*addresses.SERVER_PORTS.values(), *addresses.CONTROL_PORTS.values()}
-    connects = set(re.findall(r'"([0-9a-z.-]+):(\d+)"', health.group(1)))
-    assert connects == {("127.0.0.1", str(addresses.AGENT_PORT))}, "only the agent's own API may be dialled"
-    assert "--isolated" in health.group(1)
+    # What it connects to: its own agent, Toxiproxy's API, and the two other agents (by their API).
+    dialled = set(re.findall(r'"([a-z0-9.-]+:\d+)"', test))
+    assert dialled == {f"127.0.0.1:{addresses.AGENT_PORT}", f"{addresses.TOXIPROXY_HOST}:{addresses.TOXIPROXY_API_PORT}",
+                       f"{addresses.ROUTER_HOST}:{addresses.ROUTER_AGENT_PORT}"}, dialled
+    assert '"--isolated"' in test
 
 
-def test_one_healthcheck_per_namespace_and_toxiproxy() -> None:
+def test_one_healthcheck_for_the_whole_lab() -> None:
     from lab.host.topology import HEALTHCHECKED
 
     services = _services(COMPOSE.read_text())
     checked = {name for name, block in services.items() if "    healthcheck:" in block}
-    assert checked == set(HEALTHCHECKED)
-    # Each checked agent shares its host's namespace, so that host's isolation is still checked.
-    for host, agent in (("server", "server-agent"), ("client", "client-agent"), ("router", "router-agent")):
+    assert checked == set(HEALTHCHECKED) == {"client-agent"}
+    # Each namespace's isolation is still checked: the client's by the client-agent beside it, the
+    # router's and the server's by their agents, which the healthcheck asks.
+    test = _healthcheck_test(services["client-agent"])
+    assert 'network_mode: "service:client"' in services["client-agent"]
+    for host, agent in (("server", "server-agent"), ("router", "router-agent")):
         assert f'network_mode: "service:{host}"' in services[agent]
-        assert "--isolated" in services[agent]
+        assert f'"--agent", "{host}:' in test
     # Nothing waits on another's health at start (the one-off scenario aside): all start at once.
     started = {name: block for name, block in services.items() if "profiles:" not in block}
     assert not any("service_healthy" in block for block in started.values())
 
 
-def test_compose_agent_healthchecks_use_the_agent_port() -> None:
+def test_compose_agents_listen_where_the_healthcheck_asks() -> None:
     services = _services(COMPOSE.read_text())
     agents = {name: block for name, block in services.items() if "lab.inlab.agent" in block}
     assert set(agents) == {"server-agent", "client-agent", "router-agent"}
-    for name, block in agents.items():
-        want = addresses.ROUTER_AGENT_PORT if name == "router-agent" else addresses.AGENT_PORT
-        ports = {int(p) for p in re.findall(r'"127\.0\.0\.1:(\d+)"', block)}
-        assert ports == {want}, f"{name} checks {ports}; lab/addresses.py says {want}"
-        if name == "router-agent":
-            assert f'"--port", "{want}"' in block, "the router-agent must listen where its healthcheck knocks"
+    assert f'"--port", "{addresses.ROUTER_AGENT_PORT}"' in agents["router-agent"], \
+        "the router-agent must listen where the healthcheck knocks"
+    assert '"--port"' not in agents["server-agent"] and '"--port"' not in agents["client-agent"]  # AGENT_PORT
 
 
 def test_compose_puts_the_server_behind_the_router() -> None:

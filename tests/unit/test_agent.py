@@ -369,7 +369,7 @@ def test_bad_requests_name_the_field_and_what_is_accepted(tmp_path: Path, proc: 
 def test_unknown_op_lists_the_known_ones(tmp_path: Path, proc: FakeProc) -> None:
     message = error(make_agent(tmp_path, proc).handle({"op": "format_disk"}))
     assert "'format_disk'" in message
-    assert "known ops: ping, block, unblock, counters, signal, processes, wait_process, capture_start, " \
+    assert "known ops: ping, health, block, unblock, counters, signal, processes, wait_process, capture_start, " \
            "capture_stop, tcp_stats, reset" in message
 
 
@@ -855,3 +855,32 @@ def test_the_agent_client_sends_the_dns_request_and_returns_the_ids(monkeypatch:
     assert client.dns("count", address="127.0.0.53") == ["r7"]
     assert sent == [("dns", {"action": "drop", "address": "127.0.0.11"}),
                     ("dns", {"action": "count", "address": "127.0.0.53"})]
+
+
+ROUTE_HEADER = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+LISTEN_7000 = "   0: 00000000:1B58 00000000:0000 0A 00000000:00000000 00:00000000 00000000 10001        0 4242 1\n"
+
+
+def test_health_reports_a_default_route_and_a_port_nobody_listens_on(tmp_path: Path, proc: FakeProc) -> None:
+    (proc.root / "net" / "route").write_text(
+        ROUTE_HEADER + "eth0\t00000000\t010011AC\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+        "eth0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n")
+    (proc.root / "net" / "tcp").write_text(TCP_HEADER + LISTEN_7000)
+    reply = ok(make_agent(tmp_path, proc).handle({"op": "health", "listening": [7000, 7100]}))
+    assert reply["problems"] == ["not isolated: ipv4 default via eth0", ":7100: nothing listens on it"]
+
+
+def test_health_of_an_isolated_namespace_whose_ports_listen_is_empty(tmp_path: Path, proc: FakeProc) -> None:
+    (proc.root / "net" / "route").write_text(ROUTE_HEADER + "eth0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n")
+    (proc.root / "net" / "tcp").write_text(TCP_HEADER + LISTEN_7000)
+    assert ok(make_agent(tmp_path, proc).handle({"op": "health", "listening": [7000]}))["problems"] == []
+    assert ok(make_agent(tmp_path, proc).handle({"op": "health"}))["problems"] == []
+
+
+@pytest.mark.parametrize("listening", [7000, [0], [70000], ["7000"], list(range(1, 18)), [True]])
+def test_health_refuses_a_listening_field_that_is_not_a_short_list_of_ports(tmp_path: Path, proc: FakeProc,
+                                                                            listening: Any) -> None:
+    message = error(make_agent(tmp_path, proc).handle({"op": "health", "listening": listening}))
+    assert message.startswith('health: field "listening" must be a list of at most 16 ports (integers from 1 to '
+                              '65535); got ')

@@ -73,14 +73,14 @@ def _ps(*states: tuple[str, str, str]) -> Result:
     return Result(0, "\n".join(json.dumps({"Service": s, "State": st, "Health": h}) for s, st, h in states))
 
 
-# The hosts themselves have no healthcheck (their agents check each namespace): Docker says "".
-HEALTHY = [("toxiproxy", "running", "healthy"), ("server-agent", "running", "healthy"), ("client", "running", ""),
-           ("server", "running", ""), ("client-agent", "running", "healthy"),
-           ("router", "running", ""), ("router-agent", "running", "healthy")]
+# Only the client-agent has a healthcheck (it asks the others): for the rest Docker says "".
+HEALTHY = [("toxiproxy", "running", ""), ("client-agent", "running", "healthy"), ("client", "running", ""),
+           ("server", "running", ""), ("server-agent", "running", ""),
+           ("router", "running", ""), ("router-agent", "running", "")]
 
 
 def test_wait_healthy_waits_out_a_briefly_unhealthy_service(tmp_path: Path) -> None:
-    sick = [("server-agent", "running", "unhealthy"), *HEALTHY[:1], *HEALTHY[2:]]
+    sick = [("client-agent", "running", "unhealthy"), *HEALTHY[:1], *HEALTHY[2:]]
     runner = FakeRunner({("docker", "compose"): [_ps(*sick), _ps(*sick), _ps(*HEALTHY)]})
     clock = [0.0]
     Lab(tmp_path, project="p5", runner=runner).wait_healthy(10, clock=lambda: clock[0],
@@ -90,10 +90,10 @@ def test_wait_healthy_waits_out_a_briefly_unhealthy_service(tmp_path: Path) -> N
 
 
 def test_wait_healthy_names_the_sick_service_when_time_runs_out(tmp_path: Path) -> None:
-    sick = [("server-agent", "running", "unhealthy"), *HEALTHY[:1], *HEALTHY[2:]]
+    sick = [("client-agent", "running", "unhealthy"), *HEALTHY[:1], *HEALTHY[2:]]
     runner = FakeRunner({("docker", "compose"): _ps(*sick)})
     clock = [0.0]
-    with pytest.raises(EngineError, match="not healthy after 3 s: server-agent: running/unhealthy"):
+    with pytest.raises(EngineError, match="not healthy after 3 s: client-agent: running/unhealthy"):
         Lab(tmp_path, project="p6", runner=runner).wait_healthy(3, clock=lambda: clock[0],
                                                                 sleep=lambda s: clock.__setitem__(0, clock[0] + s))
 

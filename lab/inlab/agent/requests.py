@@ -55,6 +55,15 @@ class Args:
             raise BadRequest(f'{self.op}: field "{name}" must be an integer from {lo} to {hi}; got {value!r}')
         return value
 
+    def ports(self, name: str, most: int = 16) -> list[int]:
+        """A list of at most ``most`` TCP ports (1-65535); absent: []."""
+        value = self._get(name, [])
+        if (not isinstance(value, list) or len(value) > most
+                or not all(type(p) is int and 1 <= p <= 65535 for p in value)):
+            raise BadRequest(f'{self.op}: field "{name}" must be a list of at most {most} ports (integers from 1 '
+                             f'to 65535); got {value!r}')
+        return list(value)
+
     def number(self, name: str, lo: float, hi: float, default: Any = _MISSING, *, lo_open: bool = True) -> Any:
         value = self._get(name, default)
         if value is default and default is not _MISSING:

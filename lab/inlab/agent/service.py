@@ -22,6 +22,9 @@ Protocol: one JSON object per line, one JSON reply per line::
 Ops (fields in brackets are optional):
 
     ping
+    health         [listening [port, ...] (at most 16)]       what is wrong in this namespace: a default
+                                                              route, or a port nothing listens on (read
+                                                              from /proc/net/tcp, never connected to)
     block          port | peer_port, [direction in|out|both], [syn_only], [action drop|reject-rst|count],
                    [probability 0<p<=1]                       iptables rules in chain LAB-FAULTS
                                                               (TCP/IPv4, never loopback traffic)
@@ -125,6 +128,7 @@ _NAME_RE = re.compile(r"[a-z0-9-]{1,32}")
 
 OPS: dict[str, tuple[str, ...]] = {
     "ping": (),
+    "health": ("listening",),
     "block": ("port", "peer_port", "direction", "syn_only", "action", "probability"),
     "unblock": (),
     "counters": (),
@@ -227,6 +231,19 @@ class Agent(RouterOps):
 
     def op_ping(self, _args: Args) -> dict[str, Any]:
         return {"pid": os.getpid(), "ops": list(OPS)}
+
+    def op_health(self, args: Args) -> dict[str, Any]:
+        """This namespace's health, for the lab's one healthcheck (lab.inlab.health --agent): what is wrong.
+
+        Isolation (no default route) and, for each port of ``listening``, a listening socket in
+        the kernel's table: read, never connected to, so a server under a fault never sees it.
+        """
+        from lab.inlab import health
+
+        ports = args.ports("listening")
+        problems = [f"not isolated: {r}" for r in health.default_routes(self.proc_root / "net")]
+        problems += [p for p in (health.listening(port, self.proc_root / "net" / "tcp") for port in ports) if p]
+        return {"problems": problems}
 
     # iptables ------------------------------------------------------------------
     def _iptables(self, *args: str, check: bool = True, tool: str = "iptables") -> Completed:
