@@ -26,26 +26,40 @@ Standard library only: it runs in the lab's containers (``jsonlines`` also in th
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from lab.server.base import BaseServer
-from lab.server.behaviour import MODES, Behaviour
-from lab.server.control import control_request
-from lab.server.forking import ForkingServer
-from lab.server.log import DeliveryLog, body_checksum
-from lab.server.protocol import ServerConnection
-from lab.server.selecting import SelectorServer
-from lab.server.threaded import ThreadedServer
-
-SERVERS: dict[str, type[BaseServer]] = {"threaded": ThreadedServer, "selectors": SelectorServer,
-                                        "forking": ForkingServer}
+# Each name is imported on first use (PEP 562): a process that needs only one small module of
+# this package (the agent client's lab.server.jsonlines, in the healthcheck that runs every two
+# seconds) must not import every server first.
+_WHERE = {"BaseServer": "base", "Behaviour": "behaviour", "MODES": "behaviour", "control_request": "control",
+          "ForkingServer": "forking", "DeliveryLog": "log", "body_checksum": "log", "ServerConnection": "protocol",
+          "SelectorServer": "selecting", "ThreadedServer": "threaded"}
 
 
-def make_server(impl: str, host: str = "127.0.0.1", port: int = 0, **kw: Any) -> BaseServer:
+def __getattr__(name: str) -> Any:
+    if name == "SERVERS":
+        return servers()
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"lab.server.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'lab.server' has no attribute {name!r}")
+
+
+def servers() -> dict[str, Any]:
+    """The three server implementations by name."""
+    from lab.server.forking import ForkingServer
+    from lab.server.selecting import SelectorServer
+    from lab.server.threaded import ThreadedServer
+
+    return {"threaded": ThreadedServer, "selectors": SelectorServer, "forking": ForkingServer}
+
+
+def make_server(impl: str, host: str = "127.0.0.1", port: int = 0, **kw: Any) -> Any:
+    known = servers()
     try:
-        cls = SERVERS[impl]
+        cls = known[impl]
     except KeyError:
-        raise ValueError(f"unknown server implementation {impl!r}; accepted: {', '.join(SERVERS)}") from None
+        raise ValueError(f"unknown server implementation {impl!r}; accepted: {', '.join(known)}") from None
     return cls(host, port, **kw)
 
 

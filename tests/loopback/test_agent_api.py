@@ -148,7 +148,7 @@ def _closed_within(sock: socket.socket, seconds: float) -> float:
 
 def test_ping_round_trip(client: AgentClient) -> None:
     reply = client.ping()
-    assert reply["ok"] is True and reply["ops"][:3] == ["ping", "block", "unblock"]
+    assert reply["ok"] is True and reply["ops"][:4] == ["ping", "health", "block", "unblock"]
 
 
 def test_block_counters_unblock_through_the_client(client: AgentClient, runner: FakeRunner) -> None:
@@ -175,7 +175,7 @@ def test_agent_refusal_raises_agent_error_with_its_message(client: AgentClient) 
 
 
 def test_unknown_op_is_rejected_with_the_known_ones(client: AgentClient) -> None:
-    with pytest.raises(AgentError, match=r"unknown op 'reboot'; known ops: ping, block, .*reset"):
+    with pytest.raises(AgentError, match=r"unknown op 'reboot'; known ops: ping, health, block, .*reset"):
         client.request("reboot")
 
 
