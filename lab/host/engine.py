@@ -205,6 +205,15 @@ class _Apt:
             raise _fail(f"apt-get install {' '.join(packages)}", res, "Install them by hand and run again.")
 
 
+# Each lab is three networks (lab, backend, control). Docker's default pools hold 31 networks
+# (15 /16s of 172.17-31 and 16 /20s of 192.168), so about 10 labs; --jobs and a parallel test
+# suite, each worker with a lab of its own, need more: a dockerd the lab starts itself hands out
+# /24s from 10.203.0.0/16 instead, 256 of them. (An engine that was running already keeps its own
+# pools: there about 10 labs fit, `lab run --jobs` beyond that fails with Docker's own message.)
+ADDRESS_POOL = "base=10.203.0.0/16,size=24"
+DOCKERD = ["dockerd", "--default-address-pool", ADDRESS_POOL]
+
+
 def ensure_engine(runner: Runner, log: Log, apt: _Apt, *, state_dir: Path, wait: float = 90.0) -> None:
     """Make ``docker info`` answer: use a running engine, or install and start dockerd."""
     if runner.which("docker") and runner.run(["docker", "info"], timeout=20).ok:
@@ -217,7 +226,7 @@ def ensure_engine(runner: Runner, log: Log, apt: _Apt, *, state_dir: Path, wait:
         apt.install("docker.io")
     log("starting dockerd in the background")
     state_dir.mkdir(parents=True, exist_ok=True)
-    runner.start_background(["dockerd"], state_dir / "dockerd.log")
+    runner.start_background(DOCKERD, state_dir / "dockerd.log")
     deadline = runner.monotonic() + wait
     while True:
         res = runner.run(["docker", "info"], timeout=10)

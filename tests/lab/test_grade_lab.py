@@ -141,6 +141,8 @@ def go_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: build_go(EXAMPLES / "go" / name, out / f"{name}-go") for name in ("careful", "naive")}
 
 
+# Both on one worker under pytest-xdist (--dist loadgroup): the Go build, a module fixture, is made once.
+@pytest.mark.xdist_group("go")
 def test_a_compiled_careful_client_gets_careful_verdicts(lab: Lab, go_programs: dict[str, Path]) -> None:
     card = grade(lab, go_programs["careful"], scenarios=FAST, watchdog=WATCHDOG)
     assert verdicts(card) == {"clean-close": gv.REPORTED, "refused": gv.REPORTED, "mid-message-cut": gv.REPORTED,
@@ -150,6 +152,7 @@ def test_a_compiled_careful_client_gets_careful_verdicts(lab: Lab, go_programs: 
     assert frozen.error == "TimeoutError" and 2.5 <= frozen.took_s <= frozen.bound_s == 4.5, explain(card)
 
 
+@pytest.mark.xdist_group("go")
 def test_a_compiled_naive_client_gets_the_howto_class_verdicts(lab: Lab, go_programs: dict[str, Path]) -> None:
     chosen = ["clean-close", "mid-message-cut", "fragmentation", "frozen-process"]
     card = grade(lab, go_programs["naive"], scenarios=chosen, watchdog=WATCHDOG)

@@ -52,3 +52,27 @@ class FakeRunner(engine.Runner):
 
     def ran(self, *prefix: str) -> list[tuple[str, ...]]:
         return [c for c in self.calls if c[:len(prefix)] == prefix]
+
+
+class SerialPool:
+    """Stands in for lab.host.pool.LabPool in the CLI's tests: every item in turn, on one placeholder lab."""
+
+    def __init__(self, project: str = "fake") -> None:
+        import types
+
+        self.lab = types.SimpleNamespace(project=project)
+        self.items: list[object] = []
+
+    def map(self, items, work, *, cost=None, done=None):  # type: ignore[no-untyped-def]
+        results = {}
+        for item in items:
+            self.items.append(item)
+            results[item] = work(self.lab, item)
+            if done is not None:
+                done(item, results[item], 0.0)
+        return results
+
+
+def with_serial_pool(opts, ui, jobs, job, *, keep=False):  # type: ignore[no-untyped-def]
+    """A stand-in for lab.host.cli._with_pool: no Docker, one SerialPool."""
+    return job(SerialPool())

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+from tests.support.fakes import with_serial_pool
 from click.testing import CliRunner
 
 from lab.host import cli, runner_handle
@@ -167,6 +169,7 @@ def two_scenarios(monkeypatch: pytest.MonkeyPatch) -> None:
     chosen = {name: found[name] for name in ("refused", "reset")}
     monkeypatch.setattr(scenario, "survey", lambda: (chosen, {"mine": ValueError("mine.py: syntax error")}))
     monkeypatch.setattr(cli, "_with_lab", lambda opts, ui, job, keep=False: job(object()))
+    monkeypatch.setattr(cli, "_with_pool", with_serial_pool)
 
     def run_scenario(lab, name, *, impls=None, watchdog=None, timeout=None, pcaps=False,  # type: ignore[no-untyped-def]
                      source=None):

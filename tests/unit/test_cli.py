@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.fakes import with_serial_pool
 from click.testing import CliRunner
 
 from lab.host import cli
@@ -53,6 +55,7 @@ def fake_lab(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return report
 
     monkeypatch.setattr(cli, "_with_lab", with_lab)
+    monkeypatch.setattr(cli, "_with_pool", with_serial_pool)
     monkeypatch.setattr(runner_handle, "run_scenario", run_scenario)
     return calls
 

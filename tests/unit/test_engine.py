@@ -46,7 +46,7 @@ def test_bare_debian_installs_and_starts_dockerd(tmp_path: Path) -> None:
     engine.ensure_engine(runner, lambda _m: None, _apt(runner), state_dir=tmp_path)
     assert runner.ran("apt-get", "update")
     assert runner.ran("apt-get", "install")[0][-1] == "docker.io"
-    assert runner.background == [("dockerd",)]
+    assert runner.background == [("dockerd", "--default-address-pool", "base=10.203.0.0/16,size=24")]
     assert runner.clock == 2.0  # two one-second waits, on the fake clock
 
 
