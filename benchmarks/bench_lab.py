@@ -8,7 +8,9 @@ own that the command brings up and removes:
   and the pool of ``--jobs`` labs brought up at once (the first line of a ``--jobs`` run);
 * ``run --all``: every scenario with ``--jobs 1`` against ``--jobs J``;
 * ``grade``: the same example submissions graded with ``--jobs 1`` against ``--jobs J``
-  (``--scenario`` picks the scenarios; by default a mixed set of short and long ones).
+  (``--scenario`` picks the scenarios; by default a mixed set of short and long ones);
+* ``--suite`` (off by default: it takes about 20 minutes): the whole test suite, ``pytest -n 0``
+  (one process) against ``pytest -n W --dist loadgroup`` (what ``./labw test`` runs).
 
 The *floor* of ``run --all`` is what no schedule can beat: the longest scenario (as the
 serial run measured it) plus one bring-up. Each row is given as a ratio to its serial figure
@@ -127,6 +129,17 @@ def grade(jobs: int, out: Path, scenarios: tuple[str, ...]) -> dict[str, float]:
     return {"wall": wall, "cpu": cpu, "up": pool_up_seconds(err) or 0.0}
 
 
+def suite(workers: int) -> dict[str, float]:
+    """The whole test suite on ``workers`` xdist workers (0: one process), as ./labw test runs it."""
+    hz = os.sysconf("SC_CLK_TCK")
+    cpu0, t0 = busy_jiffies(), time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(workers),
+                           "--dist", "loadgroup"], cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    wall, cpu = time.monotonic() - t0, (busy_jiffies() - cpu0) / hz
+    summary = (proc.stdout.strip().splitlines() or [""])[-1]
+    return {"wall": wall, "cpu": cpu, "exit": proc.returncode, "summary": summary}  # type: ignore[dict-item]
+
+
 def median(rows: list[dict[str, float]], key: str) -> float:
     return statistics.median(float(r[key]) for r in rows)
 
@@ -137,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="serial/concurrent pairs per figure (medians printed)")
     ap.add_argument("--scenario", action="append", default=None, help="grade in this scenario (repeatable)")
     ap.add_argument("--skip", action="append", default=[], choices=("bring-up", "run-all", "grade"))
+    ap.add_argument("--suite", type=int, default=None, metavar="W",
+                    help="also the whole test suite, one process against W xdist workers")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON to this file")
     opts = ap.parse_args(argv)
     scenarios = tuple(opts.scenario or GRADE_SCENARIOS)
@@ -157,14 +172,19 @@ def main(argv: list[str] | None = None) -> int:
                 for jobs in order:
                     figures.setdefault(f"grade-{jobs}", []).append(grade(jobs, out, scenarios))
                     print(f"  grade --jobs {jobs}: {figures[f'grade-{jobs}'][-1]['wall']:.1f} s", file=sys.stderr)
-    print_table(figures, opts.jobs, opts.rounds, scenarios)
+            if opts.suite:
+                for workers in ((0, opts.suite) if round_ % 2 == 0 else (opts.suite, 0)):
+                    figures.setdefault(f"suite-{workers}", []).append(suite(workers))
+                    print(f"  test suite -n {workers}: {figures[f'suite-{workers}'][-1]['wall']:.1f} s "
+                          f"({figures[f'suite-{workers}'][-1]['summary']})", file=sys.stderr)
+    print_table(figures, opts.jobs, opts.rounds, scenarios, opts.suite)
     if opts.json:
         opts.json.write_text(json.dumps(figures, indent=2, default=str) + "\n", encoding="utf-8")
     return 0
 
 
 def print_table(figures: dict[str, list[dict[str, float]]], jobs: int, rounds: int,
-                scenarios: tuple[str, ...]) -> None:
+                scenarios: tuple[str, ...], workers: int | None = None) -> None:
     cpus = os.cpu_count() or 1
     print(f"\nlab speed, {cpus} CPUs, {rounds} round(s), medians; --jobs {jobs} against --jobs 1 in the same run\n")
     print(f"| {'what':<44} | {'wall s':>7} | {'CPU s':>7} | {'vs serial':>9} | {'vs floor':>8} |")
@@ -205,6 +225,17 @@ def print_table(figures: dict[str, list[dict[str, float]]], jobs: int, rounds: i
                 continue
             wall = median(rows, "wall")
             print(f"| {label:<44} | {wall:>7.1f} | {median(rows, 'cpu'):>7.1f} | {g1 / wall:>8.2f}× | {'':>8} |")
+    if workers and "suite-0" in figures:
+        s0 = median(figures["suite-0"], "wall")
+        for key, label in (("suite-0", "test suite, one process (-n 0)"), (f"suite-{workers}", f"test suite -n {workers}")):
+            rows = figures.get(key)
+            if rows:
+                wall = median(rows, "wall")
+                bad = sum(1 for r in rows if r["exit"] != 0)
+                note = f" ({bad} red)" if bad else ""
+                print(f"| {label + note:<44} | {wall:>7.1f} | {median(rows, 'cpu'):>7.1f} | {s0 / wall:>8.2f}× | "
+                      f"{'':>8} |")
+    if "grade-1" in figures:
         print(f"\ngrading: {n} submissions × {len(scenarios)} scenarios ({', '.join(scenarios)}); "
               f"throughput is the inverse of the wall time, so 'vs serial' is the throughput ratio")
 
