@@ -8,9 +8,11 @@
                                timeline and verdict, keep the evidence in results/<UTC time>-<name>/;
                                the lab is taken down again if this started it
     lab run path/to/x.py       the same for a scenario file of your own (handed to the lab on stdin)
-    lab run --all              every scenario; a scenario × implementation matrix
+    lab run --all              every scenario; a scenario × implementation matrix (--jobs N labs side by
+                               side, lab.host.pool; --shard K/N one part of a stable split, lab.host.shards)
     lab run NAME --impl F.py   grade your own client code in that scenario (lab.grading.card)
     lab grade F.py             grade your own client code in every scenario (or --scenario ...)
+    lab grade DIR --jobs N     grade a class: a card per file and a class summary (lab.grading.batch, summary)
     lab demo NAME              classroom mode: the scenario told step by step, run, and explained
     lab smoke                  up, check the wiring (echo through Toxiproxy, latency proves the path)
     lab sweep                  remove anything labelled as the lab's, from any project
