@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -97,6 +98,11 @@ def run_all(jobs: int, out: Path) -> dict[str, float]:
                          str(out / f"all-{jobs}"), "--junit", str(junit))
     per = scenario_seconds(junit)
     failed = re.findall(r"\] (\S+): FAIL", err)
+    if failed:   # the temporary folder goes at the end: a failed scenario's evidence is kept in results/
+        keep = ROOT / "results" / f"bench-lab-{time.strftime('%Y%m%dT%H%M%S')}-jobs{jobs}"
+        for name in failed:
+            shutil.copytree(out / f"all-{jobs}" / name, keep / name, dirs_exist_ok=True)
+        print(f"  kept the evidence of {', '.join(failed)} in {keep}", file=sys.stderr)
     return {"wall": wall, "cpu": cpu, "up": pool_up_seconds(err) or 0.0, "longest": max(per.values()),
             "longest_name": max(per, key=per.get), "failed": len(failed), "failed_names": failed}  # type: ignore[dict-item, arg-type]
 
