@@ -18,7 +18,11 @@ REPO = repo_root()
 PROBES = "tests/lab/probes/probe_sessions.py"
 
 
+# SIGTERM and SIGHUP back to their defaults too: a parent started under nohup (or an xdist worker
+# of one) hands its children SIGHUP as *ignored*, and the session's conftest keeps a disposition set
+# on purpose; the probe is about the lab's own handlers, whatever the parent was started with.
 _CHILD = ("import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); "
+          "signal.signal(signal.SIGTERM, signal.SIG_DFL); signal.signal(signal.SIGHUP, signal.SIG_DFL); "
           "sys.exit(pytest.main(sys.argv[1:]))")
 
 
