@@ -46,6 +46,7 @@ from rich.markup import escape
 
 from lab import toolerrors
 from lab.host import engine
+from lab.host.pool import running
 from lab.host.topology import DEFAULT_PROJECT, Lab, check_project_name, repo_root, sweep
 from lab.toolerrors import ToolError, UsageError
 from lab.inlab.runreport import RunReport
@@ -208,18 +209,11 @@ def _engine(opts: Opts, ui: Ui) -> None:
     ui.log(f"engine ready; images: {plan.mode} (base {plan.base_image}, toxiproxy {plan.toxiproxy_image})")
 
 
-def _is_up(lab: Lab) -> bool:
-    try:
-        return any(row.get("State") == "running" for row in lab.status())
-    except engine.EngineError:
-        return False
-
-
 def _with_lab(opts: Opts, ui: Ui, job: Callable[[Lab], T], *, keep: bool = False) -> T:
     """Bring the lab up if needed, run ``job(lab)``, and take it down again only if we started it."""
     _engine(opts, ui)
     lab = Lab(opts.repo, project=opts.project)
-    was_up = _is_up(lab)
+    was_up = running(lab)
     started = time.monotonic()
     try:
         message = ("checking the lab is healthy" if was_up else

@@ -35,7 +35,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from lab.host.engine import Runner
+from lab.host.engine import EngineError, Runner
 from lab.host.topology import Lab, check_project_name
 
 K = TypeVar("K", bound=Hashable)
@@ -113,7 +113,7 @@ class LabPool:
         """Bring every lab up at once (one thread each); the first failure is raised after all have tried."""
         started = time.monotonic()
         errors: list[BaseException] = []
-        was_up = {lab.project: _running(lab) for lab in self.labs}
+        was_up = {lab.project: running(lab) for lab in self.labs}
         self._started = [lab for lab in self.labs if not was_up[lab.project]]
 
         def bring_up(lab: Lab) -> None:
@@ -178,10 +178,11 @@ class LabPool:
         return {item: results[item] for item in items if item in results}
 
 
-def _running(lab: Lab) -> bool:
+def running(lab: Lab) -> bool:
+    """Whether any of the lab's containers runs (a lab that cannot even be asked is not running)."""
     try:
         return any(row.get("State") == "running" for row in lab.status())
-    except Exception:  # noqa: BLE001 - not reachable is not running
+    except EngineError:
         return False
 
 
