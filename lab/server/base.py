@@ -239,15 +239,18 @@ class BaseServer(abc.ABC):
         with self._behaviour_lock:
             if not self._behaviour.accepting or self._stopping.is_set():
                 return None
-            return self._listener.accept()
+            taken = self._listener.accept()
+            # Counted under the same lock: an accept and its count are one event, so a reader of
+            # the stats just after behave(accepting=False) returned never sees a count still to come.
+            self.stats_.opened()
+            return taken
 
     def _next_id(self) -> int:
         with self._ids_lock:
             return next(self._ids)
 
     def _new_connection(self, sock: socket.socket, addr: Any) -> ServerConnection:
-        conn_id = self._next_id()
-        self.stats_.opened()
+        conn_id = self._next_id()   # counted as opened when it was accepted (_accept_if_accepting)
         self.emit("accepted", conn=conn_id, peer=peer_name(addr))
         assert self.log is not None
         return ServerConnection(conn_id, self.log, self.behaviour, max_payload=self.max_payload, emit=self.emit,

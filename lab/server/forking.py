@@ -252,8 +252,7 @@ class ForkingServer(BaseServer):
                 self._fork_for(*taken)
 
     def _fork_for(self, sock: socket.socket, addr: Any) -> None:
-        conn_id, peer = self._next_id(), peer_name(addr)
-        self.stats_.opened()
+        conn_id, peer = self._next_id(), peer_name(addr)   # counted as opened when accepted
         try:
             read_end, write_end = os.pipe()
         except OSError as exc:

@@ -421,7 +421,7 @@ def test_capture_runs_tcpdump_and_returns_the_pcap(tmp_path: Path, proc: FakePro
     started = ok(agent.handle({"op": "capture_start", "name": "syn-7000", "filter": "tcp and port 7000"}))
     path = tmp_path / "captures" / "syn-7000.pcap"
     [tcpdump] = runner.spawned
-    assert tcpdump.argv == ["tcpdump", "-U", "--immediate-mode", "-s", "65600", "-B", "32768", "-i", "eth0", "-w", str(path), "-Z", "root",
+    assert tcpdump.argv == ["tcpdump", "-U", "--immediate-mode", "-s", "65600", "-B", "131072", "-i", "eth0", "-w", str(path), "-Z", "root",
                             "tcp", "and", "port", "7000"]
     assert started["pid"] == tcpdump.pid and started["filter"] == "tcp and port 7000"
 

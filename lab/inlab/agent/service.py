@@ -110,7 +110,7 @@ INTERFACE = "eth0"
 MAX_CAPTURES = 4
 CAPTURE_LIMIT = 120.0            # a forgotten capture stops itself after this long
 SNAPLEN = 65600                  # bytes of each packet kept: all of the largest a veth carries
-BUFFER_KIB = 32768               # tcpdump's -B: the kernel ring, in KiB
+BUFFER_KIB = 131072              # tcpdump's -B: the kernel ring, in KiB (about 2000 frames of SNAPLEN)
 CAPTURE_READY_TIMEOUT = 5.0      # tcpdump prints "listening on" well within this
 CAPTURE_QUIET = 0.15             # capture_stop waits for the file to stop growing this long
 MAX_PCAP_BYTES = 32 * 1024 * 1024
@@ -522,7 +522,8 @@ class Agent(RouterOps):
         # length: with tcpdump's default 256 KiB of snapshot and 2 MiB of buffer, 8 packets. A
         # burst of small segments while tcpdump waits for a CPU (several labs at once) then
         # overflows it. 65600 bytes hold the largest frame a veth hands over (a 64 KiB GSO packet
-        # and its headers), and 32 MiB hold about 500 of them.
+        # and its headers); 128 MiB hold about 2000 of them (32 MiB, 500, overflowed once under
+        # the parallel suite: server-restart's burst of about 2000 packets while tcpdump waited).
         return ["tcpdump", "-U", "--immediate-mode", "-s", str(SNAPLEN), "-B", str(BUFFER_KIB),
                 "-i", capture.interface or self.interface, "-w", str(capture.path),
                 "-Z", "root",
