@@ -45,7 +45,7 @@ MAX_JOBS = 16
 
 
 def default_jobs(cpus: int | None = None) -> int:
-    """The default ``--jobs``: 2 labs per CPU, at most 4.
+    """The ``--jobs`` that pays off on this machine: 2 labs per CPU, at most 4 (the CLI's default is 1).
 
     The scenarios mostly wait on timers (a watchdog, a keepalive, a retransmission), so more
     labs than CPUs pay off; past 4 on this project's 2-CPU machines the packet handlers and
