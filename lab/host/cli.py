@@ -777,6 +777,7 @@ def card_folders(paths: list[Path]) -> list[str]:
 def _class_summary(ui: Ui, paths: list[Path], cards: list[Any], base: Path, json_output: bool) -> int:
     """Several files: a card each in its own folder, and the class summary as Markdown, CSV and HTML."""
     from lab.grading import summary
+    from lab.grading.verdicts import GOOD
 
     folders = card_folders(paths)
     for folder, card in zip(folders, cards):
@@ -791,7 +792,7 @@ def _class_summary(ui: Ui, paths: list[Path], cards: list[Any], base: Path, json
         for card in cards:
             ui.echo(f"{card.submission}: {card.verdict.upper()}"
                     + (f": {card.reason}" if not card.valid else
-                       f", {sum(1 for r in card.results if r.verdict in ('survived', 'reported correctly'))} of "
+                       f", {sum(1 for r in card.results if r.verdict in GOOD)} of "
                        f"{len(card.results)} scenarios handled correctly"))
     ui.log(f"class summary: {base / 'summary.html'} (also summary.md, summary.csv); a card per file in {base}/NAME/")
     return max(_card_exit(card) for card in cards)

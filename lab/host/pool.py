@@ -27,7 +27,6 @@ items; ``__exit__`` then takes every lab down, which ends whatever still runs in
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -42,17 +41,6 @@ K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
 
 MAX_JOBS = 16
-
-
-def default_jobs(cpus: int | None = None) -> int:
-    """The ``--jobs`` that pays off on this machine: 2 labs per CPU, at most 4 (the CLI's default is 1).
-
-    The scenarios mostly wait on timers (a watchdog, a keepalive, a retransmission), so more
-    labs than CPUs pay off; past 4 on this project's 2-CPU machines the packet handlers and
-    the ``docker exec`` calls start to compete for the CPUs (measured: benchmarks/bench_lab.py).
-    """
-    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
-    return max(1, min(4, 2 * cpus))
 
 
 def check_jobs(jobs: int) -> int:
