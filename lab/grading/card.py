@@ -40,6 +40,7 @@ from lab.host.runner_handle import ScenarioInputError, run_scenario
 from lab.host.topology import Lab
 from lab.toolerrors import UsageError
 from lab.inlab.runreport import RunReport
+from lab.inlab.timeline import fault_in_place
 
 BUILTINS = ("robust", "naive", "naive-fixed", "naive-single-recv", "naive-ignore-send")
 REFERENCE = "robust"
@@ -158,7 +159,7 @@ def result_from_report(scenario: scn.Scenario, impl: str, report: RunReport) -> 
         reference = None
     # The bytes a workload must move to reach the fault, as the runner's scenario summary states them.
     reach = (report.get("scenario") or {}).get("reach_bytes")
-    v = gv.decide(scenario.expect[REFERENCE], outcome, fault_at=report.get("fault_at"),
+    v = gv.decide(scenario.expect[REFERENCE], outcome, fault_at=fault_in_place(report),
                   watchdog=report.get("watchdog_s") or gv.DEFAULT_WATCHDOG_S, reference_exchanges=reference,
                   reach_bytes=reach if isinstance(reach, int) and not isinstance(reach, bool) else None)
     base.verdict, base.reason, base.took_s, base.bound_s = v.verdict, v.reason, v.took_s, v.bound_s

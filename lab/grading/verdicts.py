@@ -56,6 +56,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lab.inlab.scenario import Expect, Scenario
+from lab.inlab.timeline import bound_start
 from lab.sockets.framing import FrameType
 
 SURVIVED = "survived"
@@ -117,7 +118,8 @@ def decide(robust: Expect, outcome: Mapping[str, Any], *, fault_at: float | None
     without an error), ``rejected`` (``{"head", "expected_head", "error", "answer"}``:
     the server refused what the code sent) and ``bytes_sent`` (frame bytes the code
     accepted to send). ``reach_bytes``: the bytes a workload must move to reach the
-    scenario's fault (None: no such need).
+    scenario's fault (None: no such need). ``fault_at``: when the fault was in place
+    (timeline.fault_in_place); the time taken counts from timeline.bound_start.
     """
     v = _decide(robust, outcome, fault_at=fault_at, watchdog=watchdog, reference_exchanges=reference_exchanges)
     sent = _count((outcome.get("facts") or {}).get("bytes_sent"))
@@ -138,7 +140,7 @@ def _decide(robust: Expect, outcome: Mapping[str, Any], *, fault_at: float | Non
     corrupt = outcome.get("corrupt") or 0
     intact = outcome.get("exchanges_ok") or 0
     ended = outcome.get("ended_at")
-    took = round(ended - (fault_at or 0.0), 4) if ended is not None else None
+    took = round(ended - bound_start(fault_at, outcome.get("released_at")), 4) if ended is not None else None
     yardstick = careful(robust)
     said = f"{error}: {message}" if message else f"{error}"
 

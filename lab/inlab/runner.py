@@ -277,6 +277,11 @@ class Context:
             self._arrival.notify_all()
         if not self._gate.wait(timeout=READY_TIMEOUT + self.watchdog):
             raise ScenarioAbort("the fault was never released to the workers")
+        # Its time bound counts from here at the earliest (timeline.bound_start): the lab's time to
+        # put the fault in place, and to wake this thread, is not the implementation's.
+        outcome = self.outcomes.get(impl)
+        if outcome is not None and outcome.released_at is None:
+            outcome.released_at = self.now()
 
     def exchange(self, subject: Subject, outcome: Outcome, body: bytes) -> bytes:
         """One round trip, recorded; a reply that differs from what was sent counts as corrupt."""
@@ -358,8 +363,9 @@ class Context:
                 # The graded program's connections that meet the fault: its own proofs look at these.
                 self._ports_at_fault[impl] = self._note_sandboxed_ports(s)
         self._gate.set()
-        # The watchdog counts from the fault this group waited for, else from now.
-        start = self.fault_at if fault is not None and self.fault_at is not None else self.now()
+        # The watchdog counts from the workers' release, as the time bounds do: never from when the
+        # fault was asked for, since putting it in place is the lab's own time.
+        start = self.now()
         for impl in impls:
             left = start + self.watchdog - self.now()
             done[impl].wait(timeout=max(left, 0.0))
@@ -741,11 +747,14 @@ def _submission_reports(ctx: Context, aborted: str | None) -> dict[str, Any]:
 
 
 def report(ctx: Context, aborted: str | None) -> RunReport:
+    from lab.inlab import timeline as tl
+
     verdicts = {}
+    in_place = tl.fault_in_place({"fault_at": ctx.fault_at, "timeline": ctx.timeline})
     for impl in ctx.impls:
         if impl in ctx.unjudged:
             continue
-        checks = scn.judge(ctx.scenario.expect[impl], ctx.outcomes[impl], fault_at=ctx.fault_at) + ctx.checks[impl]
+        checks = scn.judge(ctx.scenario.expect[impl], ctx.outcomes[impl], fault_at=in_place) + ctx.checks[impl]
         verdicts[impl] = {"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks],
                           "outcome": ctx.outcomes[impl].as_dict()}
     fidelity_ok = bool(ctx.fidelity) and all(c.ok for c in ctx.fidelity)

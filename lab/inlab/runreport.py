@@ -48,6 +48,7 @@ class OutcomeDict(TypedDict):
     facts: dict[str, Any]
     ended_at: float | None
     exchanges_ok: int
+    released_at: NotRequired[float | None]   # let past the fault point: where its time bound starts
     corrupt: int
     measurements: dict[str, Any]
 

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from lab.inlab.timeline import bound_start
 from lab.toolerrors import UsageError
 
 if TYPE_CHECKING:
@@ -155,6 +156,9 @@ class Outcome:
     message: str = ""
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)
     ended_at: float | None = None        # seconds since the scenario started
+    # When the lab let this implementation past the fault point (its ctx.ready() returned): its time
+    # bound counts from here or from the fault being in place, whichever is later (timeline.bound_start).
+    released_at: float | None = None
     exchanges_ok: int = 0
     corrupt: int = 0
     measurements: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -335,7 +339,11 @@ def load_source(name: str, source: bytes, directory: Path) -> Scenario:
 
 
 def judge(expect: Expect, outcome: Outcome, *, fault_at: float | None) -> list[Check]:
-    """The standard oracle checks for one implementation."""
+    """The standard oracle checks for one implementation.
+
+    ``fault_at`` is when the fault was in place (timeline.fault_in_place), not when it was asked
+    for: the time bound never counts the lab's own time to inject it (timeline.bound_start).
+    """
     checks = []
     got = outcome.status if outcome.status != "error" else f"error {outcome.error}"
     want = expect.status if expect.status != "error" else f"error {' or '.join(expect.errors)}"
@@ -352,7 +360,7 @@ def judge(expect: Expect, outcome: Outcome, *, fault_at: float | None) -> list[C
         if outcome.ended_at is None:
             checks.append(Check("time bound", False, "no end time was recorded"))
         else:
-            start = fault_at if fault_at is not None else 0.0
+            start = bound_start(fault_at, outcome.released_at)
             took = outcome.ended_at - start
             checks.append(Check("time bound", 0 <= took <= expect.within,
                                 f"{took:.3f} s after the fault; bound {expect.within:g} s"

@@ -19,8 +19,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["Run", "fold", "fault_in_place", "in_place_event", "since_fault", "fault_line", "plain_lines",
-           "detail_of", "time_note", "NO_DETAIL"]
+__all__ = ["Run", "fold", "fault_in_place", "in_place_event", "since_fault", "bound_start", "fault_line",
+           "plain_lines", "detail_of", "time_note", "NO_DETAIL"]
 
 NO_DETAIL = "(no detail given)"
 _OWN_KEYS = ("t", "actor", "what")
@@ -134,6 +134,21 @@ def since_fault(report: Mapping[str, Any], t: Any) -> float | None:
     return t - start
 
 
+def bound_start(in_place: float | None, released_at: Any) -> float:
+    """Where an implementation's time bound starts: the later of the fault being in place and the
+    lab letting that implementation past its fault point (``Outcome.released_at``).
+
+    Both are the lab's doing, never the code's: injecting a fault can take the lab a noticeable
+    time that grows with the machine's load (0.7 s was seen for refused under four parallel
+    labs), and a worker thread woken by the gate may wake late on a busy machine. Counting from
+    either would blame the code under test for the lab's own time. Neither moment can be moved
+    by the code under test: the runner takes both on its own clock, outside any subject.
+    """
+    starts = [float(t) for t in (in_place, released_at)
+              if isinstance(t, (int, float)) and not isinstance(t, bool)]
+    return max(starts) if starts else 0.0
+
+
 def fault_line(report: Mapping[str, Any]) -> str | None:
     """One line on when the fault was asked for and when it was in place; None without a fault."""
     fault_at, in_place = report.get("fault_at"), fault_in_place(report)
@@ -170,18 +185,24 @@ def detail_of(check: Mapping[str, Any], report: Mapping[str, Any] | None = None,
 
 
 def time_note(report: Mapping[str, Any], impl: str) -> str:
-    """For a "time bound" check: how much of the measured time was the lab's, when any was.
+    """For a "time bound" check: from when it counted, and how much of the lab's own time it left out.
 
-    The oracle measures from ``fault_at``, when the fault was asked for; this says how long
-    after the fault was *in place* the implementation ended. Empty when the two are the same.
+    The oracle counts from :func:`bound_start`, never from ``fault_at`` (the fault asked for).
+    A report written before outcomes carried ``released_at`` was judged from ``fault_at``: for
+    it, the note says how much of the time was the lab's. Empty when the two are the same.
     """
     verdict = (report.get("verdicts") or {}).get(impl) or (report.get("submissions") or {}).get(impl) or {}
-    ended = (verdict.get("outcome") or {}).get("ended_at")
-    fault_at, in_place = report.get("fault_at"), fault_in_place(report)
+    outcome = verdict.get("outcome") or {}
+    ended, fault_at, in_place = outcome.get("ended_at"), report.get("fault_at"), fault_in_place(report)
     if not isinstance(ended, (int, float)) or not isinstance(fault_at, (int, float)) or in_place is None:
         return ""
-    lab_took = in_place - fault_at
-    if lab_took < 0.0005:
+    if "released_at" not in outcome:
+        if in_place - fault_at < 0.0005:
+            return ""
+        return (f"that includes the lab's own {in_place - fault_at:.3f} s to put the fault in place; "
+                f"{ended - in_place:.3f} s after the fault was in place")
+    start = bound_start(in_place, outcome.get("released_at"))
+    if start - fault_at < 0.0005:
         return ""
-    return (f"that includes the lab's own {lab_took:.3f} s to put the fault in place; "
-            f"{ended - in_place:.3f} s after the fault was in place")
+    return (f"counted from +{start:.3f} s, once the fault was in place and {impl} was let past it; "
+            f"the lab's own {start - fault_at:.3f} s since the fault was asked for is not counted")
