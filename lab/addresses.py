@@ -14,12 +14,22 @@ backend network, so every path to a server crosses it::
     client ──► toxiproxy:7100 ──► server:7100 = router ──► backend-server:7100   selectors  (control 7101)
     client ──► toxiproxy:7200 ──► server:7200 = router ──► backend-server:7200   forking    (control 7201)
     client ──────────────────────► server:7000 = router ──► backend-server:7000   (the direct path)
+    client ──────────────────────► server2:7400 = router ─► backend-server2:7400  threaded, standby (control 7401)
 """
 
 from __future__ import annotations
 
 SERVER_HOST = "server"          # the server's name on the lab network: the router, which forwards to it
 BACKEND_SERVER_HOST = "backend-server"   # the server container's own name, on the backend network
+
+# The second server host (failover): one threaded server that shares the first host's delivery
+# log (a volume both mount), on ports of its own, which the router forwards to it. On the lab
+# network "server2" is the router too; the path's faults never touch the standby's ports.
+STANDBY_HOST = "server2"
+BACKEND_STANDBY_HOST = "backend-server2"
+STANDBY_PORT = 7400
+STANDBY_CONTROL_PORT = 7401
+STANDBY_AGENT_PORT = 9011      # server2-agent's API: not 9009, which the router forwards to the server-agent
 ROUTER_HOST = "router"          # the NAT gateway between the lab network and the backend network
 TOXIPROXY_HOST = "toxiproxy"
 LOOPBACK = "127.0.0.1"

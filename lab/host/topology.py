@@ -31,7 +31,8 @@ from lab.host.engine import LABEL, EngineError, Result, Runner
 
 DEFAULT_PROJECT = "socket-lab"
 # The services `up` starts (compose.yaml, less the ones behind a profile); a unit test compares them.
-SERVICES = ("toxiproxy", "server", "router", "router-agent", "server-agent", "client", "client-agent")
+SERVICES = ("toxiproxy", "server", "router", "router-agent", "server-agent", "server2", "server2-agent", "client",
+            "client-agent")
 # The services with a healthcheck: the client-agent's alone, which asks the other agents for their
 # namespaces' health and knocks on Toxiproxy's API. Every check is a `docker exec`, about 80 ms of
 # CPU: one per service every 2 s was a third of a CPU per idle lab, which several labs at once

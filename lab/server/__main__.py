@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--control-port", type=int, default=DEFAULT_CONTROL_PORT, help="0 picks a free port; -1 disables it")
     p.add_argument("--state-dir", default=None, help="keep the delivery log here (exactly-once across restarts)")
+    p.add_argument("--shared-log", action="store_true",
+                   help="with --state-dir: follow a delivery log other servers append to as well "
+                        "(the failover pair mounts one volume), so exactly-once holds across both")
     p.add_argument("--backlog", type=int, default=128, help="listen() backlog; small values demo a full queue")
     p.add_argument("--max-payload", type=int, default=DEFAULT_MAX_PAYLOAD)
     p.add_argument("--mode", choices=MODES, default="normal", help="failure behaviour for data connections")
@@ -41,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.shared_log and not args.state_dir:
+        parser.error("--shared-log follows the delivery log in a state dir: give --state-dir too")
     try:
         behaviour = Behaviour(mode=args.mode, after=args.after, ack_last=not args.no_ack_last,
                               accepting=not args.stop_accepting)
@@ -60,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     server = make_server(args.impl, args.host, args.port,
                          control_port=None if args.control_port < 0 else args.control_port,
                          state_dir=args.state_dir, backlog=args.backlog, behaviour=behaviour,
-                         max_payload=args.max_payload, emit=emit)
+                         max_payload=args.max_payload, emit=emit, shared_log=args.shared_log)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -33,7 +33,7 @@ from lab.sockets.errors import LabError, translating
 from lab.sockets.framing import DEFAULT_MAX_PAYLOAD
 from lab.server import binding
 from lab.server.behaviour import Behaviour
-from lab.server.log import DeliveryLog
+from lab.server.log import DeliveryLog, SharedDeliveryLog
 from lab.server.protocol import ServerConnection
 from lab.server.stats import Rejections, ServerStats
 
@@ -75,7 +75,11 @@ class BaseServer(abc.ABC):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, control_port: int | None = None,
                  state_dir: str | os.PathLike[str] | None = None, backlog: int = 128,
                  behaviour: Behaviour | None = None, max_payload: int = DEFAULT_MAX_PAYLOAD,
-                 emit: EventSink | None = None, poll_interval: float = POLL_INTERVAL) -> None:
+                 emit: EventSink | None = None, poll_interval: float = POLL_INTERVAL,
+                 shared_log: bool = False) -> None:
+        if shared_log and state_dir is None:
+            raise ValueError("shared_log=True follows a delivery log in a state dir: give state_dir too")
+        self.shared_log = shared_log
         self.host = host
         self._requested_port = port
         self._requested_control_port = control_port
@@ -151,7 +155,13 @@ class BaseServer(abc.ABC):
         self.stop()
 
     def _make_log(self) -> DeliveryLog:
-        """The delivery log this server records into (the forking server shares one between processes)."""
+        """The delivery log this server records into (the forking server shares one between processes).
+
+        ``shared_log``: one file that other servers append to as well (the failover pair, each on a
+        host of its own, mounts one volume), so a session's HELLO on either says what both delivered.
+        """
+        if self.shared_log:
+            return SharedDeliveryLog(self.state_dir)   # type: ignore[arg-type]  # checked in __init__
         return DeliveryLog(self.state_dir)
 
     @abc.abstractmethod

@@ -64,7 +64,10 @@ def test_the_labs_one_healthcheck_reads_the_servers_ports_from_the_kernel_table(
     assert asked, test
     checked = {int(p) for p in asked.group(1).split(",")}
     assert checked == {*addresses.SERVER_PORTS.values(), *addresses.CONTROL_PORTS.values()}
-    # What it connects to: its own agent, Toxiproxy's API, and the two other agents (by their API).
+    standby = re.search(rf'"--agent", "{addresses.STANDBY_HOST}:{addresses.STANDBY_AGENT_PORT}=([\d,]+)"', test)
+    assert standby, test
+    assert {int(p) for p in standby.group(1).split(",")} == {addresses.STANDBY_PORT, addresses.STANDBY_CONTROL_PORT}
+    # What it connects to: its own agent, Toxiproxy's API, and the other agents (by their API).
     dialled = set(re.findall(r'"([a-z0-9.-]+:\d+)"', test))
     assert dialled == {f"127.0.0.1:{addresses.AGENT_PORT}", f"{addresses.TOXIPROXY_HOST}:{addresses.TOXIPROXY_API_PORT}",
                        f"{addresses.ROUTER_HOST}:{addresses.ROUTER_AGENT_PORT}"}, dialled
@@ -81,7 +84,7 @@ def test_one_healthcheck_for_the_whole_lab() -> None:
     # router's and the server's by their agents, which the healthcheck asks.
     test = _healthcheck_test(services["client-agent"])
     assert 'network_mode: "service:client"' in services["client-agent"]
-    for host, agent in (("server", "server-agent"), ("router", "router-agent")):
+    for host, agent in (("server", "server-agent"), ("router", "router-agent"), ("server2", "server2-agent")):
         assert f'network_mode: "service:{host}"' in services[agent]
         assert f'"--agent", "{host}:' in test
     # Nothing waits on another's health at start (the one-off scenario aside): all start at once.
@@ -92,9 +95,11 @@ def test_one_healthcheck_for_the_whole_lab() -> None:
 def test_compose_agents_listen_where_the_healthcheck_asks() -> None:
     services = _services(COMPOSE.read_text())
     agents = {name: block for name, block in services.items() if "lab.inlab.agent" in block}
-    assert set(agents) == {"server-agent", "client-agent", "router-agent"}
+    assert set(agents) == {"server-agent", "client-agent", "router-agent", "server2-agent"}
     assert f'"--port", "{addresses.ROUTER_AGENT_PORT}"' in agents["router-agent"], \
         "the router-agent must listen where the healthcheck knocks"
+    assert f'"--port", "{addresses.STANDBY_AGENT_PORT}"' in agents["server2-agent"], \
+        "server2-agent must listen where the router forwards and the healthcheck knocks"
     assert '"--port"' not in agents["server-agent"] and '"--port"' not in agents["client-agent"]  # AGENT_PORT
 
 
@@ -102,10 +107,36 @@ def test_compose_puts_the_server_behind_the_router() -> None:
     services = _services(COMPOSE.read_text())
     server, router = services[addresses.SERVER_HOST], services[addresses.ROUTER_HOST]
     # "server" on the lab network is the router; the server itself is only on the backend.
-    assert re.search(r"^      lab:\n        aliases: \[server\]", router, re.M), router
+    assert re.search(r"^      lab:\n        aliases: \[server(, server2)?\]", router, re.M), router
     assert re.search(r"^      backend:\n        aliases: \[backend-server\]", server, re.M), server
     assert "lab" not in re.search(r"^    networks:(.*?)^    \S", server, re.M | re.S).group(1).replace("backend", "")
     assert f'"--route-to", "{addresses.BACKEND_SERVER_HOST}"' in services["router-agent"]
+
+
+def test_compose_puts_the_standby_behind_the_router_on_ports_of_its_own() -> None:
+    services = _services(COMPOSE.read_text())
+    router, standby = services[addresses.ROUTER_HOST], services[addresses.STANDBY_HOST]
+    assert re.search(rf"^      lab:\n        aliases: \[{addresses.SERVER_HOST}, {addresses.STANDBY_HOST}\]", router, re.M)
+    assert re.search(rf"^      backend:\n        aliases: \[{addresses.BACKEND_STANDBY_HOST}\]", standby, re.M), standby
+    assert "lab:" not in standby
+    forwarded = {addresses.STANDBY_PORT, addresses.STANDBY_CONTROL_PORT, addresses.STANDBY_AGENT_PORT}
+    also = re.search(rf'"--also", "{addresses.BACKEND_STANDBY_HOST}=([\d,]+)"', services["router-agent"])
+    assert also and {int(p) for p in also.group(1).split(",")} == forwarded
+    from lab.inlab.agent.router import FORWARDED_PORTS
+    assert not forwarded & set(FORWARDED_PORTS), "the standby's ports would reach the first server"
+    assert (f'"--port={addresses.STANDBY_PORT}"' in standby
+            and f'"--control-port={addresses.STANDBY_CONTROL_PORT}"' in standby), standby
+
+
+def test_the_failover_pair_follows_one_delivery_log() -> None:
+    services = _services(COMPOSE.read_text())
+    server, standby = services[addresses.SERVER_HOST], services[addresses.STANDBY_HOST]
+    threaded = re.split(r"^\s*- --impl=", server, flags=re.M)[1].split("- --impl=")[0]
+    assert "- --state-dir=/var/lib/lab/shared" in threaded and "- --shared-log" in threaded, threaded
+    assert '"--state-dir=/var/lib/lab/shared", "--shared-log"' in standby
+    for block in (server, standby):
+        assert re.search(r"^    volumes:\n      - deliveries:/var/lib/lab/shared$", block, re.M), block
+    assert re.search(r"^volumes:\n(?:  #.*\n)*  deliveries:\n    driver_opts: \{type: tmpfs", COMPOSE.read_text(), re.M)
 
 
 def test_compose_publishes_the_toxiproxy_api_port() -> None:

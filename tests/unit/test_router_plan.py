@@ -103,3 +103,35 @@ def test_the_path_counters_sum_the_tagged_rules_of_their_chain(tmp_path) -> None
 
     agent = Agent(Runner(), proc_root=tmp_path, capture_dir=tmp_path)  # type: ignore[arg-type]
     assert (agent.idle_drops(), agent.frag_needed_dropped()) == (8, 12)
+
+
+def test_a_standby_host_gets_the_same_two_rewrites_on_its_own_ports() -> None:
+    standby = router.Forward("172.31.0.4", (7400, 7401))
+    p = router.plan(router.parse_ip_addr(IP_ADDR), "172.31.0.2", ports=(7000, 7001), others=[standby])
+    rules = router.nat_rules(p)
+    assert rules[6:] == [
+        ["-t", "nat", "-A", "LAB-ROUTER-DNAT", "-i", "eth0", "-d", "172.30.0.5", "-p", "tcp",
+         "-m", "multiport", "--dports", "7400,7401", "-j", "DNAT", "--to-destination", "172.31.0.4"],
+        ["-t", "nat", "-A", "LAB-ROUTER-SNAT", "-o", "eth1", "-d", "172.31.0.4", "-p", "tcp",
+         "-m", "multiport", "--dports", "7400,7401", "-j", "SNAT", "--to-source", "172.31.0.3"]]
+    # The path's faults act on p.server and its ports alone: the standby is not "the server".
+    assert (p.server, p.ports) == ("172.31.0.2", (7000, 7001))
+    assert p.as_dict()["others"] == [{"server": "172.31.0.4", "ports": [7400, 7401]}]
+
+
+@pytest.mark.parametrize(("other", "message"), [
+    (router.Forward("10.9.0.4", (7400,)), r"a forward to 10.9.0.4 leaves the backend network 172.31.0.0/16"),
+    (router.Forward("172.31.0.4", (7001, 7400)), r"a forward to 172.31.0.4 needs ports of its own; got \[7001, 7400\]"),
+    (router.Forward("172.31.0.4", ()), r"needs ports of its own; got \[\]"),
+])
+def test_a_standby_forward_stays_on_the_backend_and_takes_no_port_of_the_servers(other: router.Forward,
+                                                                                 message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        router.plan(router.parse_ip_addr(IP_ADDR), "172.31.0.2", ports=(7000, 7001), others=[other])
+
+
+def test_parse_forward_reads_host_and_ports_or_says_what_is_accepted() -> None:
+    assert router.parse_forward("backend-server2=7400,7401,9011") == ("backend-server2", (7400, 7401, 9011))
+    for bad in ("backend-server2", "=7400", "backend-server2=", "backend-server2=7400,x", "h=0", "h=65536"):
+        with pytest.raises(ValueError, match=r"expected HOST=PORT\[,PORT\.\.\.\] with ports 1-65535"):
+            router.parse_forward(bad)

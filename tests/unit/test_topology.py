@@ -76,7 +76,8 @@ def _ps(*states: tuple[str, str, str]) -> Result:
 # Only the client-agent has a healthcheck (it asks the others): for the rest Docker says "".
 HEALTHY = [("toxiproxy", "running", ""), ("client-agent", "running", "healthy"), ("client", "running", ""),
            ("server", "running", ""), ("server-agent", "running", ""),
-           ("router", "running", ""), ("router-agent", "running", "")]
+           ("router", "running", ""), ("router-agent", "running", ""),
+           ("server2", "running", ""), ("server2-agent", "running", "")]
 
 
 def test_wait_healthy_waits_out_a_briefly_unhealthy_service(tmp_path: Path) -> None:

@@ -20,11 +20,19 @@ import sys
 import threading
 
 from lab.addresses import AGENT_PORT, SANDBOX_UID
+from lab.inlab.agent import router
 from lab.inlab.agent.api import AgentApiServer
 from lab.inlab.agent.commands import CommandRunner, isolate
 from lab.inlab.agent.log import emit
 from lab.inlab.agent.requests import OpFailed
 from lab.inlab.agent.service import Agent
+
+
+def _forward(text: str) -> tuple[str, tuple[int, ...]]:
+    try:
+        return router.parse_forward(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--route-to", metavar="HOST", default=None,
                         help="be the router: NAT the server's ports to HOST on the other network "
                              "(the router-agent: backend-server)")
+    parser.add_argument("--also", metavar="HOST=PORT,...", action="append", default=[], type=_forward,
+                        help="with --route-to: also forward these ports to HOST on that network "
+                             "(the router-agent: the standby server, backend-server2=7400,7401)")
     opts = parser.parse_args(argv)
+    if opts.also and opts.route_to is None:
+        parser.error("--also forwards ports as the router does: it needs --route-to")
     removed = isolate()
     emit("isolated", removed=removed)
     runner = CommandRunner()
@@ -45,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         # Before the API listens (the healthcheck waits for it): a lab whose router does not route
         # must never look healthy.
         try:
-            route = agent.install_router(opts.route_to)
+            route = agent.install_router(opts.route_to, opts.also)
         except (OpFailed, OSError, ValueError) as exc:
             emit("router-failed", target=opts.route_to, error=str(exc))
             return 1

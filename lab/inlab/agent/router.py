@@ -52,18 +52,28 @@ class Interface:
 
 
 @dataclass(frozen=True)
+class Forward:
+    """Further ports the router forwards to another host of the backend network (the standby server)."""
+
+    server: str                            # that host's backend address
+    ports: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class RouterPlan:
-    """Which of the router's two links faces which network, and the server behind it."""
+    """Which of the router's two links faces which network, and the servers behind it."""
 
     lab: Interface
     backend: Interface
-    server: str                            # the server's backend address
+    server: str                            # the server's backend address: the path's faults act on it
     ports: tuple[int, ...] = FORWARDED_PORTS
+    others: tuple[Forward, ...] = ()       # a standby server's ports, never touched by the path's faults
 
     def as_dict(self) -> dict[str, Any]:
         return {"lab_interface": self.lab.name, "lab_address": self.lab.address,
                 "backend_interface": self.backend.name, "backend_address": self.backend.address,
-                "server": self.server, "ports": list(self.ports)}
+                "server": self.server, "ports": list(self.ports),
+                "others": [{"server": f.server, "ports": list(f.ports)} for f in self.others]}
 
 
 def parse_ip_addr(text: str) -> list[Interface]:
@@ -83,15 +93,40 @@ def parse_ip_addr(text: str) -> list[Interface]:
     return found
 
 
-def plan(interfaces: Sequence[Interface], server: str, ports: Sequence[int] = FORWARDED_PORTS) -> RouterPlan:
-    """The link whose subnet holds the server is the backend; the one other link is the lab's."""
+def plan(interfaces: Sequence[Interface], server: str, ports: Sequence[int] = FORWARDED_PORTS,
+         others: Sequence[Forward] = ()) -> RouterPlan:
+    """The link whose subnet holds the server is the backend; the one other link is the lab's.
+
+    Every host of ``others`` is on the backend network too, and its ports are none of the server's.
+    """
     target = ipaddress.ip_address(server)
     backend = [i for i in interfaces if target in i.network]
     lab = [i for i in interfaces if target not in i.network]
     if len(backend) != 1 or len(lab) != 1:
         raise ValueError(f"a router has one link to the server's network ({server}) and one other; "
                          f"this one has {[f'{i.name} {i.address}/{i.prefix}' for i in interfaces]}")
-    return RouterPlan(lab[0], backend[0], server, tuple(ports))
+    taken = set(ports)
+    for other in others:
+        if ipaddress.ip_address(other.server) not in backend[0].network:
+            raise ValueError(f"a forward to {other.server} leaves the backend network {backend[0].network}")
+        if taken & set(other.ports) or not other.ports:
+            raise ValueError(f"a forward to {other.server} needs ports of its own; got {list(other.ports)}, "
+                             f"and {sorted(taken)} are taken")
+        taken |= set(other.ports)
+    return RouterPlan(lab[0], backend[0], server, tuple(ports), tuple(others))
+
+
+def parse_forward(text: str) -> tuple[str, tuple[int, ...]]:
+    """``HOST=PORT,PORT`` (the agent's ``--also``) → (HOST, ports); ValueError saying what is accepted."""
+    host, sep, ports = text.partition("=")
+    try:
+        numbers = tuple(int(p) for p in ports.split(","))
+    except ValueError:
+        numbers = ()
+    if not sep or not host or not numbers or not all(1 <= n <= 65535 for n in numbers):
+        raise ValueError(f"--also {text!r}: expected HOST=PORT[,PORT...] with ports 1-65535, "
+                         f"e.g. backend-server2=7400,7401")
+    return host, numbers
 
 
 def nat_rules(p: RouterPlan) -> list[list[str]]:
@@ -109,7 +144,16 @@ def nat_rules(p: RouterPlan) -> list[list[str]]:
         # sources chose the same one (the client and Toxiproxy have disjoint port ranges).
         ["-t", "nat", "-A", SNAT_CHAIN, "-o", p.backend.name, "-d", p.server, "-p", "tcp",
          "-m", "multiport", "--dports", dports, "-j", "SNAT", "--to-source", p.backend.address],
-    ]
+    ] + [rule for other in p.others for rule in _forward_rules(p, other)]
+
+
+def _forward_rules(p: RouterPlan, other: Forward) -> list[list[str]]:
+    # The same two rewrites as the server's, on the other host's own ports.
+    dports = ",".join(map(str, other.ports))
+    return [["-t", "nat", "-A", DNAT_CHAIN, "-i", p.lab.name, "-d", p.lab.address, "-p", "tcp",
+             "-m", "multiport", "--dports", dports, "-j", "DNAT", "--to-destination", other.server],
+            ["-t", "nat", "-A", SNAT_CHAIN, "-o", p.backend.name, "-d", other.server, "-p", "tcp",
+             "-m", "multiport", "--dports", dports, "-j", "SNAT", "--to-source", p.backend.address]]
 
 
 def hooks() -> list[tuple[str, str]]:
@@ -131,5 +175,5 @@ def resolve(host: str, *, wait: float = RESOLVE_WAIT, clock: Callable[[], float]
             sleep(0.5)
 
 
-__all__ = ["DNAT_CHAIN", "SNAT_CHAIN", "FORWARDED_PORTS", "Interface", "RouterPlan", "parse_ip_addr", "plan",
-           "nat_rules", "hooks", "resolve"]
+__all__ = ["DNAT_CHAIN", "SNAT_CHAIN", "FORWARDED_PORTS", "Interface", "Forward", "RouterPlan", "parse_ip_addr",
+           "plan", "parse_forward", "nat_rules", "hooks", "resolve"]

@@ -206,13 +206,15 @@ class Agent(RouterOps):
         return {"ok": True, **result}
 
     # The router ----------------------------------------------------------------
-    def install_router(self, target: str) -> dict[str, Any]:
-        """Be the NAT gateway to ``target`` (lab/inlab/agent/router.py); idempotent."""
+    def install_router(self, target: str, also: Sequence[tuple[str, tuple[int, ...]]] = ()) -> dict[str, Any]:
+        """Be the NAT gateway to ``target``, and for ``also``'s ports to their hosts
+        (lab/inlab/agent/router.py); idempotent."""
         server = router.resolve(target)
+        others = [router.Forward(router.resolve(host), ports) for host, ports in also]
         listing = self.runner.run(["ip", "-j", "-4", "addr", "show"], timeout=COMMAND_TIMEOUT)
         if listing.returncode != 0:
             raise OpFailed(f"ip -j -4 addr show failed (exit {listing.returncode}): {listing.stderr.strip()}")
-        route = router.plan(router.parse_ip_addr(listing.stdout), server)
+        route = router.plan(router.parse_ip_addr(listing.stdout), server, others=others)
         with self._iptables_lock:
             for argv in router.nat_rules(route):
                 res = self._iptables(*argv, check=False)
