@@ -107,7 +107,8 @@ class ReportCard:
 def gradable(found: dict[str, scn.Scenario] | None = None) -> dict[str, scn.Scenario]:
     """Scenarios that can grade any code: those that judge naive (their workers drive any subject)."""
     found = found if found is not None else scn.discover()
-    return {name: s for name, s in sorted(found.items()) if "naive" in s.expect and REFERENCE in s.expect}
+    return {name: s for name, s in sorted(found.items())
+            if "naive" in s.expect and REFERENCE in s.expect and not s.not_gradable}
 
 
 def choose(names: Sequence[str] | None, found: dict[str, scn.Scenario] | None = None) -> list[scn.Scenario]:
@@ -119,6 +120,9 @@ def choose(names: Sequence[str] | None, found: dict[str, scn.Scenario] | None = 
     for name in names:
         if name not in found:
             raise GradeError(f"no scenario named {name!r}; gradable scenarios: {', '.join(ok)}")
+        if found[name].not_gradable:
+            raise GradeError(f"scenario {name!r} cannot grade other code: {found[name].not_gradable}; gradable "
+                             f"scenarios: {', '.join(ok)}")
         if name not in ok:
             raise GradeError(f"scenario {name!r} judges only {', '.join(found[name].expect)}, with workers that "
                              f"drive the robust connection itself, so it cannot grade other code; gradable "

@@ -20,6 +20,7 @@ SECONDS: dict[str, float] = {
     "corrupt-recomputed": 1.1,
     "dns-refused": 0.5,
     "dns-silent": 10.6,
+    "failover": 12.4,
     "firewall-idle-expiry": 12.1,
     "firewall-idle-expiry-no-keepalive": 14.0,
     "fragmentation": 1.4,

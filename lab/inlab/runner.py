@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.addresses import AGENT_PORT, CONTROL_PORTS, DEFAULT_PORT, LOOPBACK, ROUTER_AGENT_PORT, ROUTER_HOST, \
-    SERVER_HOST, SERVER_PORTS, \
+    SERVER_HOST, SERVER_PORTS, STANDBY_AGENT_PORT, STANDBY_CONTROL_PORT, STANDBY_HOST, STANDBY_PORT, \
     SANDBOX_UID, TOXIPROXY_API, TOXIPROXY_HOST
 from lab.inlab import mutants, runreport, submission
 from lab.inlab.agent.client import AgentError
@@ -98,6 +98,7 @@ class Context:
         self.server_agent = AgentClient(SERVER_HOST, AGENT_PORT)
         self.client_agent = AgentClient(LOOPBACK, AGENT_PORT)
         self.router_agent = AgentClient(ROUTER_HOST, ROUTER_AGENT_PORT)   # the path's faults
+        self.standby_agent = AgentClient(STANDBY_HOST, STANDBY_AGENT_PORT)   # the second server host's
         from lab.inlab.faults.clock_jump import WallClock
 
         self.wall_clock = WallClock()     # the offset file libfaketime'd children read (clock-jump)
@@ -256,7 +257,8 @@ class Context:
         """
         if where not in CAPTURE_POINTS:
             raise scn.ScenarioError(f"capture: no capture point {where!r}; accepted: {', '.join(CAPTURE_POINTS)}")
-        agent = {"server": self.server_agent, "client": self.client_agent}.get(where, self.router_agent)
+        agent = {"server": self.server_agent, "client": self.client_agent,
+                 "server2": self.standby_agent}.get(where, self.router_agent)
         name = f"{self.scenario.name[:31 - len(where)].strip('-')}-{where}"   # the agent's limit: 32
         chosen = filter or f"tcp and port {port}"
         if where.startswith("router-"):
@@ -500,7 +502,7 @@ class Context:
 
     # Clean-up ----------------------------------------------------------------------------------
     def reset_lab(self) -> None:
-        reset_lab(self.toxiproxy, self.server_agent, self.client_agent, self.router_agent)
+        reset_lab(self.toxiproxy, self.server_agent, self.client_agent, self.router_agent, self.standby_agent)
 
     def run_cleanups(self) -> None:
         while self._cleanups:
@@ -511,7 +513,7 @@ class Context:
                 self.mark("lab", f"clean-up failed: {exc}")
 
 
-CAPTURE_POINTS = ("server", "client", "router-lab", "router-backend")
+CAPTURE_POINTS = ("server", "client", "router-lab", "router-backend", "server2")
 
 
 class CaptureHandle:
@@ -550,7 +552,7 @@ class CaptureHandle:
 
 
 def reset_lab(toxiproxy: Any = None, server_agent: Any = None, client_agent: Any = None,
-              router_agent: Any = None) -> None:
+              router_agent: Any = None, standby_agent: Any = None) -> None:
     """Everything back to normal: no toxics, no rules, no stopped process, default server behaviours."""
     from lab.inlab.agent.client import AgentClient
     from lab.server.control import control_request
@@ -561,9 +563,11 @@ def reset_lab(toxiproxy: Any = None, server_agent: Any = None, client_agent: Any
     (router_agent or AgentClient(ROUTER_HOST, ROUTER_AGENT_PORT)).reset()
     (server_agent or AgentClient(SERVER_HOST, AGENT_PORT)).reset()
     (client_agent or AgentClient(LOOPBACK, AGENT_PORT)).reset()
-    for server, port in SERVER_PORTS.items():
-        wait_listening(SERVER_HOST, port, timeout=15.0)
-        reply = control_request(SERVER_HOST, CONTROL_PORTS[server], {"cmd": "reset"}, timeout=5.0)
+    (standby_agent or AgentClient(STANDBY_HOST, STANDBY_AGENT_PORT)).reset()
+    servers = [(server, SERVER_HOST, port, CONTROL_PORTS[server]) for server, port in SERVER_PORTS.items()]
+    for server, host, port, control in [*servers, ("standby", STANDBY_HOST, STANDBY_PORT, STANDBY_CONTROL_PORT)]:
+        wait_listening(host, port, timeout=15.0)
+        reply = control_request(host, control, {"cmd": "reset"}, timeout=5.0)
         if not reply.get("ok"):
             raise ScenarioAbort(f"server {server} refused to reset: {reply.get('error')}")
 
@@ -645,7 +649,7 @@ def run(scenario: Scenario, impls: list[str] | None = None, *, watchdog: float |
 # beside the judged implementations in scenarios whose workers drive any subject, i.e. those
 # that judge "naive". Its outcome is reported under "submissions", never judged here.
 def gradable_scenarios() -> list[str]:
-    return sorted(name for name, s in scn.discover().items() if "naive" in s.expect)
+    return sorted(name for name, s in scn.discover().items() if "naive" in s.expect and not s.not_gradable)
 
 
 def _unjudged_impls(scenario: Scenario, impls: list[str]) -> list[str]:
@@ -663,6 +667,10 @@ def _unjudged_impls(scenario: Scenario, impls: list[str]) -> list[str]:
         elif impl not in IMPLS:
             continue  # unknown: refused by the caller with the list of what this scenario judges
         unjudged.append(impl)
+    if unjudged and scenario.not_gradable:
+        raise scn.ScenarioError(f"scenario {scenario.name} cannot grade {', '.join(unjudged)}: "
+                                f"{scenario.not_gradable}; scenarios that can grade any code: "
+                                f"{', '.join(gradable_scenarios())}")
     if unjudged and "naive" not in scenario.expect:
         raise scn.ScenarioError(f"scenario {scenario.name} cannot grade {', '.join(unjudged)}: it judges only "
                                 f"{', '.join(scenario.expect)}, with workers that drive the robust connection "

@@ -193,6 +193,8 @@ class Scenario:
     look_for: str = ""
     reach_bytes: int | None = None
     module: Any = None
+    # Why graded code cannot be run here though the scenario judges naive (NOT_GRADABLE): "" = it can.
+    not_gradable: str = ""
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "howto": self.howto, "path": self.path,
@@ -264,10 +266,12 @@ def load(path: Path, *, impls: tuple[str, ...] | None = None) -> Scenario:
     reach = getattr(module, "REACH_BYTES", None)
     if reach is not None and (isinstance(reach, bool) or not isinstance(reach, int) or reach <= 0):
         raise ScenarioError(f"{where}: REACH_BYTES must be a whole number of bytes > 0; got {reach!r}")
+    not_gradable = _text(module, "NOT_GRADABLE", where) if hasattr(module, "NOT_GRADABLE") else ""
     return Scenario(name=name, title=_text(module, "TITLE", where), howto=howto, wire=_text(module, "WIRE", where),
                     injection=_text(module, "INJECTION", where), path=module.PATH, expect=dict(expect),
                     remember=_text(module, "REMEMBER", where), run=module.run, source=path,
-                    watchdog=watchdog, look_for=look_for, reach_bytes=reach, module=module)
+                    watchdog=watchdog, look_for=look_for, reach_bytes=reach, module=module,
+                    not_gradable=" ".join(not_gradable.split()))
 
 
 def _one_line(exc: BaseException) -> str:

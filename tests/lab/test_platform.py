@@ -8,11 +8,12 @@ import pytest
 
 from lab.host.topology import Lab
 
-APP_SERVICES = {"server", "client", "router"}
+APP_SERVICES = {"server", "client", "router", "server2"}
 AGENTS = {"server-agent": {"NET_ADMIN", "NET_RAW", "SETGID", "KILL",
                              "SYS_PTRACE", "DAC_READ_SEARCH"},
           "client-agent": {"NET_ADMIN", "NET_RAW", "SETGID"},
-          "router-agent": {"NET_ADMIN", "NET_RAW", "SETGID"}}
+          "router-agent": {"NET_ADMIN", "NET_RAW", "SETGID"},
+          "server2-agent": {"NET_ADMIN", "NET_RAW", "SETGID"}}
 # A UDP connect() picks a route and sends nothing: the kernel's answer alone proves there is
 # no way out. 192.0.2.1 is TEST-NET-1 (RFC 5737), never a real host.
 _PROBE = """
@@ -26,7 +27,7 @@ except OSError as exc:
 """
 
 
-@pytest.mark.parametrize("service", ["client", "server", "router"])
+@pytest.mark.parametrize("service", ["client", "server", "router", "server2"])
 def test_no_way_out_of_the_lab(lab: Lab, service: str) -> None:
     res = lab.exec(service, ["python3", "-c", _PROBE], timeout=30)
     assert res.returncode == 0, res.stderr
@@ -43,10 +44,10 @@ def test_lab_network_is_internal(lab: Lab, docker_client) -> None:
     assert by_name["control"]["Options"].get("com.docker.network.bridge.enable_ip_masquerade") == "false"
     control_members = {c["Name"].rsplit("-", 2)[-2] for c in by_name["control"]["Containers"].values()}
     assert control_members == {"toxiproxy"}
-    # The server is behind the router: on the backend network only, with the router.
+    # Both server hosts are behind the router: on the backend network only, with the router.
     backend_members = {c["Name"].rsplit("-", 2)[-2] for c in by_name["backend"]["Containers"].values()}
     lab_members = {c["Name"].rsplit("-", 2)[-2] for c in by_name["lab"]["Containers"].values()}
-    assert backend_members == {"server", "router"}
+    assert backend_members == {"server", "router", "server2"}
     assert lab_members == {"client", "toxiproxy", "router"}
 
 
@@ -58,7 +59,7 @@ def _containers(lab: Lab, docker_client) -> dict[str, dict]:
 def test_containers_are_hardened(lab: Lab, docker_client) -> None:
     containers = _containers(lab, docker_client)
     assert set(containers) == {"toxiproxy", "server", "client", "server-agent", "client-agent", "router",
-                               "router-agent"}
+                               "router-agent", "server2", "server2-agent"}
     for service, attrs in containers.items():
         host = attrs["HostConfig"]
         assert host["CapDrop"] == ["ALL"], service

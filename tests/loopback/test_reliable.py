@@ -7,6 +7,7 @@ delivered. The oracle is the server's own count and checksum per session.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -110,3 +111,38 @@ def test_no_server_at_all_gives_up_within_the_backoff_deadline():
         sender.send(b"hello?")
     assert time.monotonic() - started < 1.0
     assert len(sleeps) == 5 and all(0 <= s <= 0.05 for s in sleeps)
+
+
+@pytest.mark.parametrize("impl", ["threaded", "selectors"])
+def test_failing_over_to_a_second_server_on_one_shared_log_delivers_each_message_exactly_once(impl, tmp_path):
+    """The failover pair on loopback: two servers following one delivery log (shared_log=True),
+    the first stopped for good mid-stream; the sender given both addresses finishes on the second."""
+    from lab.server import make_server
+
+    messages = bodies(400, seed=5)
+    events: list[tuple[str, dict[str, object]]] = []
+    first = make_server(impl, "127.0.0.1", 0, control_port=None, state_dir=tmp_path, shared_log=True).start()
+    second = make_server(impl, "127.0.0.1", 0, control_port=None, state_dir=tmp_path, shared_log=True).start()
+    a, b = (first.host, first.port), (second.host, second.port)   # the port is gone once stopped
+    try:
+        sender = ReliableSender(*a, CONFIG, backoff=BACKOFF, window=16, fallbacks=[b], rng=random.Random(3),
+                                on_event=lambda name, facts: events.append((name, facts)))
+        with sender:
+            for i, body in enumerate(messages):
+                if i == 150:
+                    first.stop()          # gone for good: only the second can take the rest
+                sender.send(body)
+            sender.flush()
+        snapshot = second.log.snapshot()
+        session = snapshot["sessions"][sender.session_id.hex()]
+        assert (session["count"], session["last_seq"]) == (400, 400)
+        assert session["checksum"] == body_checksum(messages)
+        assert sender.acked == 400 and sender.reconnects >= 1
+        connected = [(f["host"], f["port"]) for name, f in events if name == "connected"]
+        assert connected[0] == a and connected[-1] == b
+        # Each message once in the file both servers append to: 400 lines, one per seq.
+        lines = (tmp_path / "deliveries.jsonl").read_text().splitlines()
+        assert sorted(json.loads(line)["seq"] for line in lines) == list(range(1, 401))
+    finally:
+        first.stop()
+        second.stop()

@@ -10,6 +10,7 @@ oracles: what each scenario predicts for naive and robust is what the rules say.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import textwrap
 import time
@@ -341,12 +342,26 @@ def test_the_loader_checks_the_contract_on_the_imported_class(tmp_path: Path) ->
 def test_the_runner_refuses_to_grade_on_a_robust_only_scenario_listing_the_gradable_ones() -> None:
     with pytest.raises(scenario.ScenarioError) as info:
         runner._unjudged_impls(SCENARIOS["half-close"], ["robust", "sandbox:mine"])
-    gradable = sorted(name for name, s in SCENARIOS.items() if "naive" in s.expect)
+    gradable = sorted(name for name, s in SCENARIOS.items() if "naive" in s.expect and not s.not_gradable)
+    assert "failover" not in gradable
     assert str(info.value) == ("scenario half-close cannot grade sandbox:mine: it judges only "
                                "robust, with workers that drive the robust connection itself; scenarios that can "
                                f"grade any code: {', '.join(gradable)}")
     assert {"clean-close", "frozen-process", "fragmentation"} <= set(gradable)
     assert not {"half-close", "slow-close", "multiplexed-peer-death"} & set(gradable)
+
+
+def test_a_scenario_that_judges_naive_but_hands_out_two_addresses_grades_nobody_and_says_why() -> None:
+    reason = ("graded code is handed one server address (the submission interface connects to one host), so it "
+              "has nowhere to fail over to")
+    assert SCENARIOS["failover"].not_gradable == reason and "naive" in SCENARIOS["failover"].expect
+    with pytest.raises(scenario.ScenarioError) as info:
+        runner._unjudged_impls(SCENARIOS["failover"], ["robust", "naive", "sandbox:mine"])
+    assert str(info.value).startswith(f"scenario failover cannot grade sandbox:mine: {reason}; scenarios that can "
+                                      f"grade any code: ")
+    assert "failover" not in grading.gradable(SCENARIOS)
+    with pytest.raises(grading.GradeError, match="^" + re.escape(f"scenario 'failover' cannot grade other code: {reason}; gradable ")):
+        grading.choose(["failover"], SCENARIOS)
 
 
 def test_the_runner_accepts_files_and_unjudged_builtins_on_gradable_scenarios() -> None:

@@ -61,7 +61,7 @@ class FakeContext:
 def test_every_fault_a_scenario_uses_has_at_least_two_mutants() -> None:
     assert selftest.missing_mutants(FOUND) == []
     used = selftest.faults_used(FOUND)
-    assert used["vanish"] == ["host-vanishes"] and "clean-close" in used["behave"]
+    assert used["vanish"] == ["failover", "host-vanishes"] and "clean-close" in used["behave"]
     assert all(mutants.for_fault(fault) for fault in used)
 
 
@@ -159,7 +159,7 @@ def test_only_a_failed_fidelity_proof_in_a_run_that_did_not_abort_counts_as_caug
 
 
 def test_the_suite_runs_each_pair_once_and_renders_a_table_with_totals() -> None:
-    pairs = selftest.plan(FOUND, faults=["vanish"])
+    pairs = selftest.plan(FOUND, faults=["vanish"], scenarios=["host-vanishes"])
     seen: list[tuple[str, str]] = []
 
     def run(name: str, key: str) -> Any:
