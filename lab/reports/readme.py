@@ -35,6 +35,8 @@ def _expect_line(impl: str, e: scenario.Expect) -> str:
         what = "is still blocked when the watchdog fires"
     else:
         what = "completes" + (", returning corrupt data without an error" if e.corrupt else " with every reply intact")
+        if e.within is not None:   # a completion is timed too (a failover, a recovery): its bound is part of it
+            what += f", within {e.within:g} s of the fault"
     for key, value in e.detail.items():
         shown = " or ".join(map(str, value)) if isinstance(value, tuple) else value
         what += f", {key} = {shown}"

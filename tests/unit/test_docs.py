@@ -61,3 +61,12 @@ def test_every_plain_compose_example_names_its_project() -> None:
     examples = [line for line in text.splitlines() if re.match(r"^(\w+=\S+ )*docker compose ", line)]
     assert len(examples) > 8   # the "Using the lab directly" block and one per scenario
     assert [line for line in examples if " docker compose -p " not in f" {line}"] == []
+
+
+def test_a_timed_completion_shows_its_bound_in_the_scenario_sections() -> None:
+    from lab.inlab.scenario import Expect
+    from lab.reports.readme import _expect_line
+
+    assert _expect_line("robust", Expect("completed", within=6.0, note="why")) == (
+        "- **robust** completes with every reply intact, within 6 s of the fault — why")
+    assert _expect_line("robust", Expect("completed")) == "- **robust** completes with every reply intact"
