@@ -13,7 +13,7 @@ for byte and a truncated or shifted one is recognised as corrupt.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lab.inlab.context import ScenarioContext, Worker
@@ -62,6 +62,58 @@ def connect_then_exchange(*, size: int = 100) -> Worker:
         subject.connect()
         ctx.mark(actor, "connected")
         ctx.exchange(subject, outcome, body(1, size))
+
+    return worker
+
+
+def stream(*, count: int, size: int, fault_at: int, fallbacks: Sequence[tuple[str, int]] = ()) -> Worker:
+    """``count`` numbered messages, the fault just before message ``fault_at``.
+
+    robust streams them through a :class:`~lab.sockets.reliable.ReliableSender` (a session,
+    resending what was not acknowledged, reconnecting, to ``fallbacks`` in turn when given);
+    every other implementation makes one round trip per message on one connection. robust's
+    measurements keep each connection's local port (``local_ports``, in order: the proofs find
+    its connections by them), where each went (``hosts``), its ``events``, ``reconnects`` and
+    ``resent``; ``ctx.facts["robust_session"]`` is its session, as the server's record names it.
+    """
+
+    def reliable(ctx: ScenarioContext, subject: Subject, outcome: Outcome) -> None:
+        from lab.sockets.reliable import ReliableSender
+
+        m = outcome.measurements
+        events, ports, hosts = m.setdefault("events", []), m.setdefault("local_ports", []), m.setdefault("hosts", [])
+
+        def on_event(name: str, facts: dict[str, Any]) -> None:
+            plain = {k: v for k, v in facts.items() if isinstance(v, (int, float, str))}
+            if name == "acked":   # robust's traffic in the timeline too (renderings fold the long runs)
+                what = "echo intact" if facts.get("via") == "echo" else "delivered (server's HELLO says so)"
+                ctx.mark("client[robust]", what, seq=facts["seq"])
+            elif name in ("connected", "reconnecting", "resent"):
+                if name == "connected":
+                    hosts.append(f"{facts['host']}:{facts['port']}")
+                events.append({"event": name, **plain})
+                ctx.mark("client[robust]", name, **plain)
+
+        with ReliableSender(subject.host, subject.port, ctx.config, on_event=on_event,
+                            connect=port_recording_connect(ports), fallbacks=fallbacks) as sender:
+            ctx.facts["robust_session"] = sender.session_id.hex()
+            for seq in range(1, count + 1):
+                if seq == fault_at:
+                    ctx.ready()
+                sender.send(body(seq, size))
+            sender.flush()
+            outcome.exchanges_ok = sender.acked
+            m.update(reconnects=sender.reconnects, resent=sender.resent)
+
+    def one_at_a_time(ctx: ScenarioContext, subject: Subject, outcome: Outcome) -> None:
+        subject.connect()
+        for seq in range(1, count + 1):
+            if seq == fault_at:
+                ctx.ready()
+            ctx.exchange(subject, outcome, body(seq, size))
+
+    def worker(ctx: ScenarioContext, subject: Subject, outcome: Outcome) -> None:
+        (reliable if subject.impl == "robust" else one_at_a_time)(ctx, subject, outcome)
 
     return worker
 

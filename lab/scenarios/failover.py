@@ -5,10 +5,9 @@ import zlib
 from lab.addresses import DEFAULT_PORT, STANDBY_CONTROL_PORT, STANDBY_HOST, STANDBY_PORT
 from lab.evidence.anchor import SYN, Window, payload_bytes, segments
 from lab.inlab.scenario import Expect, bound
-from lab.inlab.workloads import body, port_recording_connect
+from lab.inlab.workloads import body, stream
 from lab.server.control import control_request
 from lab.sockets import framing
-from lab.sockets.reliable import ReliableSender
 
 NAME = "failover"
 TITLE = "Failover to a second server host"
@@ -44,44 +43,6 @@ LOOK_FOR = ("On the first host, the client's segments keep arriving after the fa
             "counts each of the 600 messages once.")
 
 
-def reliable(ctx, subject, outcome):
-    ports = outcome.measurements.setdefault("local_ports", [])   # one per connection, in order
-    hosts = outcome.measurements.setdefault("hosts", [])          # where each connection went
-
-    def on_event(name, facts):
-        plain = {k: v for k, v in facts.items() if isinstance(v, (int, float, str))}
-        if name == "acked":
-            what = "echo intact" if facts.get("via") == "echo" else "delivered (server's HELLO says so)"
-            ctx.mark("client[robust]", what, seq=facts["seq"])
-        elif name in ("connected", "reconnecting", "resent"):
-            if name == "connected":
-                hosts.append(f"{facts['host']}:{facts['port']}")
-            ctx.mark("client[robust]", name, **plain)
-
-    with ReliableSender(subject.host, subject.port, ctx.config, on_event=on_event,
-                        connect=port_recording_connect(ports), fallbacks=[(STANDBY_HOST, STANDBY_PORT)]) as sender:
-        ctx.facts["robust_session"] = sender.session_id.hex()
-        for seq in range(1, COUNT + 1):
-            if seq == FAULT_AT:
-                ctx.ready()
-            sender.send(body(seq, SIZE))
-        sender.flush()
-        outcome.exchanges_ok = sender.acked
-        outcome.measurements.update(reconnects=sender.reconnects, resent=sender.resent)
-
-
-def naive_stream(ctx, subject, outcome):
-    subject.connect()
-    for seq in range(1, COUNT + 1):
-        if seq == FAULT_AT:
-            ctx.ready()
-        ctx.exchange(subject, outcome, body(seq, SIZE))
-
-
-def worker(ctx, subject, outcome):
-    (reliable if subject.impl == "robust" else naive_stream)(ctx, subject, outcome)
-
-
 def run(ctx):
     first = ctx.capture("server")
     client_side = ctx.capture("client")
@@ -94,7 +55,8 @@ def run(ctx):
         at_fault["robust"] = set(robust_ports[-1:])
         at_fault["handle"] = ctx.apply("vanish", port=DEFAULT_PORT)
 
-    ctx.side_by_side(worker, fault=fault)
+    ctx.side_by_side(stream(count=COUNT, size=SIZE, fault_at=FAULT_AT, fallbacks=[(STANDBY_HOST, STANDBY_PORT)]),
+                     fault=fault)
     counts = at_fault["handle"].counts(target="DROP")
     for capture in (first, client_side, second):
         capture.stop()

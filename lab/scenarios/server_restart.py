@@ -4,11 +4,10 @@ import time
 import zlib
 
 from lab.evidence.legs import connections
-from lab.sockets.reliable import ReliableSender
 from lab.inlab.processes import serving
 from lab.inlab.proofs import per_connection, prove_restarted, server_closed_first, subjects
 from lab.inlab.scenario import Expect, fixed
-from lab.inlab.workloads import body, port_recording_connect
+from lab.inlab.workloads import body, stream
 
 NAME = "server-restart"
 TITLE = "Server restart mid-stream"
@@ -35,43 +34,6 @@ REMEMBER = "Surviving a restart takes sequence numbers, acknowledgements and res
 LOOK_FOR = "The old connection ends with the kernel's FIN or RST; a new handshake follows within a second, then a HELLO, then the resent messages."
 
 
-def reliable(ctx, subject, outcome):
-    events = outcome.measurements.setdefault("events", [])
-    ports = outcome.measurements.setdefault("local_ports", [])   # one per connection, in order
-
-    connect = port_recording_connect(ports)
-
-    def on_event(name, facts):
-        if name == "acked":   # robust's traffic in the timeline too (renderings fold the long runs)
-            what = "echo intact" if facts.get("via") == "echo" else "delivered (server's HELLO says so)"
-            ctx.mark("client[robust]", what, seq=facts["seq"])
-        elif name in ("connected", "reconnecting", "resent"):
-            events.append({"event": name, **{k: v for k, v in facts.items() if isinstance(v, (int, float, str))}})
-            ctx.mark("client[robust]", name, **{k: v for k, v in facts.items() if isinstance(v, (int, float, str))})
-
-    with ReliableSender(subject.host, subject.port, ctx.config, on_event=on_event, connect=connect) as sender:
-        ctx.facts["robust_session"] = sender.session_id.hex()
-        for seq in range(1, COUNT + 1):
-            if seq == KILL_AT:
-                ctx.ready()
-            sender.send(body(seq, SIZE))
-        sender.flush()
-        outcome.exchanges_ok = sender.acked
-        outcome.measurements.update(reconnects=sender.reconnects, resent=sender.resent)
-
-
-def naive_stream(ctx, subject, outcome):
-    subject.connect()
-    for seq in range(1, COUNT + 1):
-        if seq == KILL_AT:
-            ctx.ready()
-        ctx.exchange(subject, outcome, body(seq, SIZE))
-
-
-def worker(ctx, subject, outcome):
-    (reliable if subject.impl == "robust" else naive_stream)(ctx, subject, outcome)
-
-
 def run(ctx):
     _, port = ctx.target()
     capture = ctx.capture("server", port)
@@ -86,7 +48,7 @@ def run(ctx):
         crash["asked"] = time.time()
         crash["handle"] = ctx.apply("crash", server="threaded")
 
-    ctx.side_by_side(worker, fault=fault)
+    ctx.side_by_side(stream(count=COUNT, size=SIZE, fault_at=KILL_AT), fault=fault)
     crash["handle"].wait_restarted()     # until the new server answers on its ports
     capture.stop()
     prove_restarted(ctx, port, crash["before"], crash["asked"])
