@@ -15,7 +15,7 @@ proof that counts packets on a chain would count the other scenario's packets to
 labs are separated by the kernel itself (network, process and mount namespaces), so a fault
 cannot leak by construction, and each scenario runs exactly the code it runs serially. The
 cost is one bring-up per lab, made in parallel (a few seconds, measured by
-``benchmarks/bench_lab.py``), and about 9 containers of memory per lab.
+``benchmarks/bench_lab.py``), and about 8 containers of memory per lab.
 
 :meth:`LabPool.map` hands each lab the next item from one queue, longest expected first
 (the classic LPT rule), so the slowest scenario starts at once and the short ones fill the
@@ -27,7 +27,6 @@ items; ``__exit__`` then takes every lab down, which ends whatever still runs in
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from lab.host.engine import EngineError, Runner
-from lab.host.topology import SERVICES, Lab, check_project_name
+from lab.host.topology import Lab, check_project_name
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
@@ -44,21 +43,9 @@ R = TypeVar("R")
 MAX_JOBS = 16
 
 
-def default_jobs(cpus: int | None = None) -> int:
-    """The ``--jobs`` that pays off on this machine: 2 labs per CPU, at most 4 (the CLI's default).
-
-    The scenarios mostly wait on timers (a watchdog, a keepalive, a retransmission), so more
-    labs than CPUs pay off; past 4 on this project's 2-CPU machines the packet handlers and
-    the ``docker exec`` calls start to compete for the CPUs (measured: benchmarks/bench_lab.py).
-    """
-    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
-    return max(1, min(4, 2 * cpus))
-
-
 def check_jobs(jobs: int) -> int:
     if not 1 <= jobs <= MAX_JOBS:
-        raise ValueError(f"--jobs {jobs}: give a number of labs from 1 to {MAX_JOBS} "
-                         f"(each lab is {len(SERVICES)} containers)")
+        raise ValueError(f"--jobs {jobs}: give a number of labs from 1 to {MAX_JOBS} (each lab is 8 containers)")
     return jobs
 
 

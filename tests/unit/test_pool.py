@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.host import costs
-from lab.host.pool import LabPool, default_jobs, lpt_order, project_names
+from lab.host.pool import LabPool, lpt_order, project_names
 
 
 class FakeLab:
@@ -45,10 +45,6 @@ def test_the_projects_are_the_project_then_numbered_siblings() -> None:
 def test_a_job_count_out_of_range_says_what_is_accepted(jobs: int) -> None:
     with pytest.raises(ValueError, match=f"--jobs {jobs}: give a number of labs from 1 to 16"):
         project_names("x", jobs)
-
-
-def test_the_default_is_two_labs_per_cpu_at_most_four() -> None:
-    assert [default_jobs(n) for n in (1, 2, 3, 8)] == [2, 4, 4, 4]
 
 
 def test_longest_first_keeps_the_given_order_among_equals_and_unknowns() -> None:
