@@ -15,7 +15,7 @@ proof that counts packets on a chain would count the other scenario's packets to
 labs are separated by the kernel itself (network, process and mount namespaces), so a fault
 cannot leak by construction, and each scenario runs exactly the code it runs serially. The
 cost is one bring-up per lab, made in parallel (a few seconds, measured by
-``benchmarks/bench_lab.py``), and about 8 containers of memory per lab.
+``benchmarks/bench_lab.py``), and about 9 containers of memory per lab.
 
 :meth:`LabPool.map` hands each lab the next item from one queue, longest expected first
 (the classic LPT rule), so the slowest scenario starts at once and the short ones fill the
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from lab.host.engine import EngineError, Runner
-from lab.host.topology import Lab, check_project_name
+from lab.host.topology import SERVICES, Lab, check_project_name
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
@@ -45,7 +45,8 @@ MAX_JOBS = 16
 
 def check_jobs(jobs: int) -> int:
     if not 1 <= jobs <= MAX_JOBS:
-        raise ValueError(f"--jobs {jobs}: give a number of labs from 1 to {MAX_JOBS} (each lab is 8 containers)")
+        raise ValueError(f"--jobs {jobs}: give a number of labs from 1 to {MAX_JOBS} "
+                         f"(each lab is {len(SERVICES)} containers)")
     return jobs
 
 

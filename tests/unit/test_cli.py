@@ -712,7 +712,7 @@ def test_grade_takes_a_folder_as_a_class_and_grades_it_on_the_labs_asked_for(mon
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("grade", "EX", "--jobs", "0"), "--jobs 0: give a number of labs from 1 to 16 (each lab is 8 containers)"),
+    (("grade", "EX", "--jobs", "0"), "--jobs 0: give a number of labs from 1 to 16 (each lab is 9 containers)"),
     (("run", "--all", "--shard", "3/2"), "--shard 3/2"),
     (("run", "clean-close", "--shard", "1/2"), "--jobs and --shard go with --all"),
     (("run", "clean-close", "--jobs", "2"), "--jobs and --shard go with --all"),
