@@ -11,12 +11,15 @@ nothing to say (it sends nothing: the server speaks only when spoken to), the wa
 for a reply that is not coming. On standard output, one JSON object per line::
 
     {"event": "waiting", "skew": ...}         connected; the wait has begun
-    {"event": "clock", "skew": ..., "t": ..., "m": ...}  every 0.1 s: time.time() - time.monotonic(),
-                                               monotonic seconds since the wait began, and time.monotonic()
+    {"event": "clock", "skew": ..., "t": ..., "m": ..., "u0": ..., "u1": ...}
+        every 0.1 s: time.time() - time.monotonic(), monotonic seconds since the wait began,
+        time.monotonic(), and the kernel's uptime read just before and just after it
     {"event": "done", "status": "error", "error": "PeerUnresponsive", "t": ...}
 
 ``skew`` moves by exactly the jump: that is the proof, measured in the affected process.
-Standard library only.
+``u0`` and ``u1`` come from /proc/uptime, a file libfaketime does not intercept: the kernel's
+own clock, read by the faked process, which shows its monotonic clock kept pace with the
+kernel's across the jump however long the process was kept off the CPU. Standard library only.
 """
 
 from __future__ import annotations
@@ -45,6 +48,19 @@ def skew() -> float:
     return round(time.time() - time.monotonic(), 4)
 
 
+def uptime() -> float:
+    """The kernel's seconds since boot, in 10 ms steps: read from a file, so no preloaded library fakes it."""
+    with open("/proc/uptime", encoding="ascii") as f:
+        return float(f.read().split()[0])
+
+
+def reading() -> dict[str, float]:
+    """time.monotonic() between two readings of the kernel's uptime (a stall between them widens the bracket)."""
+    before = uptime()
+    now = time.monotonic()
+    return {"m": round(now, 4), "u0": before, "u1": uptime()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m lab.inlab.clockchild")
     parser.add_argument("--impl", choices=("robust", "naive-walltime"), required=True)
@@ -59,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def waiting(**facts: object) -> None:
         nonlocal started
-        started = time.monotonic()
-        emit(event="waiting", skew=skew(), m=round(started, 4), **facts)
+        clock = reading()
+        started = clock["m"]
+        emit(event="waiting", skew=skew(), **clock, **facts)
 
     if opts.impl == "robust":
         config = RobustConfig(heartbeat_interval=None)
@@ -83,17 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         pause = threading.Event()
         while True:
             pause.wait(0.1)
-            now = time.monotonic()
-            emit(event="clock", skew=skew(), t=round(now - started, 4), m=round(now, 4))
+            clock = reading()
+            emit(event="clock", skew=skew(), t=round(clock["m"] - started, 4), **clock)
 
     threading.Thread(target=tick, daemon=True).start()
     try:
         wait()
-        now = time.monotonic()
-        emit(event="done", status="completed", t=round(now - started, 4), skew=skew(), m=round(now, 4))
+        clock = reading()
+        emit(event="done", status="completed", t=round(clock["m"] - started, 4), skew=skew(), **clock)
     except Exception as exc:  # noqa: BLE001 - the error is the result
+        clock = reading()
         emit(event="done", status="error", error=type(exc).__name__, message=str(exc)[:200],
-             t=round(time.monotonic() - started, 4), skew=skew(), m=round(time.monotonic(), 4))
+             t=round(clock["m"] - started, 4), skew=skew(), **clock)
     return 0
 
 

@@ -118,6 +118,21 @@ def stream(*, count: int, size: int, fault_at: int, fallbacks: Sequence[tuple[st
     return worker
 
 
+def check_delivered_once(ctx: ScenarioContext, stats: dict[str, Any], *, count: int, size: int, where: str) -> None:
+    """robust's checks on the stream :func:`stream` sent, from the server's record ``stats``: its
+    session holds each of the ``count`` messages once (count and last sequence number), and the
+    record's checksum is that of exactly those bodies (``where`` names who kept the record)."""
+    from lab.server.log import body_checksum
+
+    session = stats.get("sessions", {}).get(ctx.facts.get("robust_session"), {})
+    expected = body_checksum([body(seq, size) for seq in range(1, count + 1)])
+    ctx.check("robust", f"{where} delivered each of the {count} messages exactly once",
+              session.get("count") == count and session.get("last_seq") == count,
+              f"{where}: count {session.get('count')}, last seq {session.get('last_seq')}")
+    ctx.check("robust", f"the checksum {where} kept equals the checksum of what was sent",
+              session.get("checksum") == expected, f"{session.get('checksum')} vs {expected}")
+
+
 def port_recording_connect(ports: list[int]) -> Callable[[str, int, Any], Any]:
     """A ``connect`` for :class:`~lab.sockets.reliable.ReliableSender` that notes each new
     connection's local port in ``ports``, in order: the sender makes its own connections (one

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.scenarios import clock_jump as scenario
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -42,20 +44,24 @@ def test_the_child_says_waiting_then_ticks_then_done(silent_port: int, impl: str
     assert kinds[0] == "waiting" and kinds[-1] == "done" and kinds.count("waiting") == 1
     assert kinds.count("done") == 1 and set(kinds[1:-1]) <= {"clock"} and kinds.count("clock") >= 3
     waiting, done = events[0], events[-1]
-    assert set(waiting) == ({"event", "skew", "m", "deadline"} if impl == "naive-walltime"
-                            else {"event", "skew", "m"})
+    clock = {"m", "u0", "u1"}
+    assert set(waiting) == ({"event", "skew", "deadline"} | clock if impl == "naive-walltime"
+                            else {"event", "skew"} | clock)
     if impl == "naive-walltime":   # its wall-clock deadline: now (wall) + 0.6 s
         assert waiting["deadline"] == pytest.approx(waiting["skew"] + waiting["m"] + 0.6, abs=0.01)
-    assert set(done) == {"event", "status", "error", "message", "t", "skew", "m"}
+    assert set(done) == {"event", "status", "error", "message", "t", "skew"} | clock
     assert (done["status"], done["error"]) == ("error", error)
     if message is not None:
         assert done["message"] == message
     assert 0.6 - 0.01 <= done["t"] <= 0.6 + 0.4
     ticks = [e for e in events if e["event"] == "clock"]
-    assert all(set(e) == {"event", "skew", "t", "m"} for e in ticks)
+    assert all(set(e) == {"event", "skew", "t"} | clock for e in ticks)
     # No clock is faked here: the skew holds still (to rounding) and the monotonic readings climb.
     assert all(abs(e["skew"] - waiting["skew"]) < 0.05 for e in ticks + [done])
     assert [e["m"] for e in ticks] == sorted(e["m"] for e in ticks)
+    # Each monotonic reading lies between its two uptime readings, at one offset for all: no drift.
+    assert all(e["u0"] <= e["u1"] for e in events)
+    assert scenario.drift(events) <= 0.0
 
 
 def test_the_child_that_cannot_connect_fails_loudly(silent_port: int) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -159,24 +160,38 @@ def test_a_child_that_dies_silently_is_done_with_no_result() -> None:
     assert child.result() is None
 
 
-def _ticks(skews: list[float], start: float = 100.0, step: float = 0.1) -> list[dict[str, Any]]:
-    out = [{"event": "waiting", "skew": skews[0], "m": start}]
-    out += [{"event": "clock", "skew": s, "t": round((i + 1) * step, 4), "m": round(start + (i + 1) * step, 4)}
+UPTIME_AT = 50.0   # the kernel's uptime when the fake process's monotonic clock reads 100.0
+
+
+def _bracket(m: float, skip: float = 0.0) -> dict[str, float]:
+    """/proc/uptime read just before and after a monotonic reading ``m`` (10 ms steps, truncated); ``skip``
+    is how far the monotonic clock has run ahead of the kernel's."""
+    u = m - 100.0 + UPTIME_AT - skip
+    return {"u0": math.floor((u - 0.002) * 100) / 100, "u1": math.floor((u + 0.002) * 100) / 100}
+
+
+def _ticks(skews: list[float], start: float = 100.0, step: float = 0.1, *, skip_from: int | None = None,
+           skip: float = 0.0) -> list[dict[str, Any]]:
+    def clock(i: int, m: float) -> dict[str, float]:
+        return {"m": m, **_bracket(m, skip if skip_from is not None and i >= skip_from else 0.0)}
+
+    out = [{"event": "waiting", "skew": skews[0], **clock(0, start)}]
+    out += [{"event": "clock", "skew": s, "t": round((i + 1) * step, 4), **clock(i + 1, round(start + (i + 1) * step, 4))}
             for i, s in enumerate(skews[1:])]
     return out
 
 
 def test_skew_jump_reads_the_skew_on_each_side_of_the_jump() -> None:
     events = _ticks([5.0, 5.0, 5.0, 3605.0, 3605.0]) + [{"event": "done", "status": "error", "t": 0.4}]
-    before, after, step, when = scenario.skew_jump(events, at=100.25)
+    before, after, apart, when, gap = scenario.skew_jump(events, at=100.25)
     assert (before, after) == (5.0, 3605.0)
-    assert step == pytest.approx(0.1) and when == pytest.approx(0.05)
+    assert apart <= 0.0 and gap == pytest.approx(0.1) and when == pytest.approx(0.05)
 
 
 def test_a_reading_just_after_the_write_counts_and_the_moment_is_the_first_moved_skew() -> None:
     # A deadline the jump fires at once: "done" comes 10 ms after the write, before any tick.
     events = _ticks([5.0, 5.0, 5.0]) + [{"event": "done", "status": "error", "skew": 3605.0, "m": 100.31}]
-    before, after, step, when = scenario.skew_jump(events, at=100.3)
+    before, after, _apart, when, _gap = scenario.skew_jump(events, at=100.3)
     assert (before, after) == (5.0, 3605.0) and when == pytest.approx(0.01)
     # Readings after the write that still show the old skew are not when it was seen.
     late = _ticks([5.0, 5.0, 5.0, 5.0, 3605.0])
@@ -197,22 +212,41 @@ class ProofContext:
         self.proofs.append((name, ok, detail))
 
 
-@pytest.mark.parametrize(("skews", "gap", "ok"), [
-    ([5.0, 5.0, 3605.0, 3605.0], 0.1, True),
-    ([5.0, 5.0, 365.0, 365.0], 0.1, False),          # a tenth of the jump (the "tenth" mutant)
-    ([5.0, 5.0, -3595.0, -3595.0], 0.1, False),      # the other way
-    ([5.0, 5.0, 5.0, 5.0], 0.1, False),              # no jump at all
-    ([5.0, 5.0, 3605.0, 3605.0], 0.6, False),        # the monotonic clock skipped
+@pytest.mark.parametrize(("skews", "gap", "skip", "ok"), [
+    ([5.0, 5.0, 3605.0, 3605.0], 0.1, 0.0, True),
+    ([5.0, 5.0, 365.0, 365.0], 0.1, 0.0, False),          # a tenth of the jump (the "tenth" mutant)
+    ([5.0, 5.0, -3595.0, -3595.0], 0.1, 0.0, False),      # the other way
+    ([5.0, 5.0, 5.0, 5.0], 0.1, 0.0, False),              # no jump at all
+    ([5.0, 5.0, 3605.0, 3605.0], 0.6, 0.0, True),         # kept off the CPU for 0.6 s: a gap, not a jump
+    ([5.0, 5.0, 3605.0, 3605.0], 0.1, 0.6, False),        # the monotonic clock skipped 0.6 s
+    ([5.0, 5.0, 3605.0, 3605.0], 0.1, 0.04, False),       # ... or only 40 ms
 ])
-def test_the_jump_proof_wants_exactly_the_offset_and_a_steady_monotonic_clock(skews: list[float], gap: float,
-                                                                              ok: bool) -> None:
+def test_the_jump_proof_wants_exactly_the_offset_and_a_monotonic_clock_in_step_with_the_kernel(
+        skews: list[float], gap: float, skip: float, ok: bool) -> None:
     ctx = ProofContext()
-    events = _ticks(skews, step=gap)
+    events = _ticks(skews, step=gap, skip_from=2, skip=skip)
     scenario.prove_jump(ctx, "jump forward", {"robust": events}, 100.0 + gap * 1.5, 3600)
     [(name, held, detail)] = ctx.proofs
     assert name == "jump forward: each process's wall clock moved by +3600 s and its monotonic clock did not jump"
     assert held is ok, detail
     assert detail.startswith("robust: time.time() − time.monotonic() went 5.000 → ")
+    assert f"largest gap between readings {gap * 1000:.0f} ms" in detail
+
+
+def test_the_drift_is_none_without_uptime_brackets_and_then_the_proof_fails() -> None:
+    events = [{k: v for k, v in e.items() if k not in ("u0", "u1")} for e in _ticks([5.0, 5.0, 3605.0])]
+    assert scenario.drift(events) is None
+    ctx = ProofContext()
+    scenario.prove_jump(ctx, "jump forward", {"robust": events}, 100.15, 3600)
+    [(_name, held, detail)] = ctx.proofs
+    assert held is False and "no uptime readings to compare its monotonic clock with" in detail
+
+
+def test_a_stall_inside_a_bracket_widens_it_and_never_parts_the_offsets() -> None:
+    # 0.3 s off the CPU between reading the uptime and reading the monotonic clock.
+    steady = _ticks([5.0, 5.0, 5.0])
+    stalled = dict(steady[1], u0=round(steady[1]["u0"] - 0.3, 2))
+    assert scenario.drift([steady[0], stalled, steady[2]]) <= 0.0
 
 
 def test_the_jump_proof_fails_without_readings_or_processes() -> None:
