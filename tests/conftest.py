@@ -4,6 +4,11 @@ Adds ``--shard K/N``: run only the K-th of N parts of the tests that would run, 
 lab/host/shards.py splits them by node id. Every CI job computes the same split for itself, so
 ``--shard 1/N`` ... ``--shard N/N`` with the same other arguments run each test exactly once.
 
+Under pytest-xdist, orders the CPU-bound tests (tests/unit, and any marked ``cpu_bound``)
+before the timed ones (tests/lab and tests/loopback), and lets the workers run tests of one
+kind at a time (tests/support/rooms.py): a timed test never shares the CPUs with a CPU-bound
+one, so its time bounds and proofs hold as they do in one process.
+
 Also makes SIGTERM (a CI job cancelled, a `kill`) and SIGHUP (the terminal closed, the SSH
 session dropped) end the session the way Ctrl-C does, so the lab fixtures' clean-up runs
 instead of leaving containers behind.
@@ -11,12 +16,16 @@ instead of leaving containers behind.
 
 from __future__ import annotations
 
+import os
 import signal
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lab.host.shards import parse_shard, pick
+from tests.support import rooms
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -40,6 +49,25 @@ def pytest_configure(config: pytest.Config) -> None:
         except ValueError as error:
             raise pytest.UsageError(str(error)) from None
         config.pluginmanager.register(_Shard(k, n), "lab-shard")
+    if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("PYTEST_XDIST_TESTRUNUID"):
+        rooms.install(rooms.Rooms(_rooms_path(os.environ["PYTEST_XDIST_TESTRUNUID"])))
+
+
+def _rooms_path(testrunuid: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"lab-test-rooms-{testrunuid}.json"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # The xdist controller, once its workers are done, removes the room file they shared.
+    uid = getattr(session.config, "workerinput", None) is None and _controller_testrunuid(session.config)
+    if uid:
+        _rooms_path(uid).unlink(missing_ok=True)
+
+
+def _controller_testrunuid(config: pytest.Config) -> str | None:
+    dsession = config.pluginmanager.getplugin("dsession")
+    nodemanager = getattr(dsession, "nodemanager", None)
+    return getattr(nodemanager, "testrunuid", None)
 
 
 class _Shard:
@@ -86,6 +114,17 @@ _HERE = Path(__file__).parent
 _FOLDER_MARKS = {"lab": pytest.mark.lab, "loopback": pytest.mark.loopback}
 
 
+_TIMED_FOLDERS = ("lab", "loopback")
+
+
+def kind(item: pytest.Item) -> str:
+    """"timed" for a test that measures time (tests/lab, tests/loopback), "cpu" for one that keeps the
+    CPUs busy (tests/unit, or marked cpu_bound)."""
+    if item.get_closest_marker("cpu_bound") is not None:
+        return "cpu"
+    return "timed" if any(item.get_closest_marker(f) is not None for f in _TIMED_FOLDERS) else "cpu"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         try:
@@ -95,3 +134,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         mark = _FOLDER_MARKS.get(folder)
         if mark is not None:
             item.add_marker(mark)
+    # CPU-bound first, each kind in its own order: the timed tests then find the room theirs.
+    items.sort(key=lambda item: kind(item) != "cpu")
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    # Outside pytest-timeout's own wrapper: waiting for the room is not the test's time.
+    room = rooms.current()
+    if room is None:
+        yield
+        return
+    with room.enter(kind(item)):
+        yield
