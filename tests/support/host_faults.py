@@ -54,7 +54,10 @@ def run_with_host_faults(lab: Lab, docker_client: Any, name: str, faults: dict[s
                 request = json.loads(line)
                 answer = _do(container, request["host_fault"])
                 done.append(request["host_fault"])
-                res = lab.exec("client", ["sh", "-c", f"cat > /tmp/host-fault-{request['token']}.json"],
+                # Written aside, then renamed: the runner polls for the name, and must never find
+                # the file made but not yet written (it did, on a loaded machine).
+                path = f"/tmp/host-fault-{request['token']}.json"
+                res = lab.exec("client", ["sh", "-c", f"cat > {path}.part && mv {path}.part {path}"],
                                stdin=json.dumps(answer).encode(), timeout=30)
                 assert res.returncode == 0, res.stderr
             elif line.startswith("{"):

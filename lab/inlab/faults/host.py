@@ -3,7 +3,8 @@
 # SIGSTOP), `docker network disconnect` (the host vanishes from the lab network: silence), or
 # `docker kill` (every process dies at once). The runner inside the lab cannot reach Docker (no
 # Docker socket anywhere in the lab), so it asks the host on its standard output and waits for
-# the host's answer in a file; the host's test harness does the rest (tests/lab/host_faults.py).
+# the host's answer in a file (written aside and renamed into place); the host's test harness
+# does the rest (tests/support/host_faults.py).
 from __future__ import annotations
 
 import dataclasses
@@ -47,9 +48,16 @@ class HostFault(Fault):
                 raise TimeoutError(f"the host did not answer '{action} {self.params.service}' within {WAIT_S:g} s "
                                    "(run with --host-fault only under a harness that answers)")
             time.sleep(0.02)
-        time.sleep(0.02)  # the host writes the file in one small write; let it land
-        reply = json.loads(answer.read_text() or "{}")
+        # The host writes the answer aside and renames it into place: once the name exists, all
+        # of it is there. An answer that is not a JSON object is the harness's bug, said as such.
+        text = answer.read_text()
         answer.unlink()
+        try:
+            reply = json.loads(text)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            raise RuntimeError(f"the host's answer to '{action} {self.params.service}' is not a JSON object: {text!r}")
         return reply
 
     def apply(self) -> None:
