@@ -91,6 +91,7 @@ class Context:
         self.sandboxed: list[tuple[str, str, Subject]] = []   # (impl, server, subject) run in the sandbox
         self._ports_at_fault: dict[str, set[int]] = {}   # a sandboxed impl's connections open when the fault went in
         self._port_order: dict[str, list[int]] = {}      # ... and every port it used, in the order first seen
+        self._ports_last_seen: dict[str, set[int]] = {}  # ... and those open when last looked (at its last exchange)
         self.proving_for: str | None = None              # prove_each: whose connections the proofs look at now
         self.own_fidelity: dict[str, list[Check]] = {}   # each graded program's proofs on its own connections
         self.started_wall = time.time()
@@ -363,7 +364,7 @@ class Context:
                 self.fault_at = self.mark("lab", "fault")
             for impl, s in remote.items():
                 # The graded program's connections that meet the fault: its own proofs look at these.
-                self._ports_at_fault[impl] = self._note_sandboxed_ports(s)
+                self._ports_at_fault[impl] = self._conversation_at_fault(impl, s)
         self._gate.set()
         # The watchdog counts from the workers' release, as the time bounds do: never from when the
         # fault was asked for, since putting it in place is the lab's own time.
@@ -466,6 +467,20 @@ class Context:
             order = self._port_order.get(impl, [])
             return {order[0]} if order else set()
 
+    def _conversation_at_fault(self, impl: str, subject: Subject) -> set[int]:
+        """The graded program's connections open at the fault that were open at its last exchange too.
+
+        A connection opened and closed in between is not the conversation the fault meets: the
+        red team's daemon connects every 50 ms, and on a busy machine one of its connections,
+        open for a few ms, was caught at the fault and failed the program's own proof for lack
+        of data after it. When none was open at both moments (no exchange before the fault, or
+        a connection made anew), every one open at the fault counts, as before.
+        """
+        with self._lock:
+            before = set(self._ports_last_seen.get(impl, set()))
+        now = self._note_sandboxed_ports(subject)
+        return (now & before) or now
+
     def _note_sandboxed_ports(self, subject: Subject) -> set[int]:
         """The local ports of a sandboxed subject's open connections, as the kernel's table lists them."""
         from lab.inlab import sandboxed, tcptable
@@ -482,6 +497,7 @@ class Context:
             order = self._port_order.setdefault(subject.impl, [])
             order += sorted(p for p in ports if p not in order)
             self._client_ports.setdefault(subject.impl, set()).update(ports)
+            self._ports_last_seen[subject.impl] = set(ports)
             if ports:
                 self.facts.setdefault("client_ports", {})[subject.impl] = sorted(self._client_ports[subject.impl])
         return ports

@@ -93,3 +93,36 @@ def test_the_card_rests_on_the_codes_own_proofs_when_there_are_some() -> None:
     assert bad.reason.endswith("but the fault was not proven (on its own connection: the fault held: :5001: 2 RST)")
     text = grading.render_text(grading.ReportCard(submission="mine.py", impl="x", results=[bad]))
     assert "    [FAIL] (its own connection) the fault held: :5001: 2 RST" in text.splitlines()
+
+
+class _Graded:
+    impl, host, port = GRADED, "server", 7000
+    _target_addr = ("10.0.0.3", 7000)
+
+
+def _tables(monkeypatch: Any, *tables: set[int]) -> None:
+    """The sandbox uid's connections to the server, one set per look at the kernel's table."""
+    from lab.inlab import tcptable
+
+    looks = iter(tables)
+    monkeypatch.setattr(tcptable, "read", lambda: next(looks))
+    monkeypatch.setattr(tcptable, "ports_of", lambda rows, uid, remote: set(rows))
+
+
+def test_at_the_fault_a_connection_opened_since_the_last_exchange_is_not_the_conversation(monkeypatch: Any) -> None:
+    # The red team's daemon: a connection of the same uid, open for a few ms just at the fault.
+    ctx = runner.Context(SCENARIOS["frozen-process"], ["robust", GRADED])
+    _tables(monkeypatch, {5000}, {5000, 5007})
+    ctx._note_sandboxed_ports(_Graded())                     # its last exchange before the fault
+    assert ctx._conversation_at_fault(GRADED, _Graded()) == {5000}
+    assert ctx._client_ports[GRADED] == {5000, 5007}         # still every port it used, for the captures
+
+
+def test_at_the_fault_a_connection_made_anew_counts_when_none_lasted(monkeypatch: Any) -> None:
+    ctx = runner.Context(SCENARIOS["frozen-process"], ["robust", GRADED])
+    _tables(monkeypatch, {5000}, {5003})
+    ctx._note_sandboxed_ports(_Graded())
+    assert ctx._conversation_at_fault(GRADED, _Graded()) == {5003}
+    _tables(monkeypatch, {5004})                             # no exchange before the fault at all
+    fresh = runner.Context(SCENARIOS["frozen-process"], ["robust", GRADED])
+    assert fresh._conversation_at_fault(GRADED, _Graded()) == {5004}
