@@ -91,7 +91,7 @@ class Context:
         self.sandboxed: list[tuple[str, str, Subject]] = []   # (impl, server, subject) run in the sandbox
         self._ports_at_fault: dict[str, set[int]] = {}   # a sandboxed impl's connections open when the fault went in
         self._port_order: dict[str, list[int]] = {}      # ... and every port it used, in the order first seen
-        self._ports_last_seen: dict[str, set[int]] = {}  # ... and those open when last looked (at its last exchange)
+        self._port_looks: dict[str, list[set[int]]] = {}  # ... and those open at each look (each exchange), in order
         self.proving_for: str | None = None              # prove_each: whose connections the proofs look at now
         self.own_fidelity: dict[str, list[Check]] = {}   # each graded program's proofs on its own connections
         self.started_wall = time.time()
@@ -464,6 +464,13 @@ class Context:
             at_fault = self._ports_at_fault.get(impl)
             if at_fault:
                 return set(at_fault)
+            # No fault point (the fault was in place before anyone connected): its conversation is
+            # the first connection open at two looks in a row, for a connection of a few ms (the
+            # red team's daemon connects every 50 ms) can be the first seen; failing that, the first.
+            looks = self._port_looks.get(impl, [])
+            for earlier, later in zip(looks, looks[1:]):
+                if earlier & later:
+                    return {min(earlier & later)}
             order = self._port_order.get(impl, [])
             return {order[0]} if order else set()
 
@@ -477,7 +484,8 @@ class Context:
         a connection made anew), every one open at the fault counts, as before.
         """
         with self._lock:
-            before = set(self._ports_last_seen.get(impl, set()))
+            looks = self._port_looks.get(impl, [])
+            before = set(looks[-1]) if looks else set()
         now = self._note_sandboxed_ports(subject)
         return (now & before) or now
 
@@ -497,7 +505,7 @@ class Context:
             order = self._port_order.setdefault(subject.impl, [])
             order += sorted(p for p in ports if p not in order)
             self._client_ports.setdefault(subject.impl, set()).update(ports)
-            self._ports_last_seen[subject.impl] = set(ports)
+            self._port_looks.setdefault(subject.impl, []).append(set(ports))
             if ports:
                 self.facts.setdefault("client_ports", {})[subject.impl] = sorted(self._client_ports[subject.impl])
         return ports

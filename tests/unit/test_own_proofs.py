@@ -126,3 +126,16 @@ def test_at_the_fault_a_connection_made_anew_counts_when_none_lasted(monkeypatch
     _tables(monkeypatch, {5004})                             # no exchange before the fault at all
     fresh = runner.Context(SCENARIOS["frozen-process"], ["robust", GRADED])
     assert fresh._conversation_at_fault(GRADED, _Graded()) == {5004}
+
+
+def test_without_a_fault_point_its_conversation_is_the_first_connection_that_lasted_two_looks() -> None:
+    # clean-close: the daemon's 5000 was open at the first look only; 5001 at both exchanges.
+    ctx = context()
+    ctx._port_looks = {GRADED: [{5000, 5001}, {5001}]}
+    seen: list[tuple[list[str], set[int]]] = []
+    ctx.prove_each(recording_proof(seen), True)
+    assert seen[1] == ([GRADED], {5001})
+    ctx._port_looks = {GRADED: [{5000}, {5001}, {5002}]}     # one connection per message: none lasted
+    seen.clear()
+    ctx.prove_each(recording_proof(seen), True)
+    assert seen[1] == ([GRADED], {5000})
