@@ -354,7 +354,12 @@ class RemoteSubject(Subject):
         self._unblocked = False
 
     # The runner's calls ------------------------------------------------------------------------------
-    def connect(self) -> None:
+    def prepare(self) -> None:
+        """Dial the launcher and wait for the program's hello: its process started and its module
+        imported. The runner calls this before the program's time bound starts (that is the
+        sandbox's start-up, not the program meeting the fault); connect() calls it if nobody has."""
+        if self._channel is not None:
+            return
         channel = DriverChannel(self._dial(DIAL_TIMEOUT_S), clock=self.clock)
         self._channel = channel
         if self._unblocked:   # the watchdog fired while we dialled
@@ -362,6 +367,9 @@ class RemoteSubject(Subject):
         self.hello = _hello(channel)
         self.framing, self.msglen = self.hello.framing, self.hello.msglen
         self._stamper = Stamper(self.nonce, self.hello.framing, self.hello.msglen)
+
+    def connect(self) -> None:
+        self.prepare()
         self._expect_ack(proto.Connect(self.host, self.port))
 
     def send(self, body: bytes) -> int:

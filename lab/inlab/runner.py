@@ -91,6 +91,8 @@ class Context:
         self.sandboxed: list[tuple[str, str, Subject]] = []   # (impl, server, subject) run in the sandbox
         self._ports_at_fault: dict[str, set[int]] = {}   # a sandboxed impl's connections open when the fault went in
         self._port_order: dict[str, list[int]] = {}      # ... and every port it used, in the order first seen
+        self._released_by_ready: set[str] = set()          # impls whose worker's ready() stamped released_at
+        self._gated = False                                # the running group has a fault point
         self._port_looks: dict[str, list[set[int]]] = {}  # ... and those open at each look (each exchange), in order
         self.proving_for: str | None = None              # prove_each: whose connections the proofs look at now
         self.own_fidelity: dict[str, list[Check]] = {}   # each graded program's proofs on its own connections
@@ -283,7 +285,9 @@ class Context:
         # Its time bound counts from here at the earliest (timeline.bound_start): the lab's time to
         # put the fault in place, and to wake this thread, is not the implementation's.
         outcome = self.outcomes.get(impl)
-        if outcome is not None and outcome.released_at is None:
+        # The first ready() of a worker sets it, over the start stamp of a group without a fault point.
+        if outcome is not None and impl not in self._released_by_ready:
+            self._released_by_ready.add(impl)
             outcome.released_at = self.now()
 
     def exchange(self, subject: Subject, outcome: Outcome, body: bytes) -> bytes:
@@ -326,6 +330,7 @@ class Context:
             with self._arrival:
                 self._gate.clear()
                 self._arrived -= set(impls)
+        self._gated = fault is not None
         subjects = {impl: self.subject(impl, server, config=(configs or {}).get(impl)) for impl in impls}
         remote = {impl: s for impl, s in subjects.items() if submission.is_submission(impl)}
         if remote:
@@ -398,6 +403,13 @@ class Context:
               done: threading.Event) -> None:
         actor = f"client[{subject.impl}]"
         try:
+            prepare = getattr(subject, "prepare", None)
+            if prepare is not None:   # a sandboxed program: its process up and its module imported
+                prepare()
+            if not self._gated and outcome.released_at is None:
+                # No fault point in this group (the fault went in before it): the bound starts here,
+                # once the sandbox is up, unless the worker's own ready() says later.
+                outcome.released_at = self.now()
             worker(self, subject, outcome)
             if outcome.status != "blocked":
                 outcome.status = "completed"

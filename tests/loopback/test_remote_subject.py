@@ -205,6 +205,20 @@ def test_hard_timeout_bounds_a_read(sandbox: Sandbox) -> None:
     assert (info.value.error, str(info.value)) == ("DriverTimeout", "recv: no response within 0.5 s")
 
 
+def test_prepare_starts_the_program_once_and_connect_then_only_connects(sandbox: Sandbox) -> None:
+    subject = sandbox.subject(EXAMPLES / "careful.py", "127.0.0.1", unused_port())
+    try:
+        subject.prepare()
+        assert subject.framing == "length-prefixed" and len(sandbox.procs) == 1
+        subject.prepare()                      # a second call is nothing
+        with pytest.raises(RemoteFailure) as info:
+            subject.connect()
+        assert len(sandbox.procs) == 1         # the program prepared is the one that connected
+    finally:
+        subject.close()
+    assert info.value.errno_name == "ECONNREFUSED"
+
+
 @pytest.mark.parametrize(("path", "status", "error"), [
     (EXAMPLES / "raises_at_import.py", "error", "KeyError"),
     (EXAMPLES / "missing_myreceive.py", "error", "ContractError"),

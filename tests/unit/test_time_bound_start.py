@@ -98,3 +98,63 @@ def test_a_slow_injection_is_not_counted_against_the_implementation() -> None:
     assert note.startswith(f"counted from +{outcome.released_at:.3f} s, once the fault was in place and robust "
                            f"was let past it; the lab's own ")
     assert float(note.split("the lab's own ")[1].split(" s")[0]) >= 0.7
+
+
+class _SlowSandbox:
+    """A subject whose prepare() is a sandbox starting its program: 0.4 s of the lab's own time."""
+
+    impl = "robust"
+
+    def __init__(self) -> None:
+        self.prepared_at: float | None = None
+
+    def prepare(self) -> None:
+        time.sleep(0.4)
+        self.prepared_at = time.monotonic()
+
+    def socket_stats(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def _ungated(worker: Any) -> tuple[Context, Outcome, _SlowSandbox, dict[str, Any]]:
+    refused = scenario.get("refused")
+    ctx = Context(dataclasses.replace(refused, expect={"robust": Expect("error", ("_Refused",), within=0.5)}),
+                  ["robust"])
+    sandbox = _SlowSandbox()
+    ctx.subject = lambda impl, server, config=None: sandbox  # type: ignore[method-assign]
+    ctx.fault_at = ctx.mark("lab", "fault: refuse")          # in place before anyone connects, as refused does
+    ctx.mark("lab", "fault in place: refuse")
+    ctx.side_by_side(worker)
+    return ctx, ctx.outcomes["robust"], sandbox, report(ctx, None)
+
+
+def test_without_a_fault_point_the_bound_starts_once_the_sandbox_is_up() -> None:
+    def worker(ctx: Context, subject: Any, outcome: Outcome) -> None:
+        time.sleep(0.1)
+        raise _Refused("refused")
+
+    ctx, outcome, sandbox, rep = _ungated(worker)
+    assert sandbox.prepared_at is not None and outcome.released_at is not None
+    assert outcome.released_at - ctx.fault_at >= 0.4          # after the 0.4 s start-up
+    check = next(c for c in rep["verdicts"]["robust"]["checks"] if c["name"] == "time bound")
+    assert check["ok"] is True and 0.1 <= outcome.ended_at - outcome.released_at < 0.5, check
+
+
+def test_a_workers_own_ready_moves_the_start_later_and_only_its_first_counts() -> None:
+    stamps: list[float] = []
+
+    def worker(ctx: Context, subject: Any, outcome: Outcome) -> None:
+        time.sleep(0.3)                                      # two round trips, say (clean-close)
+        ctx.ready()
+        stamps.append(outcome.released_at)
+        time.sleep(0.1)
+        ctx.ready()                                          # a second fault point does not move it
+        stamps.append(outcome.released_at)
+        raise _Refused("refused")
+
+    ctx, outcome, _sandbox, _rep = _ungated(worker)
+    assert stamps[0] == stamps[1] == outcome.released_at
+    assert outcome.released_at - ctx.fault_at >= 0.7         # 0.4 s start-up + 0.3 s before ready()
