@@ -5,9 +5,9 @@ the lab's own requests resolve names too, so while it is in place the run talks 
 client-agent only (127.0.0.1, no name): the counters are read and the fault is cleared before
 anything asks for "server" or "toxiproxy" again.
 
-Evidence: :class:`~lab.inlab.faults._dns.DnsTally`'s kernel counters, read when the fault goes
-in and again when the subjects are done, so what they count happened while the fault was in
-place. Before the fault the scenario resolves the subjects' host name itself and the tally must
+Evidence: :class:`~lab.inlab.faults._dns.DnsTally`'s kernel counters, read once the fault is
+in place and again when the subjects are done, so what they count happened while the fault was
+in place. Before the fault the scenario resolves the subjects' host name itself and the tally must
 see that query answered: counters that cannot see an answer would make "no answer" worthless.
 
 Standard library only: the runner uses it inside the client container.
@@ -71,8 +71,11 @@ def run(ctx: ScenarioContext, apply: Callable[[], Any], judge: Judge) -> dict[st
     state: dict[str, Any] = {}
 
     def inject() -> None:
-        state["at_fault"] = tally.counts()
+        # Counted from the fault in place, not from the request: the lab's own healthcheck resolves
+        # names every few seconds, and a query answered while the rule was still going in was
+        # counted as an answer under the fault (8 queries, 6 refused, 2 answered, on a busy machine).
         state["fault"] = apply()
+        state["at_fault"] = tally.counts()
 
     ctx.side_by_side(connect_by_name(), fault=inject)
     during = tally.counts()      # still in place: nothing else has resolved since the subjects ended
