@@ -4,10 +4,12 @@ Adds ``--shard K/N``: run only the K-th of N parts of the tests that would run, 
 lab/host/shards.py splits them by node id. Every CI job computes the same split for itself, so
 ``--shard 1/N`` ... ``--shard N/N`` with the same other arguments run each test exactly once.
 
-Under pytest-xdist, orders the CPU-bound tests (tests/unit, and any marked ``cpu_bound``)
-before the timed ones (tests/lab and tests/loopback), and lets the workers run tests of one
-kind at a time (tests/support/rooms.py): a timed test never shares the CPUs with a CPU-bound
-one, so its time bounds and proofs hold as they do in one process.
+Orders the CPU-bound tests (tests/unit, and any marked ``cpu_bound``) before the timed ones
+(tests/lab and tests/loopback), in every run. Under pytest-xdist it also lets the workers run
+tests of one kind at a time (tests/support/rooms.py): a timed test never shares the CPUs with a
+CPU-bound one. Timed tests still share them with each other, so each of their time bounds and
+proofs has to allow for a busy machine in its own way; the rooms only take away the load that
+has nothing to do with the lab.
 
 Also makes SIGTERM (a CI job cancelled, a `kill`) and SIGHUP (the terminal closed, the SSH
 session dropped) end the session the way Ctrl-C does, so the lab fixtures' clean-up runs

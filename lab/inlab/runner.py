@@ -91,9 +91,9 @@ class Context:
         self.sandboxed: list[tuple[str, str, Subject]] = []   # (impl, server, subject) run in the sandbox
         self._ports_at_fault: dict[str, set[int]] = {}   # a sandboxed impl's connections open when the fault went in
         self._port_order: dict[str, list[int]] = {}      # ... and every port it used, in the order first seen
+        self._port_looks: dict[str, list[set[int]]] = {}  # ... and those open at each look (each exchange), in order
         self._released_by_ready: set[str] = set()          # impls whose worker's ready() stamped released_at
         self._gated = False                                # the running group has a fault point
-        self._port_looks: dict[str, list[set[int]]] = {}  # ... and those open at each look (each exchange), in order
         self.proving_for: str | None = None              # prove_each: whose connections the proofs look at now
         self.own_fidelity: dict[str, list[Check]] = {}   # each graded program's proofs on its own connections
         self.started_wall = time.time()
