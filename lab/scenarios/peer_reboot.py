@@ -130,14 +130,13 @@ def run(ctx):
     prove_unread(ctx, state["unread"], ports)
     prove_new_process(ctx, reboot)
     prove_half_open(ctx, reboot, everyone, port)
-    cut = Window(reboot.killed_wall, reboot.back_wall)
+    cut, after = windows(reboot, ctx.teardown_wall)
     ctx.prove("the cut dropped what the dying server's kernel sent: DROP on OUTPUT matched",
               reboot.dropped.get("out", 0) > 0,
               f"OUTPUT DROP matched {reboot.dropped.get('out')} packets, INPUT DROP {reboot.dropped.get('in')}, "
               f"while the port was cut off ({cut.describe(reboot.cut_wall)} from the cut)")
     per_connection(ctx, "no FIN or RST from the server reached the client while the port was cut off", conns,
                    lambda conn: quiet_server(conn, cut))
-    after = Window(reboot.back_wall, ctx.teardown_wall)
     if "robust" in conns:
         per_connection(ctx, "after the cut, the server answered the old connection's next segment with RST",
                        {"robust": conns["robust"]}, lambda conn: rst_answers(conn, after))
@@ -147,6 +146,13 @@ def run(ctx):
                             "watchdog", waiters, lambda conn: silent(conn, after))
     if "robust" in ctx.impls:
         check_robust(ctx, reboot)
+
+
+def windows(reboot, teardown_wall):
+    """(while cut off, after the cut): the cut is known to be in place from the kill until its
+    removal was asked for (reboot.opening_wall), and the path may be open from that moment on;
+    back_wall, when the agent said the rules were gone, is later by the agent's own reply."""
+    return Window(reboot.killed_wall, reboot.opening_wall), Window(reboot.opening_wall, teardown_wall)
 
 
 def wait_unread(ctx, port, ports):

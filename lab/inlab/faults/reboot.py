@@ -35,6 +35,8 @@ class Reboot(Fault):
         self.after: Proc | None = None         # the process that serves it when the rules go
         self.cut_wall: float | None = None     # time.time(): rules in place
         self.killed_wall: float | None = None  # just before SIGKILL was asked for
+        self.opening_wall: float | None = None  # just before the rules' removal was asked for: the last
+                                                 # moment the cut is known to be in place
         self.back_wall: float | None = None    # the rules removed: the path is open again
         self.dropped: dict[str, int] = {"in": 0, "out": 0}   # what the rules dropped while in place
         self.server_rows: list[tcptable.Row] = []   # the server's /proc/net/tcp on its port, just before
@@ -80,12 +82,18 @@ class Reboot(Fault):
     def _open(self) -> None:
         if self.active:
             self.active = False
+            # The rules go somewhere inside the agent's call, so the cut ends between these two
+            # stamps: a window "while cut off" must end at the first, one "after the cut" start
+            # there too. A keepalive probe sent in between (robust's come every second) is
+            # answered by the new server's RST before the second stamp.
+            self.opening_wall = time.time()
             self.ctx.server_agent.unblock()
             self.back_wall = time.time()
 
     def facts(self) -> dict[str, Any]:
         return {"before": describe(self.before), "after": describe(self.after), "cut_wall": self.cut_wall,
-                "killed_wall": self.killed_wall, "back_wall": self.back_wall, "dropped": self.dropped}
+                "killed_wall": self.killed_wall, "opening_wall": self.opening_wall,
+                "back_wall": self.back_wall, "dropped": self.dropped}
 
     def clear(self) -> None:
         self._open()
