@@ -11,6 +11,10 @@ CPU-bound one. Timed tests still share them with each other, so each of their ti
 proofs has to allow for a busy machine in its own way; the rooms only take away the load that
 has nothing to do with the lab.
 
+A timed test that fails says in its report how long each container's threads (and its own)
+waited for a CPU while it ran (tests/support/cpu_wait.py): a bound missed because the machine was
+busy reads differently from one missed by slow code.
+
 Also makes SIGTERM (a CI job cancelled, a `kill`) and SIGHUP (the terminal closed, the SSH
 session dropped) end the session the way Ctrl-C does, so the lab fixtures' clean-up runs
 instead of leaving containers behind.
@@ -20,14 +24,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lab.host.shards import parse_shard, pick
-from tests.support import rooms
+from tests.support import cpu_wait, rooms
 
 
 def _terminate(signum: int, _frame: object) -> None:
@@ -149,3 +155,41 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return
     with room.enter(kind(item)):
         yield
+
+
+_CPU_WAIT = pytest.StashKey[tuple[dict[str, cpu_wait.Usage], dict[str, cpu_wait.Usage], float]]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    if kind(item) != "timed":
+        yield
+        return
+    before, began = cpu_wait.snapshot(), time.monotonic()
+    yield
+    item.stash[_CPU_WAIT] = (before, cpu_wait.snapshot(), time.monotonic() - began)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed or _CPU_WAIT not in item.stash:
+        return
+    before, after, elapsed = item.stash[_CPU_WAIT]
+    spent = cpu_wait.waits(before, after)
+    report.sections.append(("CPU wait", cpu_wait.describe(spent, elapsed, _container_names(list(spent)))))
+
+
+def _container_names(ids: list[str]) -> dict[str, str]:
+    """Container ids to names, asked of Docker once, for a failed test's report; {} if it cannot say."""
+    ids = [i for i in ids if i != cpu_wait.THIS_PROCESS]
+    if not ids:
+        return {}
+    try:
+        done = subprocess.run(["docker", "inspect", "--format", "{{.Id}} {{.Name}}", *ids],
+                              capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    pairs = (line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    return {cid: name.lstrip("/") for cid, name in pairs}
